@@ -1,0 +1,153 @@
+"""The `linkflow` command line.
+
+Each command loads `Settings` once, configures logging, and hands off to the
+part of LinkFlow it runs. Configuration and connection problems end the
+command with one readable line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import orjson
+import typer
+
+from linkflow.config import ConfigError, Settings, load_settings
+from linkflow.observability.logging import configure_logging
+from linkflow.store import StoreConfigError, StoreUnavailable
+from linkflow.store import migrate as store_migrate
+
+if TYPE_CHECKING:
+    from linkflow.engine import CompiledWorkflow, Engine, RunResult
+
+app = typer.Typer(
+    name="linkflow",
+    help="LinkFlow: durable workflow automation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_CONFIG = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"linkflow: {message}", err=True)
+    return typer.Exit(EXIT_CONFIG)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    configure_logging(level=settings.log_level, json=settings.json_logs)
+    return settings
+
+
+@app.command()
+def migrate(
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail when the models and the migrations differ.")
+    ] = False,
+) -> None:
+    """Apply database migrations; with --check, change nothing and verify that the
+    database is at the newest revision and matches the models."""
+    settings = _settings()
+    url = settings.effective_database_url
+    try:
+        if not check:
+            asyncio.run(store_migrate.upgrade(url))
+            typer.echo("database is up to date")
+            return
+        differences = asyncio.run(store_migrate.check(url))
+    except (StoreConfigError, StoreUnavailable) as error:
+        raise _fail(f"LINKFLOW_DATABASE_URL: {error}") from None
+    if differences:
+        typer.echo("the models and the migrations differ:", err=True)
+        for line in differences:
+            typer.echo(f"  {line}", err=True)
+        raise typer.Exit(1)
+    typer.echo("models and migrations agree")
+
+
+def _read_input(value: str | None) -> object:
+    if value is None:
+        return None
+    text = value
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise _fail(f"--input: cannot read {path}: {error.strerror}") from None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise _fail(f"--input is not valid JSON: {error}") from None
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="A workflow document (JSON).")],
+    input: Annotated[
+        str | None,
+        typer.Option("--input", "-i", help="The execution's input: JSON, or @file with JSON."),
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress", help="Show each node live on stderr.")
+    ] = False,
+) -> None:
+    """Run a workflow file in-process and print its result items as JSON.
+
+    Exit code 0: completed; 1: the execution failed (the error goes to stderr);
+    2: the document is invalid (every problem is listed).
+    """
+    from linkflow.engine import Engine, InvalidWorkflow  # the engine is not needed by migrate
+
+    try:
+        document = orjson.loads(file.read_bytes())
+    except OSError as error:
+        raise _fail(f"cannot read {file}: {error.strerror}") from None
+    except orjson.JSONDecodeError as error:
+        raise _fail(f"{file} is not valid JSON: {error}") from None
+    payload = _read_input(input)
+    engine = Engine()
+    try:
+        workflow = engine.compile(document)
+    except InvalidWorkflow as invalid:
+        typer.echo(f"linkflow: {file} is not a valid workflow:", err=True)
+        for problem in invalid.problems:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    result = asyncio.run(_run_with_progress(engine, workflow, payload, progress))
+    sys.stdout.write(orjson.dumps(result.output, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if result.status != "completed":
+        failure = result.error or {}
+        where = f" at node {failure['node_id']!r}" if failure.get("node_id") else ""
+        typer.echo(f"linkflow: execution {result.status}{where}: {failure.get('message', '')}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(1)
+
+
+async def _run_with_progress(
+    engine: Engine, workflow: CompiledWorkflow, payload: object, progress: bool
+) -> RunResult:
+    if not progress:
+        return await engine.run(workflow, input=payload)
+    from linkflow.progress import ProgressView
+
+    with ProgressView(list(workflow.graph.order)) as view:
+        return await engine.run(workflow, input=payload, observer=view)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="linkflow")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,193 @@
+"""Configuration: one `Settings` object read from `LINKFLOW_*` variables and `.env`.
+
+Nothing else in LinkFlow reads the environment. `load_settings()` is called once
+per process (by the CLI) and its result is handed to `wiring.py`.
+
+Invariants:
+- embedded mode (the default) works with no configuration at all: SQLite under
+  the data dir, no Redis, and secret keys generated once and kept in the data
+  dir with mode 0600;
+- production mode (`LINKFLOW_ENV=production`) never invents secrets: a missing or
+  weak key stops start-up with a `ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ConfigError", "Environment", "LogFormat", "Settings", "load_settings"]
+
+# A secret key shorter than this is guessable offline (JWTs are HS256-signed with it).
+MIN_SECRET_KEY_LENGTH = 32
+# AES-256-GCM needs exactly 32 key bytes.
+ENCRYPTION_KEY_BYTES = 32
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+ENCRYPTION_KEY_FILE = "encryption_key"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one line for the person starting LinkFlow."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # JSON in production, readable console otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    """Every setting of a LinkFlow process; env name = `LINKFLOW_` + field name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LINKFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path(".linkflow")
+    database_url: str | None = None
+    """Default: a SQLite file `linkflow.db` inside `data_dir`."""
+    redis_url: str | None = None
+    """Unset: in-process queue and pub/sub (embedded mode)."""
+    secret_key: SecretStr | None = None
+    """Signs tokens. At least 32 characters."""
+    encryption_key: SecretStr | None = None
+    """Encrypts credentials at rest: 32 bytes, base64 (standard or URL-safe) encoded."""
+    log_level: str = "info"
+    log_format: LogFormat = LogFormat.AUTO
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return level
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'linkflow.db').resolve()}"
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format is LogFormat.AUTO:
+            return self.is_production
+        return self.log_format is LogFormat.JSON
+
+    def encryption_key_bytes(self) -> bytes:
+        """The 32-byte credential key; only valid after `load_settings()`."""
+        if self.encryption_key is None:
+            raise ConfigError("LINKFLOW_ENCRYPTION_KEY is not set")
+        key = decode_encryption_key(self.encryption_key.get_secret_value())
+        if key is None:
+            raise ConfigError("LINKFLOW_ENCRYPTION_KEY is not 32 base64-encoded bytes")
+        return key
+
+
+def decode_encryption_key(text: str) -> bytes | None:
+    """Decode a base64 (standard or URL-safe) key; None unless it is exactly 32 bytes."""
+    padded = text.strip() + "=" * (-len(text.strip()) % 4)
+    for decode in (base64.urlsafe_b64decode, base64.b64decode):
+        try:
+            key = decode(padded)
+        except (binascii.Error, ValueError):
+            continue
+        if len(key) == ENCRYPTION_KEY_BYTES:
+            return key
+    return None
+
+
+def _secret_key_ok(value: SecretStr | None) -> bool:
+    return value is not None and len(value.get_secret_value()) >= MIN_SECRET_KEY_LENGTH
+
+
+def _encryption_key_ok(value: SecretStr | None) -> bool:
+    return value is not None and decode_encryption_key(value.get_secret_value()) is not None
+
+
+def _kept_secret(data_dir: Path, name: str, make: str) -> str:
+    """Read the key file `name` in the data dir, creating it (mode 0600) on first use."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: two processes starting at once must not overwrite each other's key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(make + "\n")
+    return make
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = "LINKFLOW_" + "_".join(str(part) for part in first["loc"]).upper()
+    return f"{name}: {first['msg']}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and `.env`, then settle the secret keys.
+
+    Raises `ConfigError` with one readable line when anything is wrong.
+    """
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    secret_ok = _secret_key_ok(settings.secret_key)
+    encryption_ok = _encryption_key_ok(settings.encryption_key)
+    if settings.is_production:
+        if not secret_ok:
+            raise ConfigError(
+                "LINKFLOW_SECRET_KEY must be set to at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters in production"
+            )
+        if not encryption_ok:
+            raise ConfigError(
+                "LINKFLOW_ENCRYPTION_KEY must be set to 32 base64-encoded bytes in production"
+            )
+        return settings
+    updates: dict[str, SecretStr] = {}
+    try:
+        if not secret_ok:
+            updates["secret_key"] = SecretStr(
+                _kept_secret(settings.data_dir, SECRET_KEY_FILE, secrets.token_urlsafe(48))
+            )
+        if not encryption_ok:
+            fresh = base64.urlsafe_b64encode(secrets.token_bytes(ENCRYPTION_KEY_BYTES)).decode()
+            updates["encryption_key"] = SecretStr(
+                _kept_secret(settings.data_dir, ENCRYPTION_KEY_FILE, fresh)
+            )
+    except OSError as error:
+        raise ConfigError(
+            f"LINKFLOW_DATA_DIR: cannot keep generated keys in {settings.data_dir}: "
+            f"{error.strerror}"
+        ) from None
+    return settings.model_copy(update=updates) if updates else settings

@@ -1,0 +1,264 @@
+"""The `NodeContext` the engine hands a node, and the scope its expressions see.
+
+The scope is built lazily: a node whose parameters hold no expression never
+pays for one, and a scope is built once per item that needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from linkflow.engine.lineage import ItemRef, LineageError, locate, trace
+from linkflow.engine.parameters import CompiledParameters, ParameterError
+from linkflow.engine.runtime import Entropy
+from linkflow.engine.state import ExecutionState, NodeRun
+from linkflow.nodes.sdk import MAIN, Item, JsonObject, NodeError, OnError
+
+__all__ = ["ExecutionInfo", "RunContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionInfo:
+    """Facts about the execution that expressions may read."""
+
+    execution_id: str
+    workflow_id: str | None
+    workflow_name: str
+    workflow_version: int | None
+    attempt: int
+    variables: Mapping[str, Any]
+
+
+class _Rng:
+    """Randomness for expressions (`uuid()`), drawn from the engine's entropy source."""
+
+    __slots__ = ("_entropy",)
+
+    def __init__(self, entropy: Entropy) -> None:
+        self._entropy = entropy
+
+    def uuid4(self) -> str:
+        return self._entropy.uuid4()
+
+    def random(self) -> float:
+        return self._entropy.random()
+
+
+class NodeView:
+    """`node["x"]` in an expression: node x's items, and the item linked to the current one."""
+
+    __slots__ = ("_context", "_item_index", "_node_id")
+
+    def __init__(self, context: RunContext, node_id: str, item_index: int) -> None:
+        self._context = context
+        self._node_id = node_id
+        self._item_index = item_index
+
+    def _last_run(self) -> NodeRun:
+        runs = self._context.execution_state.runs[self._node_id]
+        if not runs or not runs[-1].outputs:
+            raise LineageError(f"node {self._node_id!r} has not produced any items yet")
+        return runs[-1]
+
+    @property
+    def items(self) -> list[JsonObject]:
+        """The node's last run's items: its `main` output, else all outputs in order."""
+        outputs = self._last_run().outputs
+        if MAIN in outputs:
+            return [item.json for item in outputs[MAIN]]
+        return [item.json for items in outputs.values() for item in items]
+
+    @property
+    def json(self) -> JsonObject:
+        items = self.items
+        return items[0] if items else {}
+
+    @property
+    def item(self) -> JsonObject:
+        ref = self._context.trace(self._item_index, self._node_id)
+        node_id, run, output, index = ref
+        return self._context.execution_state.runs[node_id][run].outputs[output][index].json
+
+
+class NodeLookup:
+    """The `node` name in expressions; accepts a node id or display name."""
+
+    __slots__ = ("_context", "_item_index")
+
+    def __init__(self, context: RunContext, item_index: int) -> None:
+        self._context = context
+        self._item_index = item_index
+
+    def __getitem__(self, name: str) -> NodeView:
+        node_id = self._context.execution_state.workflow.names.get(name)
+        if node_id is None:
+            raise LineageError(f"there is no node {name!r}")
+        if node_id == self._context.node_id:
+            raise LineageError(f"node {name!r} cannot refer to its own output")
+        return NodeView(self._context, node_id, self._item_index)
+
+    def __getattr__(self, name: str) -> NodeView:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+
+class RunContext:
+    """`NodeContext` for one attempt of one node run."""
+
+    def __init__(
+        self,
+        *,
+        state: ExecutionState,
+        run: NodeRun,
+        inputs: Sequence[Sequence[Item]],
+        parameters: CompiledParameters,
+        info: ExecutionInfo,
+        entropy: Entropy,
+        on_error: OnError,
+        node_name: str,
+    ) -> None:
+        self.execution_state = state
+        self._run = run
+        self._inputs = inputs
+        self._parameters = parameters
+        self._info = info
+        self._entropy = entropy
+        self._on_error = on_error
+        self._node_name = node_name
+        self.logs: list[JsonObject] = []
+
+    # -- NodeContext ---------------------------------------------------------
+
+    @property
+    def execution_id(self) -> str:
+        return self._info.execution_id
+
+    @property
+    def workflow_id(self) -> str | None:
+        return self._info.workflow_id
+
+    @property
+    def node_id(self) -> str:
+        return self._run.node_id
+
+    @property
+    def node_name(self) -> str:
+        return self._node_name
+
+    @property
+    def run_index(self) -> int:
+        return self._run.index
+
+    @property
+    def attempt(self) -> int:
+        return self._run.attempts
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self._info.execution_id}:{self._run.node_id}:{self._run.index}"
+
+    @property
+    def on_error(self) -> OnError:
+        return self._on_error
+
+    @property
+    def inputs(self) -> Sequence[Sequence[Item]]:
+        return self._inputs
+
+    @property
+    def items(self) -> Sequence[Item]:
+        return self._inputs[0] if self._inputs else ()
+
+    @property
+    def state(self) -> JsonObject | None:
+        runs = self.execution_state.runs[self._run.node_id]
+        return runs[-2].state if len(runs) > 1 else None
+
+    @property
+    def trigger_input(self) -> Any:
+        return self.execution_state.input
+
+    @property
+    def raw_parameters(self) -> Mapping[str, Any]:
+        return self._parameters.raw
+
+    def param(self, name: str, item_index: int = 0, default: Any = None) -> Any:
+        if self._parameters.is_static(name):
+            return self._parameters.get(name, None, default)
+        try:
+            return self._parameters.get(name, self.scope(item_index), default)
+        except ParameterError as error:
+            raise NodeError(str(error), item_index=item_index) from None
+        except LineageError as error:
+            raise NodeError(f"parameter {name!r}: {error}", item_index=item_index) from None
+
+    def now(self) -> datetime:
+        return self._run.now
+
+    def uuid4(self) -> str:
+        return self._entropy.uuid4()
+
+    def log(self, message: str, **fields: Any) -> None:
+        self.logs.append({"message": message, **fields})
+
+    # -- expressions ---------------------------------------------------------
+
+    @cached_property
+    def _input_jsons(self) -> list[JsonObject]:
+        return [item.json for item in self.items]
+
+    @cached_property
+    def _trigger_jsons(self) -> list[JsonObject]:
+        start = self.execution_state.start_node
+        if start is None or not self.execution_state.runs[start]:
+            return []
+        return [
+            item.json
+            for items in self.execution_state.runs[start][0].outputs.values()
+            for item in items
+        ]
+
+    @cached_property
+    def _base_scope(self) -> dict[str, object]:
+        info = self._info
+        now = self._run.now
+        return {
+            "items": self._input_jsons,
+            "trigger": self._trigger_jsons,
+            "vars": info.variables,
+            "execution": {
+                "id": info.execution_id,
+                "mode": self.execution_state.mode,
+                "attempt": info.attempt,
+            },
+            "workflow": {
+                "id": info.workflow_id,
+                "name": info.workflow_name,
+                "version": info.workflow_version,
+            },
+            "now": now,
+            "today": now.date(),
+            "_rng": _Rng(self._entropy),
+        }
+
+    def scope(self, item_index: int) -> dict[str, object]:
+        items = self._input_jsons
+        scope = dict(self._base_scope)
+        scope["json"] = items[item_index] if item_index < len(items) else {}
+        scope["item_index"] = item_index
+        scope["node"] = NodeLookup(self, item_index)
+        return scope
+
+    def trace(self, item_index: int, target: str) -> ItemRef:
+        """The item of node `target` that input item `item_index` descends from."""
+        if not self._run.inputs:
+            raise LineageError(f"node {self.node_id!r} has no input items to trace")
+        start = locate(self._run.inputs[0], item_index)
+        if start is None:
+            raise LineageError(f"node {self.node_id!r} has no input item {item_index}")
+        return trace(self.execution_state, start, target)

@@ -1,0 +1,390 @@
+"""The executor: drives one execution to its end, one recorded step at a time.
+
+The loop is: fold the history into state, ask the state for the next step,
+perform it, append the event that records it, repeat. Every change of state
+goes through `ExecutionState.apply`, and an event is applied only after the
+history accepted it, so a run interrupted at any point continues from its
+history exactly: nodes whose `node.completed` is recorded never run again,
+and a node that was running when the process died runs again (at-least-once,
+with the same idempotency key).
+
+On replay each recorded step is checked against the step the state would
+decide now; a history that the current workflow would not have produced
+raises `NonDeterminismError` rather than continuing on a wrong path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from linkflow.engine.context import ExecutionInfo, RunContext
+from linkflow.engine.events import TERMINAL_EVENTS, Event, EventType
+from linkflow.engine.history import History
+from linkflow.engine.runtime import (
+    Cancellation,
+    Clock,
+    Entropy,
+    NeverCancelled,
+    SystemClock,
+    SystemEntropy,
+)
+from linkflow.engine.state import Decision, ExecutionState, NodeRun, items_to_json
+from linkflow.engine.validation import CompiledNode, CompiledWorkflow
+from linkflow.nodes.sdk import (
+    ERROR_OUTPUT,
+    MAIN,
+    Item,
+    Lineage,
+    NodeError,
+    NodeResult,
+    OnError,
+    Pair,
+)
+
+__all__ = ["Executor", "NonDeterminismError"]
+
+Observer = Callable[[Event], None]
+
+
+class NonDeterminismError(Exception):
+    """The stored history does not match what the workflow decides now."""
+
+
+class _WorkflowTimeout(Exception):
+    pass
+
+
+def _error_json(error: NodeError) -> dict[str, Any]:
+    data: dict[str, Any] = {"message": error.message}
+    if error.item_index is not None:
+        data["item_index"] = error.item_index
+    if error.description:
+        data["description"] = error.description
+    return data
+
+
+def _as_node_error(error: Exception) -> NodeError:
+    if isinstance(error, NodeError):
+        return error
+    detail = str(error) or type(error).__name__
+    # An error the node did not anticipate may be transient (a dropped connection):
+    # the node's retry policy decides.
+    return NodeError(f"unexpected error: {detail}", retryable=True)
+
+
+def choose_start_node(workflow: CompiledWorkflow, requested: str | None) -> str | None:
+    """The trigger an execution starts from: the requested one, else the first manual
+    trigger, else the first trigger in execution order."""
+    triggers = workflow.triggers
+    if requested is not None:
+        return requested
+    for node_id in triggers:
+        if workflow.nodes[node_id].spec.type == "manual":
+            return node_id
+    return triggers[0] if triggers else None
+
+
+class Executor:
+    """Runs one execution of a compiled workflow against its history."""
+
+    def __init__(
+        self,
+        workflow: CompiledWorkflow,
+        history: History,
+        info: ExecutionInfo,
+        *,
+        clock: Clock | None = None,
+        entropy: Entropy | None = None,
+        cancellation: Cancellation | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.history = history
+        self.info = info
+        self.clock: Clock = clock or SystemClock()
+        self.entropy: Entropy = entropy or SystemEntropy()
+        self.cancellation: Cancellation = cancellation or NeverCancelled()
+        self.observer = observer
+        self.state = ExecutionState(workflow)
+
+    # -- history -------------------------------------------------------------
+
+    async def _append(
+        self,
+        type_: EventType,
+        node_id: str | None,
+        data: dict[str, Any],
+        outputs: Mapping[str, list[Item]] | None = None,
+    ) -> None:
+        event = Event(self.state.seq + 1, type_, node_id, data, self.clock.now())
+        await self.history.append(event)
+        self.state.apply(event, outputs)
+        if self.observer is not None:
+            self.observer(event)
+
+    def _replay(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self._check_replayed_step(event)
+            self.state.apply(event)
+
+    def _check_replayed_step(self, event: Event) -> None:
+        if event.type is EventType.NODE_STARTED:
+            runs = self.state.runs.get(event.node_id or "", [])
+            if runs and runs[-1].index == event.data["run"]:
+                return  # a retry or a resumed attempt of the run in progress
+            expected = "run"
+        elif event.type is EventType.NODE_SKIPPED:
+            expected = "skip"
+        else:
+            return
+        decision = self.state.decide()
+        if decision.kind != expected or decision.node_id != event.node_id:
+            raise NonDeterminismError(
+                f"history event {event.seq} ({event.type} {event.node_id}) does not match "
+                f"the workflow, which would now {decision.kind} {decision.node_id}"
+            )
+
+    # -- driving -------------------------------------------------------------
+
+    async def run(
+        self, *, input: Any = None, start_node: str | None = None, mode: str = "manual"
+    ) -> ExecutionState:
+        """Run (or resume) the execution to its end and return the final state."""
+        self._replay(await self.history.read())
+        if self.state.status.value in {"completed", "failed", "cancelled", "timeout"}:
+            return self.state
+        if self.state.started_at is None:
+            start = choose_start_node(self.workflow, start_node)
+            await self._append(
+                EventType.EXECUTION_STARTED,
+                None,
+                {
+                    "input": input,
+                    "start_node": start,
+                    "mode": mode,
+                    "workflow": {
+                        "id": self.info.workflow_id,
+                        "name": self.info.workflow_name,
+                        "version": self.info.workflow_version,
+                    },
+                },
+            )
+        try:
+            while await self._step():
+                pass
+        except _WorkflowTimeout:
+            await self._end(EventType.EXECUTION_TIMED_OUT, self._timeout_error(None))
+        return self.state
+
+    def _remaining_s(self) -> float | None:
+        limit = self.workflow.document.settings.timeout_s
+        if limit is None or self.state.started_at is None:
+            return None
+        elapsed = (self.clock.now() - self.state.started_at).total_seconds()
+        return limit - elapsed
+
+    def _timeout_error(self, node_id: str | None) -> dict[str, Any]:
+        limit = self.workflow.document.settings.timeout_s
+        return {"error": {"message": f"the workflow exceeded its timeout of {limit:g} s",
+                          "node_id": node_id}}  # fmt: skip
+
+    async def _step(self) -> bool:
+        """Take one step; False when the execution has ended."""
+        reason = await self.cancellation.requested()
+        if reason is not None:
+            await self._end(EventType.EXECUTION_CANCELLED, {"reason": reason})
+            return False
+        remaining = self._remaining_s()
+        if remaining is not None and remaining <= 0:
+            raise _WorkflowTimeout
+        decision = self.state.decide()
+        if decision.kind == "finish":
+            await self._end(EventType.EXECUTION_COMPLETED, {"output": self._final_output()})
+            return False
+        assert decision.node_id is not None
+        if decision.kind == "skip":
+            await self._append(EventType.NODE_SKIPPED, decision.node_id, {})
+            return True
+        return await self._run_node(decision)
+
+    async def _end(self, type_: EventType, data: dict[str, Any]) -> None:
+        assert type_ in TERMINAL_EVENTS
+        await self._append(type_, None, data)
+
+    def _final_output(self) -> list[dict[str, Any]]:
+        run = self.state.last_run
+        if run is None:
+            return []
+        for name in self.workflow.nodes[run.node_id].outputs:
+            if run.outputs.get(name):
+                return [item.json for item in run.outputs[name]]
+        return []
+
+    # -- one node ------------------------------------------------------------
+
+    async def _run_node(self, decision: Decision) -> bool:
+        node_id = decision.node_id
+        assert node_id is not None
+        compiled = self.workflow.nodes[node_id]
+        runs = self.state.runs[node_id]
+        if decision.resume:
+            run_index, attempt = runs[-1].index, runs[-1].attempts + 1
+            segments = runs[-1].inputs
+        else:
+            run_index, attempt = len(runs), 1
+            segments = self.state.input_segments(node_id)
+        inputs_json = [[segment.to_json() for segment in input_] for input_ in segments]
+        while True:
+            await self._append(
+                EventType.NODE_STARTED,
+                node_id,
+                {
+                    "run": run_index,
+                    "attempt": attempt,
+                    "now": self.clock.now().isoformat(),
+                    "inputs": inputs_json,
+                },
+            )
+            run = self.state.runs[node_id][-1]
+            inputs = [self.state.items_of(input_) for input_ in run.inputs]
+            outcome = await self._attempt(compiled, run, inputs)
+            if isinstance(outcome, NodeResult):
+                try:
+                    outputs = _with_lineage(compiled, outcome, inputs)
+                except NodeError as error:
+                    return await self._fail(compiled, run, error, inputs)
+                await self._complete(compiled, run, outputs, outcome.state)
+                return True
+            retry = compiled.spec.retry
+            if outcome.retryable and run.failures + 1 < retry.max_attempts:
+                delay = outcome.retry_after_s
+                if delay is None:
+                    delay = retry.delay_s(run.failures + 1)
+                await self._append(
+                    EventType.NODE_RETRYING, node_id,
+                    {"run": run_index, "attempt": attempt, "error": _error_json(outcome),
+                     "delay_s": delay},
+                )  # fmt: skip
+                await self._sleep_within_deadline(delay)
+                attempt += 1
+                continue
+            return await self._fail(compiled, run, outcome, inputs)
+
+    async def _sleep_within_deadline(self, delay: float) -> None:
+        remaining = self._remaining_s()
+        if remaining is not None and remaining < delay:
+            await self.clock.sleep(max(remaining, 0))
+            raise _WorkflowTimeout
+        await self.clock.sleep(delay)
+
+    async def _attempt(
+        self, compiled: CompiledNode, run: NodeRun, inputs: list[list[Item]]
+    ) -> NodeResult | NodeError:
+        if compiled.spec.disabled:
+            return NodeResult.main(inputs[0] if inputs else [])
+        ctx = RunContext(
+            state=self.state, run=run, inputs=inputs, parameters=compiled.parameters,
+            info=self.info, entropy=self.entropy, on_error=compiled.spec.on_error,
+            node_name=compiled.spec.display_name,
+        )  # fmt: skip
+        node_limit = compiled.spec.timeout_s
+        workflow_limit = self._remaining_s()
+        limits = [limit for limit in (node_limit, workflow_limit) if limit is not None]
+        try:
+            async with asyncio.timeout(min(limits) if limits else None):
+                return await compiled.node.run(ctx)
+        except TimeoutError:
+            if workflow_limit is not None and (node_limit is None or workflow_limit <= node_limit):
+                raise _WorkflowTimeout from None
+            return NodeError(f"the node timed out after {node_limit:g} s", retryable=True)
+        except Exception as error:  # noqa: BLE001 - a node's failure is data, not a crash
+            return _as_node_error(error)
+
+    async def _complete(
+        self,
+        compiled: CompiledNode,
+        run: NodeRun,
+        outputs: dict[str, list[Item]],
+        node_state: dict[str, Any] | None,
+    ) -> None:
+        data: dict[str, Any] = {
+            "run": run.index,
+            "outputs": {name: items_to_json(items) for name, items in outputs.items()},
+        }
+        if node_state is not None:
+            data["state"] = node_state
+        await self._append(EventType.NODE_COMPLETED, compiled.spec.id, data, outputs)
+
+    async def _fail(
+        self, compiled: CompiledNode, run: NodeRun, error: NodeError, inputs: list[list[Item]]
+    ) -> bool:
+        node_id = compiled.spec.id
+        mode = compiled.spec.on_error
+        if mode is OnError.STOP:
+            await self._append(
+                EventType.NODE_FAILED, node_id,
+                {"run": run.index, "attempt": run.attempts, "error": _error_json(error)},
+            )  # fmt: skip
+            await self._end(
+                EventType.EXECUTION_FAILED,
+                {"error": {"message": error.message, "node_id": node_id}},
+            )
+            return False
+        failed = [
+            Item({**item.json, "error": {"message": error.message}}, (Pair(0, i),), item.binary)
+            for i, item in enumerate(inputs[0] if inputs else [])
+        ]
+        outputs = {MAIN if mode is OnError.CONTINUE else ERROR_OUTPUT: failed}
+        data = {
+            "run": run.index,
+            "outputs": {name: items_to_json(items) for name, items in outputs.items()},
+            "error": _error_json(error),
+        }
+        await self._append(EventType.NODE_COMPLETED, node_id, data, outputs)
+        return True
+
+
+def _with_lineage(
+    compiled: CompiledNode, result: NodeResult, inputs: list[list[Item]]
+) -> dict[str, list[Item]]:
+    """Give every output item its `paired` links, applying the node type's lineage rule."""
+    known = set(compiled.outputs)
+    identity: dict[int, Pair] | None = None
+    outputs: dict[str, list[Item]] = {}
+    for name, items in result.outputs.items():
+        if name not in known:
+            raise NodeError(f"the node produced items on an unknown output {name!r}")
+        if not items:
+            continue
+        if identity is None:
+            identity = {id(item): Pair(k, i) for k, inp in enumerate(inputs)
+                        for i, item in enumerate(inp)}  # fmt: skip
+        outputs[name] = [
+            _link(item, j, identity, compiled.node.lineage, len(items), inputs)
+            for j, item in enumerate(items)
+        ]
+    return outputs
+
+
+def _link(
+    item: Item,
+    position: int,
+    identity: Mapping[int, Pair],
+    lineage: Lineage,
+    count: int,
+    inputs: list[list[Item]],
+) -> Item:
+    own = identity.get(id(item))
+    if own is not None:
+        return Item(item.json, (own,), item.binary)
+    if item.paired is not None:
+        return item
+    if lineage is Lineage.MANY_TO_ONE:
+        links = tuple(Pair(k, i) for k, inp in enumerate(inputs) for i in range(len(inp)))
+    elif lineage in (Lineage.ONE_TO_ONE, Lineage.EXPLICIT) and inputs and count == len(inputs[0]):
+        links = (Pair(0, position),)
+    else:
+        links = ()
+    return Item(item.json, links, item.binary)

@@ -1,0 +1,341 @@
+"""Execution state as a fold over history events, and the decision of what comes next.
+
+`ExecutionState.apply(event)` is the only way state changes, so a state
+rebuilt from a stored history equals the state of the run that wrote it.
+`decide()` is a pure function of that state: given the same history it always
+names the same next step, which is what makes a replay continue exactly where
+the interrupted run stopped.
+
+Order of execution: among the nodes that are ready (every forward input
+settled, or for a looping loop node every back edge settled), the one first in
+topological order (ties: document order) goes next. A ready node with input
+items runs; one without is skipped, which settles its outgoing connections
+with no items, so skipping spreads to everything downstream of it only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from linkflow.engine.events import Event, EventType
+from linkflow.engine.graph import Edge
+from linkflow.engine.validation import CompiledWorkflow
+from linkflow.nodes.sdk import Item, Pair
+
+__all__ = [
+    "Decision",
+    "ExecutionState",
+    "ExecutionStatus",
+    "NodeRun",
+    "NodeStatus",
+    "RunStatus",
+    "Segment",
+    "items_from_json",
+    "items_to_json",
+]
+
+DONE_OUTPUT = "done"
+
+
+class ExecutionStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+class NodeStatus(StrEnum):
+    """A node's status within the current pass (a loop's body is reset each batch)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    LOOPING = "looping"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """`count` items of output `output` of run `run` of node `node_id`."""
+
+    node_id: str
+    run: int
+    output: str
+    count: int
+
+    def to_json(self) -> list[Any]:
+        return [self.node_id, self.run, self.output, self.count]
+
+
+@dataclass(slots=True)
+class NodeRun:
+    node_id: str
+    index: int
+    inputs: list[list[Segment]]
+    started_at: datetime
+    now: datetime
+    status: RunStatus = RunStatus.RUNNING
+    attempts: int = 1
+    failures: int = 0
+    outputs: dict[str, list[Item]] = field(default_factory=dict)
+    state: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def items_in(self) -> int:
+        return sum(segment.count for segments in self.inputs for segment in segments)
+
+    @property
+    def items_out(self) -> int:
+        return sum(len(items) for items in self.outputs.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The next step: run (or re-run, when `resume`) a node, skip it, or finish."""
+
+    kind: str  # "run" | "skip" | "finish"
+    node_id: str | None = None
+    resume: bool = False
+
+
+def items_to_json(items: Sequence[Item]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        entry: dict[str, Any] = {"json": item.json}
+        paired = item.paired
+        if not (paired is not None and len(paired) == 1 and paired[0] == Pair(0, index)):
+            entry["paired"] = [
+                [p.input, p.index] if p.run is None else [p.input, p.index, p.run]
+                for p in paired or ()
+            ]
+        if item.binary:
+            entry["binary"] = dict(item.binary)
+        out.append(entry)
+    return out
+
+
+def items_from_json(raw: Sequence[Mapping[str, Any]]) -> list[Item]:
+    items: list[Item] = []
+    for index, entry in enumerate(raw):
+        links = entry.get("paired")
+        paired = (
+            (Pair(0, index),)
+            if links is None
+            else tuple(Pair(link[0], link[1], link[2] if len(link) > 2 else None) for link in links)
+        )
+        items.append(Item(json=entry["json"], paired=paired, binary=entry.get("binary")))
+    return items
+
+
+def _segments_from_json(raw: Sequence[Sequence[Sequence[Any]]]) -> list[list[Segment]]:
+    return [[Segment(s[0], s[1], s[2], s[3]) for s in segments] for segments in raw]
+
+
+class ExecutionState:
+    """Everything known about one execution, folded from its events."""
+
+    def __init__(self, workflow: CompiledWorkflow) -> None:
+        self.workflow = workflow
+        self.graph = workflow.graph
+        self.status = ExecutionStatus.QUEUED
+        self.seq = 0
+        self.input: Any = None
+        self.start_node: str | None = None
+        self.mode = "manual"
+        self.started_at: datetime | None = None
+        self.completed_at: datetime | None = None
+        self.output: list[dict[str, Any]] = []
+        self.error: dict[str, Any] | None = None
+        self.node_status: dict[str, NodeStatus] = dict.fromkeys(
+            self.graph.order, NodeStatus.PENDING
+        )
+        self.runs: dict[str, list[NodeRun]] = {node_id: [] for node_id in self.graph.order}
+        self.pending: dict[str, dict[int, list[Segment]]] = {n: {} for n in self.graph.order}
+        self.settled: set[Edge] = set()
+        self.last_run: NodeRun | None = None
+
+    # -- folding -------------------------------------------------------------
+
+    def apply(self, event: Event, outputs: Mapping[str, list[Item]] | None = None) -> None:
+        """Fold one event in. `outputs` spares decoding items the caller already holds."""
+        if event.seq != self.seq + 1:
+            raise ValueError(f"event {event.seq} applied after {self.seq}")
+        self.seq = event.seq
+        handler = _HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, event, outputs)
+
+    def _on_execution_started(self, event: Event, _: object) -> None:
+        self.status = ExecutionStatus.RUNNING
+        self.input = event.data.get("input")
+        self.start_node = event.data.get("start_node")
+        self.mode = event.data.get("mode", "manual")
+        self.started_at = event.timestamp
+
+    def _on_node_started(self, event: Event, _: object) -> None:
+        node_id = event.node_id
+        assert node_id is not None
+        data = event.data
+        runs = self.runs[node_id]
+        if runs and runs[-1].index == data["run"]:
+            runs[-1].attempts = data["attempt"]
+            runs[-1].now = datetime.fromisoformat(data["now"])
+            return
+        if self.node_status[node_id] is NodeStatus.LOOPING:
+            self._reset_loop_body(node_id)
+        inputs = _segments_from_json(data["inputs"])
+        self.pending[node_id] = {}
+        now = datetime.fromisoformat(data["now"])
+        runs.append(
+            NodeRun(node_id, data["run"], inputs, event.timestamp, now, attempts=data["attempt"])
+        )
+        self.node_status[node_id] = NodeStatus.RUNNING
+
+    def _on_node_retrying(self, event: Event, _: object) -> None:
+        assert event.node_id is not None
+        run = self.runs[event.node_id][-1]
+        run.failures += 1
+        run.error = event.data.get("error")
+
+    def _on_node_completed(self, event: Event, outputs: Mapping[str, list[Item]] | None) -> None:
+        node_id = event.node_id
+        assert node_id is not None
+        run = self.runs[node_id][-1]
+        if outputs is None:
+            outputs = {name: items_from_json(raw) for name, raw in event.data["outputs"].items()}
+        run.outputs = {name: list(items) for name, items in outputs.items() if items}
+        run.state = event.data.get("state")
+        run.error = event.data.get("error")
+        run.status = RunStatus.COMPLETED
+        run.completed_at = event.timestamp
+        self.last_run = run
+        looping = run.state is not None and node_id in self.graph.loop_bodies
+        self.node_status[node_id] = NodeStatus.LOOPING if looping else NodeStatus.DONE
+        for edge in self.graph.outgoing[node_id]:
+            if looping and edge.output == DONE_OUTPUT:
+                continue
+            self._settle(edge, run)
+
+    def _on_node_failed(self, event: Event, _: object) -> None:
+        assert event.node_id is not None
+        run = self.runs[event.node_id][-1]
+        run.status = RunStatus.FAILED
+        run.error = event.data.get("error")
+        run.completed_at = event.timestamp
+
+    def _on_node_skipped(self, event: Event, _: object) -> None:
+        node_id = event.node_id
+        assert node_id is not None
+        self.node_status[node_id] = NodeStatus.SKIPPED
+        self.pending[node_id] = {}
+        for edge in self.graph.outgoing[node_id]:
+            self.settled.add(edge)
+
+    def _on_execution_ended(self, event: Event, _: object) -> None:
+        self.status = _END_STATUS[event.type]
+        self.completed_at = event.timestamp
+        self.error = event.data.get("error")
+        self.output = event.data.get("output", [])
+
+    def _settle(self, edge: Edge, run: NodeRun) -> None:
+        self.settled.add(edge)
+        count = len(run.outputs.get(edge.output, ()))
+        if count:
+            segments = self.pending[edge.target].setdefault(edge.input, [])
+            segments.append(Segment(run.node_id, run.index, edge.output, count))
+
+    def _reset_loop_body(self, loop_id: str) -> None:
+        """A loop starts its next batch: its body runs afresh."""
+        body = self.graph.loop_bodies[loop_id]
+        for node_id in body:
+            self.node_status[node_id] = NodeStatus.PENDING
+            self.pending[node_id] = {}
+        self.settled = {
+            edge for edge in self.settled
+            if edge.target not in body and edge.source != loop_id
+            and not (edge.back and edge.target == loop_id)
+        }  # fmt: skip
+
+    # -- deciding ------------------------------------------------------------
+
+    def _ready(self, node_id: str) -> bool:
+        status = self.node_status[node_id]
+        if status is NodeStatus.PENDING:
+            return all(edge in self.settled for edge in self.graph.forward_in(node_id))
+        if status is NodeStatus.LOOPING:
+            return all(edge in self.settled for edge in self.graph.back_in(node_id))
+        return False
+
+    def decide(self) -> Decision:
+        """The next step, a pure function of the state."""
+        for node_id in self.graph.order:
+            status = self.node_status[node_id]
+            if status is NodeStatus.RUNNING:
+                return Decision("run", node_id, resume=True)
+        for node_id in self.graph.order:
+            if not self._ready(node_id):
+                continue
+            if self._should_run(node_id):
+                return Decision("run", node_id)
+            return Decision("skip", node_id)
+        return Decision("finish")
+
+    def _should_run(self, node_id: str) -> bool:
+        if self.node_status[node_id] is NodeStatus.LOOPING:
+            return True
+        if self.workflow.nodes[node_id].is_trigger:
+            return node_id == self.start_node and not self.runs[node_id]
+        return any(self.pending[node_id].values())
+
+    # -- reading -------------------------------------------------------------
+
+    def input_segments(self, node_id: str) -> list[list[Segment]]:
+        count = self.workflow.nodes[node_id].node.input_count(
+            self.workflow.nodes[node_id].spec.parameters
+        )
+        pending = self.pending[node_id]
+        width = max([count, *(k + 1 for k in pending)])
+        return [list(pending.get(k, [])) for k in range(width)]
+
+    def items_of(self, segments: Sequence[Segment]) -> list[Item]:
+        items: list[Item] = []
+        for segment in segments:
+            items.extend(self.runs[segment.node_id][segment.run].outputs.get(segment.output, ()))
+        return items
+
+    def iter_runs(self) -> Iterator[NodeRun]:
+        for node_id in self.graph.order:
+            yield from self.runs[node_id]
+
+
+_END_STATUS = {
+    EventType.EXECUTION_COMPLETED: ExecutionStatus.COMPLETED,
+    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    EventType.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
+    EventType.EXECUTION_TIMED_OUT: ExecutionStatus.TIMEOUT,
+}
+
+_HANDLERS = {
+    EventType.EXECUTION_STARTED: ExecutionState._on_execution_started,
+    EventType.NODE_STARTED: ExecutionState._on_node_started,
+    EventType.NODE_RETRYING: ExecutionState._on_node_retrying,
+    EventType.NODE_COMPLETED: ExecutionState._on_node_completed,
+    EventType.NODE_FAILED: ExecutionState._on_node_failed,
+    EventType.NODE_SKIPPED: ExecutionState._on_node_skipped,
+    **dict.fromkeys(_END_STATUS, ExecutionState._on_execution_ended),
+}

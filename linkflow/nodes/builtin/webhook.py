@@ -1,0 +1,134 @@
+"""The webhook trigger: an HTTP request to the workflow's webhook URL starts it."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
+
+from linkflow.nodes.builtin._common import is_expression
+from linkflow.nodes.sdk import Item, JsonObject, Node, NodeContext, NodeGroup, NodeResult
+
+__all__ = ["NODES", "WebhookTrigger"]
+
+METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+MAX_BODY_BYTES: Final = 1024 * 1024
+"""1 MiB: generous for JSON payloads, small enough that a flood cannot exhaust memory."""
+
+# URL path characters that need no escaping (RFC 3986 unreserved + "/" + ":" for parameters).
+_PATH: Final = re.compile(r"[A-Za-z0-9._~:/-]*")
+
+
+class WebhookTrigger(Node):
+    type = "webhook"
+    display_name = "Webhook"
+    group = NodeGroup.TRIGGER
+    description = (
+        "Starts the workflow when an HTTP request arrives at "
+        "`/webhooks/{endpoint_id}/{path}`. Optionally checks an HMAC signature "
+        "(`X-LinkFlow-Signature: sha256=<hex HMAC-SHA256 of the raw body>`), the caller's IP "
+        "and the body size (413 when larger). `response_mode` decides what the caller gets back."
+    )
+    inputs = 0
+    parameters_schema: ClassVar[JsonObject] = {
+        "type": "object",
+        "properties": {
+            "path": {
+                "type": "string",
+                "description": "Path after the endpoint's URL; letters, digits and `._~:/-`.",
+                "default": "",
+            },
+            "method": {
+                "type": "string",
+                "enum": list(METHODS),
+                "description": "The HTTP method that triggers the workflow.",
+                "default": "POST",
+            },
+            "response_mode": {
+                "type": "string",
+                "enum": ["immediately", "last_node", "respond_node"],
+                "description": (
+                    "`immediately`: 202 with the execution id; `last_node`: the last node's "
+                    "first item as JSON; `respond_node`: a `respond_to_webhook` node answers."
+                ),
+                "default": "immediately",
+            },
+            "secret": {
+                "type": ["string", "null"],
+                "description": (
+                    "When set, requests must carry `X-LinkFlow-Signature: sha256=<hex>`, the "
+                    "HMAC-SHA256 of the raw body with this secret."
+                ),
+                "default": None,
+            },
+            "ip_allowlist": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "IP addresses or CIDR ranges allowed to call; empty allows all.",
+                "default": [],
+            },
+            "max_body_bytes": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Largest accepted request body in bytes (413 when larger).",
+                "default": MAX_BODY_BYTES,
+            },
+        },
+        "required": [],
+        "additionalProperties": False,
+    }
+    emits = (
+        "One item `{method, path, headers, query, body}` describing the request; `body` is "
+        "the parsed JSON or form body, else the text."
+    )
+
+    def check(self, parameters: Mapping[str, Any]) -> list[str]:
+        problems = _path_problems(parameters.get("path"))
+        allowlist = parameters.get("ip_allowlist")
+        if isinstance(allowlist, list):
+            problems.extend(_network_problems(allowlist))
+        return problems
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        request = ctx.trigger_input
+        if not isinstance(request, dict):
+            # The webhook layer always sends a request object; anything else (a manual
+            # test run) is treated as the body of a request to this endpoint.
+            request = _request_around(request, ctx.raw_parameters)
+        return NodeResult.main([Item(json=request, paired=())])
+
+
+def _request_around(body: Any, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    method = parameters.get("method", "POST")
+    path = parameters.get("path", "")
+    return {
+        "method": method if isinstance(method, str) else "POST",
+        "path": path if isinstance(path, str) else "",
+        "headers": {},
+        "query": {},
+        "body": body,
+    }
+
+
+def _path_problems(path: Any) -> list[str]:
+    if not isinstance(path, str) or is_expression(path):
+        return [] if path is None else ["path must be a literal string, not an expression"]
+    if not _PATH.fullmatch(path):
+        return [f"path {path!r} may contain only letters, digits and ._~:/-"]
+    return []
+
+
+def _network_problems(allowlist: list[Any]) -> list[str]:
+    problems = []
+    for index, entry in enumerate(allowlist):
+        if not isinstance(entry, str) or is_expression(entry):
+            continue
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            problems.append(f"ip_allowlist[{index}]: {entry!r} is not an IP address or CIDR range")
+    return problems
+
+
+NODES: tuple[type[Node], ...] = (WebhookTrigger,)
