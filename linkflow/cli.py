@@ -17,8 +17,6 @@ import typer
 
 from linkflow.config import ConfigError, Settings, load_settings
 from linkflow.observability.logging import configure_logging
-from linkflow.store import StoreConfigError, StoreUnavailable
-from linkflow.store import migrate as store_migrate
 
 if TYPE_CHECKING:
     from linkflow.engine import CompiledWorkflow, Engine, RunResult
@@ -56,6 +54,9 @@ def migrate(
 ) -> None:
     """Apply database migrations; with --check, change nothing and verify that the
     database is at the newest revision and matches the models."""
+    from linkflow.store import StoreConfigError, StoreUnavailable  # only this command needs them
+    from linkflow.store import migrate as store_migrate
+
     settings = _settings()
     url = settings.effective_database_url
     try:

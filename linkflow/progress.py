@@ -22,7 +22,8 @@ class ProgressView:
 
     def __init__(self, node_ids: list[str], console: Console | None = None) -> None:
         self._rows: dict[str, dict[str, str]] = {
-            node_id: {"status": "pending", "items": "", "time": ""} for node_id in node_ids
+            node_id: {"status": "pending", "runs": "0", "items": "", "time": ""}
+            for node_id in node_ids
         }
         self._started: dict[str, float] = {}
         self._live = Live(self._render(), console=console or Console(stderr=True),
@@ -52,20 +53,21 @@ class ProgressView:
         elif event.type is EventType.NODE_COMPLETED:
             outputs = event.data["outputs"]
             row["status"] = "failed" if "error" in event.data else "completed"
+            row["runs"] = str(event.data["run"] + 1)
             row["items"] = ", ".join(f"{name}: {len(items)}" for name, items in outputs.items())
             row["time"] = f"{(time.perf_counter() - self._started[node_id]) * 1000:.1f} ms"
         elif event.type is EventType.NODE_FAILED:
             row["status"] = "failed"
         elif event.type is EventType.NODE_RETRYING:
             row["status"] = "retrying"
-        elif event.type is EventType.NODE_SKIPPED:
-            row["status"] = "skipped"
+        elif event.type is EventType.NODE_SKIPPED and row["status"] == "pending":
+            row["status"] = "skipped"  # a loop body that ran is not shown as skipped
         self._live.update(self._render())
 
     def _render(self) -> Table:
-        table = Table("node", "status", "items out", "time", title="LinkFlow run")
+        table = Table("node", "status", "runs", "last run's items", "time", title="LinkFlow run")
         for node_id, row in self._rows.items():
             style = _STYLES.get(row["status"], "")
             table.add_row(node_id, f"[{style}]{row['status']}[/]" if style else row["status"],
-                          row["items"], row["time"])  # fmt: skip
+                          row["runs"], row["items"], row["time"])  # fmt: skip
         return table

@@ -4,8 +4,9 @@ Names and order are public (CONTRACT.md section 4): clients stream them, and
 `GET /executions/{id}/logs` returns them. Data shapes per type:
 
 - `execution.started`: `{input, start_node, mode, workflow: {id, name, version}}`
-- `node.started`: `{run, attempt, now, inputs: [[[node_id, run, output, count], ...], ...]}`
-  (per input, the upstream outputs its items came from, in order)
+- `node.started`: `{run, attempt, inputs: [[[node_id, run, output, count], ...], ...]}`
+  (per input, the upstream outputs its items came from, in order); the event's
+  timestamp is the `now` the node and its expressions see
 - `node.retrying`: `{run, attempt, error, delay_s}`
 - `node.completed`: `{run, outputs: {name: [{json, paired?}]}, state?, error?}`;
   `paired` is omitted when it is `[[0, i]]` for the item at index i

@@ -112,15 +112,11 @@ class Executor:
     # -- history -------------------------------------------------------------
 
     async def _append(
-        self,
-        type_: EventType,
-        node_id: str | None,
-        data: dict[str, Any],
-        outputs: Mapping[str, list[Item]] | None = None,
+        self, type_: EventType, node_id: str | None, data: dict[str, Any], decoded: object = None
     ) -> None:
         event = Event(self.state.seq + 1, type_, node_id, data, self.clock.now())
         await self.history.append(event)
-        self.state.apply(event, outputs)
+        self.state.apply(event, decoded)
         if self.observer is not None:
             self.observer(event)
 
@@ -240,12 +236,8 @@ class Executor:
             await self._append(
                 EventType.NODE_STARTED,
                 node_id,
-                {
-                    "run": run_index,
-                    "attempt": attempt,
-                    "now": self.clock.now().isoformat(),
-                    "inputs": inputs_json,
-                },
+                {"run": run_index, "attempt": attempt, "inputs": inputs_json},
+                segments,
             )
             run = self.state.runs[node_id][-1]
             inputs = [self.state.items_of(input_) for input_ in run.inputs]
@@ -292,13 +284,23 @@ class Executor:
         node_limit = compiled.spec.timeout_s
         workflow_limit = self._remaining_s()
         limits = [limit for limit in (node_limit, workflow_limit) if limit is not None]
+        if not limits:
+            return await self._call(compiled, ctx)
+        deadline = asyncio.timeout(min(limits))
         try:
-            async with asyncio.timeout(min(limits) if limits else None):
-                return await compiled.node.run(ctx)
+            async with deadline:
+                return await self._call(compiled, ctx)
         except TimeoutError:
-            if workflow_limit is not None and (node_limit is None or workflow_limit <= node_limit):
-                raise _WorkflowTimeout from None
-            return NodeError(f"the node timed out after {node_limit:g} s", retryable=True)
+            if not deadline.expired():  # pragma: no cover - _call turns node errors into data
+                raise
+        if workflow_limit is not None and (node_limit is None or workflow_limit <= node_limit):
+            raise _WorkflowTimeout
+        return NodeError(f"the node timed out after {node_limit:g} s", retryable=True)
+
+    @staticmethod
+    async def _call(compiled: CompiledNode, ctx: RunContext) -> NodeResult | NodeError:
+        try:
+            return await compiled.node.run(ctx)
         except Exception as error:  # noqa: BLE001 - a node's failure is data, not a crash
             return _as_node_error(error)
 

@@ -40,12 +40,12 @@ class Graph:
     outgoing: Mapping[str, tuple[Edge, ...]]
     loop_bodies: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Loop node id → the nodes its `loop` output reaches (re-run on every batch)."""
+    forward_in: Mapping[str, tuple[Edge, ...]] = field(default_factory=dict)
+    back_in: Mapping[str, tuple[Edge, ...]] = field(default_factory=dict)
 
-    def forward_in(self, node_id: str) -> tuple[Edge, ...]:
-        return tuple(edge for edge in self.incoming[node_id] if not edge.back)
-
-    def back_in(self, node_id: str) -> tuple[Edge, ...]:
-        return tuple(edge for edge in self.incoming[node_id] if edge.back)
+    def __post_init__(self) -> None:
+        self.forward_in = {n: tuple(e for e in es if not e.back) for n, es in self.incoming.items()}
+        self.back_in = {n: tuple(e for e in es if e.back) for n, es in self.incoming.items()}
 
 
 def _edges(connections: Sequence[Connection]) -> list[Edge]:

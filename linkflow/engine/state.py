@@ -15,6 +15,7 @@ with no items, so skipping spreads to everything downstream of it only.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -168,17 +169,38 @@ class ExecutionState:
         self.pending: dict[str, dict[int, list[Segment]]] = {n: {} for n in self.graph.order}
         self.settled: set[Edge] = set()
         self.last_run: NodeRun | None = None
+        # Derived from node_status, kept so that deciding does not scan every node.
+        self._open: list[str] = list(self.graph.order)
+        self._running: str | None = None
+
+    def _set_status(self, node_id: str, status: NodeStatus) -> None:
+        was_open = self.node_status[node_id] in _OPEN
+        self.node_status[node_id] = status
+        if was_open and status not in _OPEN:
+            self._open.remove(node_id)
+        elif status in _OPEN and not was_open:
+            bisect.insort(self._open, node_id, key=self.graph.rank.__getitem__)
+        if status is NodeStatus.RUNNING:
+            self._running = node_id
+        elif self._running == node_id:
+            self._running = None
 
     # -- folding -------------------------------------------------------------
 
-    def apply(self, event: Event, outputs: Mapping[str, list[Item]] | None = None) -> None:
-        """Fold one event in. `outputs` spares decoding items the caller already holds."""
+    def apply(self, event: Event, decoded: object = None) -> None:
+        """Fold one event in.
+
+        `decoded` is the event's bulky data in the form the state keeps (output
+        items for node.completed, input segments for node.started), passed by the
+        executor that just built it so that a live run does not decode its own
+        events; a replay leaves it None and the data is decoded here.
+        """
         if event.seq != self.seq + 1:
             raise ValueError(f"event {event.seq} applied after {self.seq}")
         self.seq = event.seq
         handler = _HANDLERS.get(event.type)
         if handler is not None:
-            handler(self, event, outputs)
+            handler(self, event, decoded)
 
     def _on_execution_started(self, event: Event, _: object) -> None:
         self.status = ExecutionStatus.RUNNING
@@ -187,24 +209,23 @@ class ExecutionState:
         self.mode = event.data.get("mode", "manual")
         self.started_at = event.timestamp
 
-    def _on_node_started(self, event: Event, _: object) -> None:
+    def _on_node_started(self, event: Event, decoded: object) -> None:
+        """A node run (or another attempt of it) starts; its `now` is the event's time."""
         node_id = event.node_id
         assert node_id is not None
         data = event.data
         runs = self.runs[node_id]
         if runs and runs[-1].index == data["run"]:
             runs[-1].attempts = data["attempt"]
-            runs[-1].now = datetime.fromisoformat(data["now"])
+            runs[-1].now = event.timestamp
             return
         if self.node_status[node_id] is NodeStatus.LOOPING:
             self._reset_loop_body(node_id)
-        inputs = _segments_from_json(data["inputs"])
+        inputs = decoded if isinstance(decoded, list) else _segments_from_json(data["inputs"])
         self.pending[node_id] = {}
-        now = datetime.fromisoformat(data["now"])
-        runs.append(
-            NodeRun(node_id, data["run"], inputs, event.timestamp, now, attempts=data["attempt"])
-        )
-        self.node_status[node_id] = NodeStatus.RUNNING
+        now = event.timestamp
+        runs.append(NodeRun(node_id, data["run"], inputs, now, now, attempts=data["attempt"]))
+        self._set_status(node_id, NodeStatus.RUNNING)
 
     def _on_node_retrying(self, event: Event, _: object) -> None:
         assert event.node_id is not None
@@ -212,11 +233,13 @@ class ExecutionState:
         run.failures += 1
         run.error = event.data.get("error")
 
-    def _on_node_completed(self, event: Event, outputs: Mapping[str, list[Item]] | None) -> None:
+    def _on_node_completed(self, event: Event, decoded: object) -> None:
         node_id = event.node_id
         assert node_id is not None
         run = self.runs[node_id][-1]
-        if outputs is None:
+        if isinstance(decoded, dict):
+            outputs: Mapping[str, list[Item]] = decoded
+        else:
             outputs = {name: items_from_json(raw) for name, raw in event.data["outputs"].items()}
         run.outputs = {name: list(items) for name, items in outputs.items() if items}
         run.state = event.data.get("state")
@@ -225,7 +248,7 @@ class ExecutionState:
         run.completed_at = event.timestamp
         self.last_run = run
         looping = run.state is not None and node_id in self.graph.loop_bodies
-        self.node_status[node_id] = NodeStatus.LOOPING if looping else NodeStatus.DONE
+        self._set_status(node_id, NodeStatus.LOOPING if looping else NodeStatus.DONE)
         for edge in self.graph.outgoing[node_id]:
             if looping and edge.output == DONE_OUTPUT:
                 continue
@@ -241,7 +264,7 @@ class ExecutionState:
     def _on_node_skipped(self, event: Event, _: object) -> None:
         node_id = event.node_id
         assert node_id is not None
-        self.node_status[node_id] = NodeStatus.SKIPPED
+        self._set_status(node_id, NodeStatus.SKIPPED)
         self.pending[node_id] = {}
         for edge in self.graph.outgoing[node_id]:
             self.settled.add(edge)
@@ -263,7 +286,7 @@ class ExecutionState:
         """A loop starts its next batch: its body runs afresh."""
         body = self.graph.loop_bodies[loop_id]
         for node_id in body:
-            self.node_status[node_id] = NodeStatus.PENDING
+            self._set_status(node_id, NodeStatus.PENDING)
             self.pending[node_id] = {}
         self.settled = {
             edge for edge in self.settled
@@ -276,18 +299,16 @@ class ExecutionState:
     def _ready(self, node_id: str) -> bool:
         status = self.node_status[node_id]
         if status is NodeStatus.PENDING:
-            return all(edge in self.settled for edge in self.graph.forward_in(node_id))
+            return all(edge in self.settled for edge in self.graph.forward_in[node_id])
         if status is NodeStatus.LOOPING:
-            return all(edge in self.settled for edge in self.graph.back_in(node_id))
+            return all(edge in self.settled for edge in self.graph.back_in[node_id])
         return False
 
     def decide(self) -> Decision:
         """The next step, a pure function of the state."""
-        for node_id in self.graph.order:
-            status = self.node_status[node_id]
-            if status is NodeStatus.RUNNING:
-                return Decision("run", node_id, resume=True)
-        for node_id in self.graph.order:
+        if self._running is not None:
+            return Decision("run", self._running, resume=True)
+        for node_id in self._open:
             if not self._ready(node_id):
                 continue
             if self._should_run(node_id):
@@ -305,9 +326,7 @@ class ExecutionState:
     # -- reading -------------------------------------------------------------
 
     def input_segments(self, node_id: str) -> list[list[Segment]]:
-        count = self.workflow.nodes[node_id].node.input_count(
-            self.workflow.nodes[node_id].spec.parameters
-        )
+        count = self.workflow.nodes[node_id].input_count
         pending = self.pending[node_id]
         width = max([count, *(k + 1 for k in pending)])
         return [list(pending.get(k, [])) for k in range(width)]
@@ -322,6 +341,9 @@ class ExecutionState:
         for node_id in self.graph.order:
             yield from self.runs[node_id]
 
+
+_OPEN = frozenset({NodeStatus.PENDING, NodeStatus.LOOPING})
+"""Statuses of nodes that may still be decided on in the current pass."""
 
 _END_STATUS = {
     EventType.EXECUTION_COMPLETED: ExecutionStatus.COMPLETED,

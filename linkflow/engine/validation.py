@@ -45,6 +45,7 @@ class CompiledNode:
     parameters: CompiledParameters
     outputs: tuple[str, ...]
     is_trigger: bool
+    input_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,7 @@ def _connection_problems(
                 )
             problems.append(Problem(message, conn.from_, field, "unknown_output"))
         if target is not None:
-            count = target.node.input_count(target.spec.parameters)
+            count = target.input_count
             if conn.input >= count:
                 problems.append(
                     Problem(
@@ -185,7 +186,8 @@ def _compile_node(
     if spec.on_error is OnError.OUTPUT:
         outputs = (*outputs, ERROR_OUTPUT)
     is_trigger = node.group is NodeGroup.TRIGGER
-    return CompiledNode(spec, node, parameters, outputs, is_trigger), problems
+    inputs = node.input_count(spec.parameters) if not problems else node.inputs
+    return CompiledNode(spec, node, parameters, outputs, is_trigger, inputs), problems
 
 
 def compile_workflow(raw: object, registry: NodeRegistry, dialect: Dialect) -> CompiledWorkflow:

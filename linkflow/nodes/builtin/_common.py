@@ -123,6 +123,9 @@ def _is_index(segment: str) -> bool:
 def set_path(data: JsonObject, path: str, value: Any) -> None:
     """Set a dotted path in `data` (mutated), creating objects on the way.
 
+    Nested objects on the way are copied before they change, so a caller that
+    passes a shallow copy of an item's json never alters objects the input item
+    shares with other items (copy-on-write instead of a deep copy per item).
     A segment whose current value is not an object is replaced by one, like
     lodash's `set` that n8n users know; lists are not indexed into here, so that
     `"tags.0"` names a key rather than silently growing a list.
@@ -131,21 +134,24 @@ def set_path(data: JsonObject, path: str, value: Any) -> None:
     current = data
     for segment in segments[:-1]:
         child = current.get(segment)
-        if not isinstance(child, dict):
-            child = {}
-            current[segment] = child
+        child = dict(child) if isinstance(child, dict) else {}
+        current[segment] = child
         current = child
     current[segments[-1]] = value
 
 
 def delete_path(data: JsonObject, path: str) -> None:
-    """Remove a dotted path from `data` (mutated); a missing path is fine."""
+    """Remove a dotted path from `data` (mutated, copy-on-write like `set_path`)."""
     segments = split_path(path)
     current: Any = data
     for segment in segments[:-1]:
-        current = current.get(segment) if isinstance(current, dict) else None
-    if isinstance(current, dict):
-        current.pop(segments[-1], None)
+        child = current.get(segment)
+        if not isinstance(child, dict):
+            return
+        child = dict(child)
+        current[segment] = child
+        current = child
+    current.pop(segments[-1], None)
 
 
 # --- values -----------------------------------------------------------------
@@ -197,6 +203,10 @@ class Params:
     def __init__(self, ctx: NodeContext, node: Node) -> None:
         self._ctx = ctx
         self._properties: Mapping[str, JsonObject] = node.parameters_schema["properties"]
+        # Values written literally were checked against the schema when the workflow was
+        # compiled; only what an expression produced needs checking per item.
+        raw = ctx.raw_parameters
+        self._dynamic = frozenset(name for name, value in raw.items() if _has_expression(value))
 
     def get(self, name: str, index: int = 0) -> Any:
         """The value for item `index`; the schema default when absent or null; else None."""
@@ -204,7 +214,8 @@ class Params:
         value = self._ctx.param(name, index, schema.get("default"))
         if value is None:
             return schema.get("default")
-        _validate(name, schema, value, index)
+        if name in self._dynamic:
+            _validate(name, schema, value, index)
         return value
 
     def required(self, name: str, index: int = 0) -> Any:
@@ -255,6 +266,16 @@ class Params:
         if not isinstance(value, dict):
             raise NodeError(f"parameter '{name}' must be an object", item_index=index)
         return value
+
+
+def _has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value
+    if isinstance(value, dict):
+        return any(_has_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_expression(v) for v in value)
+    return False
 
 
 # Keyed by the schema's id; the schema is kept in the value so that the id cannot be reused.

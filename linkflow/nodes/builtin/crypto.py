@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
@@ -100,7 +99,7 @@ class Crypto(Node):
 
         def apply(item: Item, index: int) -> Item:
             result = operation(ctx, params, index)
-            json = copy.deepcopy(item.json)
+            json = dict(item.json)
             set_path(json, params.text("output_field", index), result)
             return item.derive(json, index)
 

@@ -6,7 +6,6 @@ Time comes from `ctx.now()` only, so that a replay sees the same "now".
 from __future__ import annotations
 
 import calendar
-import copy
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
@@ -123,7 +122,7 @@ class DateTime(Node):
 
         def apply(item: Item, index: int) -> Item:
             result = operation(_Call(ctx, params, index))
-            json = copy.deepcopy(item.json)
+            json = dict(item.json)
             set_path(json, params.text("output_field", index), result)
             return item.derive(json, index)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 from linkflow.nodes.builtin._common import Params, set_path
@@ -52,10 +51,11 @@ class Set(Node):
         dot_notation = params.flag("dot_notation")
 
         def assign(item: Item, index: int) -> Item:
-            json: JsonObject = {} if keep_only_set else copy.deepcopy(item.json)
+            json: JsonObject = {} if keep_only_set else dict(item.json)
             for name, value in params.mapping("fields", index).items():
-                # A literal list or object is the document's own; each item gets a copy.
-                _assign(json, name, copy.deepcopy(value), dot_notation)
+                # Items are never mutated in place (set_path copies on write),
+                # so a literal list or object may be shared between items.
+                _assign(json, name, value, dot_notation)
             return item.derive(json, index)
 
         return map_items(ctx, assign)

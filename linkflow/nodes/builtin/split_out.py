@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 from linkflow.nodes.builtin._common import (
@@ -100,7 +99,7 @@ def _list_at(json: JsonObject, field: str, index: int) -> list[Any]:
 
 
 def _other_fields(json: JsonObject, field: str) -> JsonObject:
-    rest = copy.deepcopy(json)
+    rest = dict(json)
     delete_path(rest, field)
     return rest
 
@@ -111,7 +110,7 @@ def _element_json(
     # An object element is the item itself, unless a destination was asked for.
     if others is None and not named and isinstance(element, dict):
         return element
-    json = copy.deepcopy(others) if others is not None else {}
+    json = dict(others) if others is not None else {}
     set_path(json, destination, element)
     return json
 

@@ -1,0 +1,1 @@
+"""Use cases: where the engine meets the store, queue and bus. No HTTP here."""

@@ -1,0 +1,265 @@
+"""Engines and sessions: the one place that knows how to talk to each database.
+
+Invariants:
+- Only two engines are supported: PostgreSQL through asyncpg and SQLite
+  through aiosqlite. Plain URLs (``postgresql://``, ``postgres://``,
+  ``sqlite:///``) are rewritten to their async driver; any other scheme or
+  driver is a `StoreConfigError` whose message names the problem in one line
+  and never shows a password.
+- Every SQLite connection runs in WAL mode with foreign keys enforced, a busy
+  timeout and ``synchronous=NORMAL`` (durable across process crashes; the
+  last transactions may be lost on power failure, which WAL makes a safe
+  trade). The driver's own implicit transaction handling is switched off and
+  ``BEGIN`` is emitted instead, so that SQLite transactions, savepoints and
+  transactional DDL behave as on PostgreSQL. `Database.transaction` begins
+  SQLite write transactions with ``BEGIN IMMEDIATE``.
+- Sessions do not expire objects on commit: a row read in a request stays
+  readable after the commit without another round trip (and without the lazy
+  load that asyncio forbids).
+- A failure to reach the database surfaces as `StoreUnavailable` where this
+  module connects on purpose (`Database.ping`, `connect`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Final
+
+import orjson
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from linkflow.store.errors import StoreConfigError, StoreUnavailable
+
+__all__ = [
+    "Database",
+    "connect",
+    "create_engine",
+    "normalize_url",
+    "unavailable_error",
+]
+
+_ASYNC_DRIVERS: Final = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+_BACKEND_ALIASES: Final = {"postgres": "postgresql", "postgresql": "postgresql", "sqlite": "sqlite"}
+_EXAMPLES: Final = "e.g. postgresql://user:password@host:5432/linkflow or sqlite:///path/to/linkflow.db"
+
+# Long enough to ride out a checkpoint or a burst of writers, short enough that
+# a stuck writer surfaces as an error rather than a hung request.
+SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
+# Execution option naming how SQLite transactions begin: DEFERRED (the default)
+# or IMMEDIATE, which takes the write lock at BEGIN (see `Database.transaction`).
+_SQLITE_BEGIN: Final = "linkflow_sqlite_begin"
+# asyncpg's default is 60 s; a database that does not answer a connect in 10 s
+# is down as far as a request (or a health check) is concerned.
+POSTGRES_CONNECT_TIMEOUT_S: Final = 10
+
+
+def _redact(raw: str) -> str:
+    """`raw` with anything between ``:`` and ``@`` in the authority masked."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", raw)
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        msg = f"cannot parse database URL {_redact(url)!r}: expected {_EXAMPLES}"
+        raise StoreConfigError(msg) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    canonical = _BACKEND_ALIASES.get(backend)
+    if canonical is None:
+        msg = (
+            f"unsupported database {backend!r} in {parsed.render_as_string()!r}: "
+            f"LinkFlow runs on PostgreSQL or SQLite ({_EXAMPLES})"
+        )
+        raise StoreConfigError(msg)
+    wanted = _ASYNC_DRIVERS[canonical]
+    if driver and driver != wanted:
+        msg = (
+            f"unsupported driver {driver!r} for {canonical} in {parsed.render_as_string()!r}: "
+            f"use {canonical}://... (LinkFlow uses {wanted})"
+        )
+        raise StoreConfigError(msg)
+    return parsed.set(drivername=f"{canonical}+{wanted}")
+
+
+def normalize_url(url: str) -> str:
+    """`url` rewritten for its async driver, e.g. ``postgres://`` → ``postgresql+asyncpg://``.
+
+    Raises `StoreConfigError` for a URL that cannot be parsed or that names an
+    engine or driver LinkFlow does not run on.
+    """
+    return _parse(url).render_as_string(hide_password=False)
+
+
+def _sqlite_path(parsed: URL) -> Path | None:
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _describe(parsed: URL) -> str:
+    if parsed.get_backend_name() == "sqlite":
+        path = _sqlite_path(parsed)
+        return f"SQLite database {path}" if path else "in-memory SQLite database"
+    return f"PostgreSQL at {parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first_line
+
+
+def unavailable_error(url: str, exc: BaseException) -> StoreUnavailable:
+    """A one-line `StoreUnavailable` for a failure to connect to `url`."""
+    verb = "open" if make_url(url).get_backend_name() == "sqlite" else "connect to"
+    return StoreUnavailable(f"cannot {verb} {_describe(make_url(url))}: {_reason(exc)}")
+
+
+def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+        # Stop the driver from issuing BEGIN on its own (and never for DDL or
+        # SAVEPOINT); the "begin" listener below emits it for every transaction.
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) -> AsyncEngine:
+    """An async engine for `url` (see `normalize_url`), configured for LinkFlow.
+
+    For SQLite, the database file's directory is created if missing.
+    `foreign_keys=False` is for migrations only: SQLite's batch migrations
+    rebuild tables, and enforcing foreign keys during the rebuild would
+    cascade deletes into the referencing tables.
+    """
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = _sqlite_path(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            parsed, echo=echo, json_serializer=_json_dumps, json_deserializer=orjson.loads
+        )
+        _configure_sqlite(engine, foreign_keys=foreign_keys)
+        return engine
+    return create_async_engine(
+        parsed,
+        echo=echo,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_S},
+    )
+
+
+async def connect(engine: AsyncEngine) -> AsyncConnection:
+    """A started connection from `engine`; failing to connect raises `StoreUnavailable`.
+
+    The caller closes it (``await conn.close()``).
+    """
+    try:
+        return await engine.connect()
+    except (OSError, DBAPIError) as exc:
+        url = engine.url.render_as_string(hide_password=False)
+        raise unavailable_error(url, exc) from exc
+
+
+class Database:
+    """An engine plus the session factory every request and job draws sessions from.
+
+    Built once per process by the wiring and disposed at shutdown.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.engine: Final = create_engine(url, echo=echo)
+        self.sessionmaker: Final = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writer_sessionmaker: Final = async_sessionmaker(
+            self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"}), expire_on_commit=False
+        )
+
+    @property
+    def url(self) -> str:
+        """The normalized URL, password included (never log it: use `repr`)."""
+        return self.engine.url.render_as_string(hide_password=False)
+
+    @property
+    def dialect(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session; the caller commits. Uncommitted work is rolled back on exit."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside a transaction: committed on normal exit, rolled back on error.
+
+        Meant for writes. On SQLite the transaction takes the write lock at
+        ``BEGIN IMMEDIATE``: a transaction that reads and then writes would
+        otherwise fail at once with "database is locked" whenever another
+        writer committed in between; this way it waits its turn (up to the
+        busy timeout). So do not open a second `transaction` while holding
+        one: on SQLite the inner one waits for the outer. No effect on
+        PostgreSQL, where row locks (``SELECT ... FOR UPDATE``) serve.
+        """
+        async with self._writer_sessionmaker.begin() as session:
+            yield session
+
+    async def ping(self) -> None:
+        """Round-trip ``SELECT 1``; raises `StoreUnavailable` when the database is unreachable."""
+        connection = await connect(self.engine)
+        try:
+            await connection.execute(text("SELECT 1"))
+        finally:
+            await connection.close()
+
+    async def dispose(self) -> None:
+        """Close every pooled connection; the `Database` must not be used afterwards."""
+        await self.engine.dispose()

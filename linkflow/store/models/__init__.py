@@ -1,0 +1,66 @@
+"""SQLAlchemy models of LinkFlow's schema, one module per area.
+
+Importing this package registers every table on `Base.metadata`, which is
+what the migrations are compared against: a model that is not imported here
+is invisible to `linkflow.store.migrate.check`.
+"""
+
+from __future__ import annotations
+
+from linkflow.store.models._base import (
+    NAMING_CONVENTION,
+    Base,
+    SoftDeletable,
+    Timestamped,
+    WorkspaceScoped,
+    exists_on,
+    postgresql_only,
+)
+from linkflow.store.models.audit import AuditLog, IdempotencyKey
+from linkflow.store.models.billing import Plan, Subscription, Usage
+from linkflow.store.models.executions import (
+    Execution,
+    ExecutionEvent,
+    ExecutionLease,
+    NodeExecution,
+)
+from linkflow.store.models.identity import ApiKey, OAuthConnection, User, UserSession
+from linkflow.store.models.workflows import (
+    Credential,
+    Schedule,
+    Webhook,
+    Workflow,
+    WorkflowVersion,
+)
+from linkflow.store.models.workspaces import Variable, Workspace, WorkspaceMember
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "ApiKey",
+    "AuditLog",
+    "Base",
+    "Credential",
+    "Execution",
+    "ExecutionEvent",
+    "ExecutionLease",
+    "IdempotencyKey",
+    "NodeExecution",
+    "OAuthConnection",
+    "Plan",
+    "Schedule",
+    "SoftDeletable",
+    "Subscription",
+    "Timestamped",
+    "Usage",
+    "User",
+    "UserSession",
+    "Variable",
+    "Webhook",
+    "Workflow",
+    "WorkflowVersion",
+    "Workspace",
+    "WorkspaceMember",
+    "WorkspaceScoped",
+    "exists_on",
+    "postgresql_only",
+]

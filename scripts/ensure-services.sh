@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Make sure the programs the test suite starts are installed:
+#   initdb/postgres (PostgreSQL), redis-server, bwrap (bubblewrap, for the code sandbox).
+# As root, missing ones are installed from Debian's packages; otherwise this
+# prints what to install and fails. The tests start their own servers: nothing
+# is started here.
+set -euo pipefail
+
+have_postgres() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+missing=()
+have_postgres || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "missing system packages: ${missing[*]}" >&2
+    echo "install them, e.g.: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing system packages: ${missing[*]} (and no apt-get to install them with)" >&2
+    exit 1
+fi
+
+echo "installing ${missing[*]} ..."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y "${missing[@]}"

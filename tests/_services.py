@@ -1,0 +1,323 @@
+"""Start and stop the real servers integration tests run against: PostgreSQL and Redis.
+
+Each server runs from a private temporary directory, on a free loopback
+port, tuned for speed over durability (no fsync, no persistence), and as a
+child of the test process that receives SIGKILL-proof cleanup: the child is
+asked to die with its parent (Linux parent-death signal), so even a test run
+killed with ``kill -9`` leaves no server behind.
+
+PostgreSQL's ``initdb`` and server refuse to run as root; when tests run as
+root they run as the ``postgres`` system user (created if missing), and the
+temporary directory is handed to that user.
+
+Readiness is polled against a deadline; nothing sleeps a fixed time. A
+missing binary is an error naming what to install (``make services``), never
+a skip.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "ServiceError",
+    "free_port",
+    "start_postgres",
+    "start_redis",
+    "wait_until",
+]
+
+# initdb plus a cold start take 1-3 s on a laptop; CI machines can be 10x slower.
+START_TIMEOUT_S: Final = 60.0
+STOP_TIMEOUT_S: Final = 15.0
+POLL_INTERVAL_S: Final = 0.02
+PG_USER: Final = "postgres"
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
+class ServiceError(RuntimeError):
+    """A test server could not be found, started or stopped."""
+
+
+def wait_until(
+    predicate: Callable[[], bool], *, timeout_s: float, what: str, log: Path | None = None
+) -> None:
+    """Poll `predicate` until it holds; after `timeout_s`, fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise ServiceError(f"timed out after {timeout_s:.0f} s waiting for {what}{_tail(log)}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tail(log: Path | None, lines: int = 20) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return "\n--- " + str(log) + " ---\n" + "\n".join(text)
+
+
+# Looked up once, in the parent: the child between fork and exec must do as little
+# as possible (no dlopen), since other threads' locks are frozen there.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent() -> None:
+    """Run in the child between fork and exec: SIGKILL it when the test process dies."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _stop_process(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+
+def find_pg_bin_dir() -> Path:
+    """The directory holding initdb and postgres: PATH first, then Debian's layout."""
+    on_path = shutil.which("initdb")
+    candidates = [Path(on_path).resolve().parent] if on_path else []
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for directory in [*candidates, *debian]:
+        if (directory / "initdb").exists() and (directory / "postgres").exists():
+            return directory
+    raise ServiceError(
+        "PostgreSQL not found (no initdb on PATH or in /usr/lib/postgresql/*/bin): "
+        "run `make services` or install the `postgresql` package"
+    )
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    user: str | None = None
+    group: str | None = None
+    uid: int = -1
+    gid: int = -1
+
+
+def _run_as() -> _RunAs:
+    """Whom to run PostgreSQL as: ourselves, or `postgres` when we are root."""
+    if os.geteuid() != 0:
+        return _RunAs()
+    try:
+        entry = pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", PG_USER],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(PG_USER)
+    group = grp.getgrgid(entry.pw_gid).gr_name
+    return _RunAs(user=PG_USER, group=group, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL server owned by the test session; superuser `postgres`, trust auth."""
+
+    base_dir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"
+    _stopped: bool = field(default=False, repr=False)
+
+    def url(self, database: str = "postgres") -> str:
+        """A plain ``postgresql://`` URL for `database` on this server."""
+        return f"postgresql://{PG_USER}@{self.host}:{self.port}/{database}"
+
+    @property
+    def log(self) -> Path:
+        return self.base_dir / "postgres.log"
+
+    def stop(self) -> None:
+        """Shut down immediately (the data is disposable) and delete the directory. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            # SIGQUIT: immediate shutdown, which also ends every backend.
+            _stop_process(self.process, signal.SIGQUIT)
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _pg_ready(bin_dir: Path, port: int, process: subprocess.Popen[bytes]) -> bool:
+    if process.poll() is not None:
+        raise ServiceError(f"postgres exited with status {process.returncode} while starting")
+    result = subprocess.run(
+        [bin_dir / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER],
+        check=False,
+        timeout=STOP_TIMEOUT_S,
+    )
+    return result.returncode == 0
+
+
+def start_postgres() -> PostgresServer:
+    """initdb a fresh cluster in a temporary directory and start it on a free port."""
+    bin_dir = find_pg_bin_dir()
+    run_as = _run_as()
+    base_dir = Path(tempfile.mkdtemp(prefix="linkflow-pg-"))
+    try:
+        if run_as.user is not None:
+            os.chown(base_dir, run_as.uid, run_as.gid)
+        data_dir, socket_dir, log = base_dir / "data", base_dir / "sock", base_dir / "postgres.log"
+        initdb = subprocess.run(
+            [
+                bin_dir / "initdb", "-D", data_dir, "-U", PG_USER, "-A", "trust",
+                "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions",
+            ],
+            user=run_as.user,
+            group=run_as.group,
+            capture_output=True,
+            check=False,
+            timeout=START_TIMEOUT_S,
+        )
+        if initdb.returncode != 0:
+            output = (initdb.stdout + initdb.stderr).decode(errors="replace").strip()
+            raise ServiceError(f"initdb failed (status {initdb.returncode}):\n{output}")
+        socket_dir.mkdir()
+        if run_as.user is not None:
+            os.chown(socket_dir, run_as.uid, run_as.gid)
+        # Run the postmaster itself rather than `pg_ctl start`: pg_ctl daemonizes, and a
+        # daemon would outlive a test run killed before its cleanup.
+        port = free_port()
+        with log.open("ab") as log_file:
+            process = subprocess.Popen(
+                [
+                    bin_dir / "postgres", "-D", data_dir, "-p", str(port),
+                    "-h", "127.0.0.1", "-k", socket_dir,
+                    "-c", "fsync=off", "-c", "synchronous_commit=off",
+                    "-c", "full_page_writes=off", "-c", "max_connections=200",
+                ],
+                user=run_as.user,
+                group=run_as.group,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # see _prctl
+            )
+        server = PostgresServer(base_dir=base_dir, port=port, process=process)
+        try:
+            wait_until(
+                lambda: _pg_ready(bin_dir, port, process),
+                timeout_s=START_TIMEOUT_S,
+                what=f"PostgreSQL on port {port}",
+                log=log,
+            )
+        except BaseException:
+            server.stop()
+            raise
+        return server
+    except BaseException:
+        shutil.rmtree(base_dir, ignore_errors=True)
+        raise
+
+
+# --- Redis ------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server owned by the test session; no persistence."""
+
+    base_dir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    _stopped: bool = field(default=False, repr=False)
+
+    def url(self, db: int = 0) -> str:
+        """A ``redis://`` URL for logical database `db`."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        """Terminate the server and delete its directory. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            _stop_process(self.process, signal.SIGTERM)
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _redis_pong(port: int, process: subprocess.Popen[bytes]) -> bool:
+    if process.poll() is not None:
+        raise ServiceError(f"redis-server exited with status {process.returncode} while starting")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis() -> RedisServer:
+    """Start redis-server on a free loopback port, without snapshots or an append-only file."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError(
+            "redis-server not found on PATH: run `make services` or install `redis-server`"
+        )
+    base_dir = Path(tempfile.mkdtemp(prefix="linkflow-redis-"))
+    log = base_dir / "redis.log"
+    port = free_port()
+    with log.open("ab") as log_file:
+        process = subprocess.Popen(
+            [
+                binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(base_dir), "--daemonize", "no",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # see _prctl
+        )
+    server = RedisServer(base_dir=base_dir, port=port, process=process)
+    try:
+        wait_until(
+            lambda: _redis_pong(port, process),
+            timeout_s=START_TIMEOUT_S,
+            what=f"Redis on port {port}",
+            log=log,
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server

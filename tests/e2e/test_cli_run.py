@@ -1,0 +1,78 @@
+"""`linkflow run` as a user runs it: a real process, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def linkflow(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "linkflow", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_run_prints_the_result_items_and_exits_0() -> None:
+    """A completed execution prints its output as JSON on stdout."""
+    done = linkflow("run", str(EXAMPLES / "greet-adults.json"),
+                    "--input", '{"body": {"name": "Ada", "age": 36}}')  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"msg": "Welcome Ada"}]
+
+
+def test_run_reads_the_input_from_a_file(tmp_path: Path) -> None:
+    """`--input @file` reads JSON from the file."""
+    payload = tmp_path / "in.json"
+    payload.write_text(json.dumps({"body": {"name": "Tim", "age": 9}}))
+    done = linkflow("run", str(EXAMPLES / "greet-adults.json"), "--input", f"@{payload}")
+    assert json.loads(done.stdout) == [{"msg": "Sorry"}]
+
+
+def test_a_failed_execution_exits_1_and_prints_the_error(tmp_path: Path) -> None:
+    """The error names the node; stdout still holds valid JSON."""
+    done = linkflow("run", str(EXAMPLES / "error-handling.json"), "--input", '[{"records": 5}]')
+    assert done.returncode == 1
+    assert "at node 'fail': nothing could be imported" in done.stderr
+
+
+def test_an_invalid_document_exits_2_listing_every_problem(tmp_path: Path) -> None:
+    """Each problem is listed with its node id; nothing runs."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"nodes": [{"id": "a", "type": "nope"}, {"id": "a", "type": "noop"}],
+                               "connections": [{"from": "a", "to": "ghost"}]}))  # fmt: skip
+    done = linkflow("run", str(bad))
+    assert done.returncode == 2
+    assert "unknown node type 'nope'" in done.stderr
+    assert "duplicate node id" in done.stderr
+    assert "ghost" in done.stderr
+    assert done.stdout == ""
+
+
+def test_malformed_json_and_bad_input_are_one_line_errors(tmp_path: Path) -> None:
+    """Neither a broken file nor a broken --input gives a traceback."""
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    done = linkflow("run", str(broken))
+    assert done.returncode == 2
+    assert "is not valid JSON" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = linkflow("run", str(EXAMPLES / "greet-adults.json"), "--input", "{oops")
+    assert done.returncode == 2
+    assert "--input is not valid JSON" in done.stderr
+
+
+def test_progress_shows_every_node_with_its_status() -> None:
+    """`--progress` draws a table on stderr with each node's final status and runs."""
+    items = json.dumps([{"sku": "a", "qty": 2, "unit_price": 9.5}] * 3)
+    done = linkflow("run", str(EXAMPLES / "batch-loop.json"), "--progress", "--input", items)
+    assert done.returncode == 0, done.stderr
+    price_row = next(line for line in done.stderr.splitlines() if " price " in line)
+    assert "completed" in price_row
+    assert " 2 " in price_row  # two batches of two items at most
+    assert len(json.loads(done.stdout)) == 2
