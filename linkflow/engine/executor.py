@@ -41,6 +41,7 @@ from linkflow.nodes.sdk import (
     NodeResult,
     OnError,
     Pair,
+    error_item,
 )
 
 __all__ = ["Executor", "NonDeterminismError"]
@@ -335,8 +336,7 @@ class Executor:
             )
             return False
         failed = [
-            Item({**item.json, "error": {"message": error.message}}, (Pair(0, i),), item.binary)
-            for i, item in enumerate(inputs[0] if inputs else [])
+            error_item(item, i, error.message) for i, item in enumerate(inputs[0] if inputs else [])
         ]
         outputs = {MAIN if mode is OnError.CONTINUE else ERROR_OUTPUT: failed}
         data = {

@@ -116,17 +116,23 @@ class Decision:
 
 def items_to_json(items: Sequence[Item]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    append = out.append
     for index, item in enumerate(items):
         entry: dict[str, Any] = {"json": item.json}
         paired = item.paired
-        if not (paired is not None and len(paired) == 1 and paired[0] == Pair(0, index)):
+        if paired is not None and len(paired) == 1:
+            first = paired[0]
+            own = first.index == index and first.input == 0 and first.run is None
+        else:
+            own = False
+        if not own:
             entry["paired"] = [
                 [p.input, p.index] if p.run is None else [p.input, p.index, p.run]
                 for p in paired or ()
             ]
         if item.binary:
             entry["binary"] = dict(item.binary)
-        out.append(entry)
+        append(entry)
     return out
 
 

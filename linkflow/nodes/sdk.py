@@ -16,7 +16,7 @@ history records them and a replay is exact.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -35,7 +35,9 @@ __all__ = [
     "NodeResult",
     "OnError",
     "Pair",
+    "error_item",
     "map_items",
+    "route_items",
 ]
 
 JsonObject = dict[str, Any]
@@ -266,9 +268,19 @@ class Node(ABC):
         """Run one activation."""
 
 
-def _error_json(item: Item, error: Exception) -> JsonObject:
-    message = error.message if isinstance(error, NodeError) else str(error)
-    return {**item.json, "error": {"message": message}}
+def error_item(item: Item, index: int, message: str) -> Item:
+    """The item that reports a failure: input item `index` plus `{"error": {"message"}}`."""
+    return item.derive({**item.json, "error": {"message": message}}, index)
+
+
+def _failed(ctx: NodeContext, item: Item, index: int, error: NodeError, failed: list[Item]) -> None:
+    """Route a failed item to `failed` (on_error: output) or re-raise, tagged with its index."""
+    if ctx.on_error is OnError.OUTPUT:
+        failed.append(error_item(item, index, error.message))
+        return
+    if error.item_index is None:
+        error.item_index = index
+    raise error
 
 
 def map_items(
@@ -291,20 +303,38 @@ def map_items(
         try:
             result = transform(item, index)
         except NodeError as error:
-            if ctx.on_error is OnError.OUTPUT:
-                failed.append(item.derive(_error_json(item, error), index))
-                continue
-            if error.item_index is None:
-                error.item_index = index
-            raise
+            _failed(ctx, item, index, error, failed)
+            continue
         if result is None:
             continue
         for out in (result,) if isinstance(result, Item) else result:
             # An input item returned as it is keeps its identity: the engine pairs it.
-            produced.append(
-                out if out is item or out.paired is not None else out.derive(out.json, index)
-            )
+            produced.append(out if out.paired is not None else out.derive(out.json, index))
     outputs: dict[str, Sequence[Item]] = {output: produced}
     if failed:
         outputs[ERROR_OUTPUT] = failed
     return NodeResult(outputs=outputs)
+
+
+def route_items(
+    ctx: NodeContext, choose: Callable[[Item, int], Iterable[str]], outputs: Sequence[str]
+) -> NodeResult:
+    """Send each input item, unchanged, to the outputs `choose(item, index)` names.
+
+    Errors are handled as in `map_items`: with `on_error: output` the item goes
+    to the `error` output, otherwise the `NodeError` propagates.
+    """
+    routed: dict[str, list[Item]] = {name: [] for name in outputs}
+    failed: list[Item] = []
+    for index, item in enumerate(ctx.items):
+        try:
+            targets = list(choose(item, index))
+        except NodeError as error:
+            _failed(ctx, item, index, error, failed)
+            continue
+        for name in targets:
+            routed.setdefault(name, []).append(item)
+    result: dict[str, Sequence[Item]] = dict(routed)
+    if failed:
+        result[ERROR_OUTPUT] = failed
+    return NodeResult(outputs=result)

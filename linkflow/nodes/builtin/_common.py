@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,14 +20,11 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from linkflow.nodes.sdk import (
-    ERROR_OUTPUT,
     Item,
     JsonObject,
     Node,
     NodeContext,
     NodeError,
-    NodeResult,
-    OnError,
 )
 
 __all__ = [
@@ -41,7 +38,6 @@ __all__ = [
     "is_expression",
     "is_truthy",
     "items_from_input",
-    "route_items",
     "set_path",
     "sort_key",
     "split_path",
@@ -206,7 +202,12 @@ class Params:
         # Values written literally were checked against the schema when the workflow was
         # compiled; only what an expression produced needs checking per item.
         raw = ctx.raw_parameters
-        self._dynamic = frozenset(name for name, value in raw.items() if _has_expression(value))
+        self._dynamic = frozenset(
+            name
+            for name, value in raw.items()
+            if _has_expression(value)
+            and (isinstance(value, str) or not _leaves_unconstrained(self._properties.get(name)))
+        )
 
     def get(self, name: str, index: int = 0) -> Any:
         """The value for item `index`; the schema default when absent or null; else None."""
@@ -268,6 +269,24 @@ class Params:
         return value
 
 
+_CONSTRAINING_KEYWORDS = frozenset(
+    {"properties", "patternProperties", "propertyNames", "items", "prefixItems", "contains",
+     "additionalProperties", "enum", "const", "oneOf", "anyOf", "allOf", "not", "$ref"}
+)  # fmt: skip
+
+
+def _leaves_unconstrained(schema: JsonObject | None) -> bool:
+    """True for a schema like `{"type": "object", "additionalProperties": true}`.
+
+    Expressions nested in such a container cannot make it invalid: its shape was
+    checked when the workflow was compiled, and any leaf value is allowed.
+    """
+    if schema is None:
+        return False
+    keys = {key for key, value in schema.items() if value is not True}
+    return not keys & _CONSTRAINING_KEYWORDS
+
+
 def _has_expression(value: Any) -> bool:
     if isinstance(value, str):
         return "{{" in value
@@ -314,38 +333,3 @@ def _as_object(value: Any) -> dict[str, Any]:
 
 
 # --- routing ----------------------------------------------------------------
-
-
-def route_items(
-    ctx: NodeContext,
-    choose: Callable[[Item, int], Iterable[str]],
-    outputs: Sequence[str],
-) -> NodeResult:
-    """Send each input item, unchanged, to the outputs `choose` names for it.
-
-    Like `map_items`, a `NodeError` from `choose` sends the item to the `error`
-    output when the node's `on_error` is `output`, and propagates otherwise
-    (tagged with the item index).
-    """
-    routed: dict[str, list[Item]] = {name: [] for name in outputs}
-    failed: list[Item] = []
-    for index, item in enumerate(ctx.items):
-        try:
-            targets = list(choose(item, index))
-        except NodeError as error:
-            if ctx.on_error is OnError.OUTPUT:
-                failed.append(_error_item(item, index, error))
-                continue
-            if error.item_index is None:
-                error.item_index = index
-            raise
-        for name in targets:
-            routed.setdefault(name, []).append(item)
-    result: dict[str, Sequence[Item]] = dict(routed)
-    if failed:
-        result[ERROR_OUTPUT] = failed
-    return NodeResult(outputs=result)
-
-
-def _error_item(item: Item, index: int, error: NodeError) -> Item:
-    return item.derive({**item.json, "error": {"message": error.message}}, index)

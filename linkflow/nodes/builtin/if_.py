@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from linkflow.nodes.builtin._common import CONDITION_SCHEMA, Params, is_truthy, route_items
-from linkflow.nodes.sdk import Item, JsonObject, Node, NodeContext, NodeGroup, NodeResult
+from linkflow.nodes.builtin._common import CONDITION_SCHEMA, Params, is_truthy
+from linkflow.nodes.sdk import (
+    Item,
+    JsonObject,
+    Node,
+    NodeContext,
+    NodeGroup,
+    NodeResult,
+    route_items,
+)
 
 __all__ = ["NODES", "If"]
 

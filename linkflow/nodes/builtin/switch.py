@@ -11,7 +11,6 @@ from linkflow.nodes.builtin._common import (
     Params,
     is_expression,
     is_truthy,
-    route_items,
 )
 from linkflow.nodes.sdk import (
     ERROR_OUTPUT,
@@ -21,6 +20,7 @@ from linkflow.nodes.sdk import (
     NodeContext,
     NodeGroup,
     NodeResult,
+    route_items,
 )
 
 __all__ = ["NODES", "Switch"]

@@ -1,0 +1,40 @@
+"""Structured logs: JSON lines with the ids bound for the work in progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from linkflow.observability.logging import bind_context, configure_logging, get_logger
+
+
+def test_json_logs_carry_bound_ids_and_library_lines_share_the_format() -> None:
+    """request_id/execution_id bound in a block appear on every line inside it only."""
+    out = io.StringIO()
+    configure_logging(level="info", json=True, stream=out)
+    with bind_context(request_id="req-1", execution_id="exe-9"):
+        get_logger("test").info("node finished", node_id="a")
+        logging.getLogger("some.library").warning("from the standard library")
+    get_logger("test").info("after")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines[0]["event"] == "node finished"
+    assert lines[0]["request_id"] == "req-1"
+    assert lines[0]["execution_id"] == "exe-9"
+    assert lines[0]["node_id"] == "a"
+    assert lines[0]["level"] == "info"
+    assert lines[1]["event"] == "from the standard library"
+    assert lines[1]["request_id"] == "req-1"
+    assert "request_id" not in lines[2]
+
+
+def test_console_logs_are_readable_lines() -> None:
+    """Locally, one human-readable line per event, below-level events dropped."""
+    out = io.StringIO()
+    configure_logging(level="warning", json=False, stream=out)
+    get_logger("test").info("hidden")
+    get_logger("test").warning("shown", count=2)
+    text = out.getvalue()
+    assert "hidden" not in text
+    assert "shown" in text
+    assert "count=2" in text
