@@ -17,7 +17,15 @@ from linkflow.engine.executor import Executor, NonDeterminismError, Observer
 from linkflow.engine.expressions import Dialect, JinjaDialect
 from linkflow.engine.history import History, HistoryConflict, InMemoryHistory
 from linkflow.engine.result import RunResult
-from linkflow.engine.runtime import Cancellation, Clock, Entropy, SystemClock, SystemEntropy
+from linkflow.engine.runtime import (
+    Cancellation,
+    Clock,
+    CredentialResolver,
+    Entropy,
+    NodeServices,
+    SystemClock,
+    SystemEntropy,
+)
 from linkflow.engine.state import ExecutionStatus
 from linkflow.engine.validation import CompiledWorkflow, InvalidWorkflow, compile_workflow
 from linkflow.nodes.registry import NodeRegistry, default_registry
@@ -27,6 +35,7 @@ __all__ = [
     "Cancellation",
     "Clock",
     "CompiledWorkflow",
+    "CredentialResolver",
     "Dialect",
     "Engine",
     "Entropy",
@@ -40,6 +49,7 @@ __all__ = [
     "InMemoryHistory",
     "InvalidWorkflow",
     "JinjaDialect",
+    "NodeServices",
     "NonDeterminismError",
     "Problem",
     "RunResult",
@@ -88,7 +98,7 @@ class Engine:
         )  # fmt: skip
         executor = Executor(
             workflow, history, info, clock=clock, entropy=entropy,
-            cancellation=cancellation, observer=observer,
+            cancellation=cancellation, observer=observer, services=self.services,
         )  # fmt: skip
         state = await executor.run(input=input, start_node=start_node, mode=mode)
         return RunResult(state=state, events=await history.read())

@@ -10,13 +10,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from linkflow.engine.lineage import ItemRef, LineageError, locate, trace
 from linkflow.engine.parameters import CompiledParameters, ParameterError
-from linkflow.engine.runtime import Entropy
+from linkflow.engine.runtime import Entropy, NodeServices
 from linkflow.engine.state import ExecutionState, NodeRun
-from linkflow.nodes.sdk import MAIN, Item, JsonObject, NodeError, OnError
+from linkflow.nodes.sdk import (
+    MAIN,
+    BlobStore,
+    CodeRunner,
+    Item,
+    JsonObject,
+    NodeError,
+    OnError,
+)
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ExecutionInfo", "RunContext"]
 
@@ -121,6 +132,8 @@ class RunContext:
         entropy: Entropy,
         on_error: OnError,
         node_name: str,
+        credentials: Mapping[str, str],
+        services: NodeServices,
     ) -> None:
         self.execution_state = state
         self._run = run
@@ -130,6 +143,8 @@ class RunContext:
         self._entropy = entropy
         self._on_error = on_error
         self._node_name = node_name
+        self._credentials = credentials
+        self._services = services
         self.logs: list[JsonObject] = []
 
     # -- NodeContext ---------------------------------------------------------
@@ -205,6 +220,35 @@ class RunContext:
 
     def log(self, message: str, **fields: Any) -> None:
         self.logs.append({"message": message, **fields})
+
+    async def credential(self, slot: str) -> JsonObject:
+        reference = self._credentials.get(slot)
+        if reference is None:
+            raise NodeError(f"the node has no credential in slot {slot!r}")
+        resolver = self._services.credentials
+        if resolver is None:
+            raise NodeError("credentials are not available in this process")
+        try:
+            return await resolver.resolve(reference)
+        except LookupError:
+            raise NodeError(f"credential {reference!r} (slot {slot!r}) was not found") from None
+
+    def http(self) -> httpx.AsyncClient:
+        if self._services.http is None:
+            raise NodeError("HTTP is not available in this process")
+        return self._services.http()
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._services.blobs is None:
+            raise NodeError("the blob store is not available in this process")
+        return self._services.blobs
+
+    @property
+    def code(self) -> CodeRunner:
+        if self._services.code is None:
+            raise NodeError("running code is not available in this process")
+        return self._services.code
 
     # -- expressions ---------------------------------------------------------
 

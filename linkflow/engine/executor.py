@@ -27,6 +27,7 @@ from linkflow.engine.runtime import (
     Clock,
     Entropy,
     NeverCancelled,
+    NodeServices,
     SystemClock,
     SystemEntropy,
 )
@@ -100,8 +101,10 @@ class Executor:
         entropy: Entropy | None = None,
         cancellation: Cancellation | None = None,
         observer: Observer | None = None,
+        services: NodeServices | None = None,
     ) -> None:
         self.workflow = workflow
+        self.services = services or NodeServices()
         self.history = history
         self.info = info
         self.clock: Clock = clock or SystemClock()
@@ -278,10 +281,17 @@ class Executor:
         if compiled.spec.disabled:
             return NodeResult.main(inputs[0] if inputs else [])
         ctx = RunContext(
-            state=self.state, run=run, inputs=inputs, parameters=compiled.parameters,
-            info=self.info, entropy=self.entropy, on_error=compiled.spec.on_error,
+            state=self.state,
+            run=run,
+            inputs=inputs,
+            parameters=compiled.parameters,
+            info=self.info,
+            entropy=self.entropy,
+            on_error=compiled.spec.on_error,
             node_name=compiled.spec.display_name,
-        )  # fmt: skip
+            credentials=compiled.spec.credentials,
+            services=self.services,
+        )
         node_limit = compiled.spec.timeout_s
         workflow_limit = self._remaining_s()
         limits = [limit for limit in (node_limit, workflow_limit) if limit is not None]

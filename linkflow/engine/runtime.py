@@ -10,10 +10,26 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Cancellation", "Clock", "Entropy", "NeverCancelled", "SystemClock", "SystemEntropy"]
+from linkflow.nodes.sdk import BlobStore, CodeRunner
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "Cancellation",
+    "Clock",
+    "CredentialResolver",
+    "Entropy",
+    "NeverCancelled",
+    "NodeServices",
+    "SystemClock",
+    "SystemEntropy",
+]
 
 
 class Clock(Protocol):
@@ -55,3 +71,23 @@ class SystemEntropy:
 class NeverCancelled:
     async def requested(self) -> str | None:
         return None
+
+
+class CredentialResolver(Protocol):
+    async def resolve(self, reference: str) -> dict[str, Any]:
+        """The decrypted fields of the credential a node names (by id or name).
+
+        Raises `LookupError` when there is no such credential for this execution.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeServices:
+    """What nodes reach the world through; each is optional, and a node asking for
+    a missing one fails with a clear error. Built by the process's wiring."""
+
+    http: Callable[[], httpx.AsyncClient] | None = None
+    credentials: CredentialResolver | None = None
+    blobs: BlobStore | None = None
+    code: CodeRunner | None = None

@@ -20,11 +20,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ERROR_OUTPUT",
     "MAIN",
+    "BinaryRef",
+    "BlobStore",
+    "CodeMode",
+    "CodeRequest",
+    "CodeResult",
+    "CodeRunner",
     "Item",
     "JsonObject",
     "Lineage",
@@ -157,6 +166,72 @@ class NodeError(Exception):
         self.description = description
 
 
+@dataclass(frozen=True, slots=True)
+class BinaryRef:
+    """A file an item carries, stored in the blob store: `Item.binary[name]` holds
+    `to_json()` of one of these."""
+
+    ref: str
+    size: int
+    mime_type: str = "application/octet-stream"
+    file_name: str | None = None
+
+    def to_json(self) -> JsonObject:
+        return {"ref": self.ref, "size": self.size, "mime_type": self.mime_type,
+                "file_name": self.file_name}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> BinaryRef:
+        return cls(ref=str(raw["ref"]), size=int(raw["size"]),
+                   mime_type=str(raw.get("mime_type") or "application/octet-stream"),
+                   file_name=raw.get("file_name"))  # fmt: skip
+
+
+class BlobStore(Protocol):
+    """Content storage for binaries and large outputs (filesystem, S3-compatible later)."""
+
+    async def put(
+        self,
+        data: bytes,
+        *,
+        mime_type: str = "application/octet-stream",
+        file_name: str | None = None,
+    ) -> BinaryRef: ...
+
+    async def get(self, ref: BinaryRef | str) -> bytes: ...
+
+
+class CodeMode(StrEnum):
+    ALL_ITEMS = "all_items"
+    EACH_ITEM = "each_item"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRequest:
+    """User code to run in the sandbox, with the items it sees."""
+
+    code: str
+    mode: CodeMode
+    items: Sequence[JsonObject]
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CodeResult:
+    """What user code returned (`all_items`: a list; `each_item`: one value per item)
+    and what it printed."""
+
+    value: Any
+    logs: Sequence[str] = ()
+
+
+class CodeRunner(Protocol):
+    """Runs user code isolated from the engine; raises `NodeError` for the code's own
+    failures (with the line number) and for limits it hit."""
+
+    async def run(self, request: CodeRequest) -> CodeResult: ...
+
+
 class NodeContext(Protocol):
     """What the engine gives a node for one activation."""
 
@@ -228,6 +303,28 @@ class NodeContext(Protocol):
 
     def log(self, message: str, **fields: Any) -> None:
         """Add a line to this node run's log."""
+        ...
+
+    async def credential(self, slot: str) -> JsonObject:
+        """The decrypted fields of the credential the node names in `slot`.
+
+        Raises `NodeError` when the node has none in that slot or it cannot be
+        found. Never log or return what this gives.
+        """
+        ...
+
+    def http(self) -> httpx.AsyncClient:
+        """The process's shared HTTP client: pooled, and guarded against SSRF."""
+        ...
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Where binary data and large values live (items keep references)."""
+        ...
+
+    @property
+    def code(self) -> CodeRunner:
+        """The sandbox that runs user code."""
         ...
 
 
