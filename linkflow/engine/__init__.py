@@ -66,10 +66,14 @@ class Engine:
     """One per process: the node registry and the expression dialect, shared by all runs."""
 
     def __init__(
-        self, registry: NodeRegistry | None = None, dialect: Dialect | None = None
+        self,
+        registry: NodeRegistry | None = None,
+        dialect: Dialect | None = None,
+        services: NodeServices | None = None,
     ) -> None:
         self.registry = registry if registry is not None else default_registry()
         self.dialect: Dialect = dialect if dialect is not None else JinjaDialect()
+        self.services = services or NodeServices()
 
     def compile(self, document: object) -> CompiledWorkflow:
         """Validate and compile a document; raises `InvalidWorkflow` listing every problem."""
