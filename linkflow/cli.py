@@ -8,7 +8,10 @@ command with one readable line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +23,8 @@ from linkflow.observability.logging import configure_logging
 
 if TYPE_CHECKING:
     from linkflow.engine import CompiledWorkflow, Engine, RunResult
+    from linkflow.progress import ProgressView
+    from linkflow.services.local_workflows import LocalWorkflowRunner
 
 app = typer.Typer(
     name="linkflow",
@@ -37,9 +42,9 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_CONFIG)
 
 
-def _settings() -> Settings:
+def _settings(*, settle_keys: bool = True) -> Settings:
     try:
-        settings = load_settings()
+        settings = load_settings(settle_keys=settle_keys)
     except ConfigError as error:
         raise _fail(str(error)) from None
     configure_logging(level=settings.log_level, json=settings.json_logs)
@@ -104,11 +109,15 @@ def run(
 ) -> None:
     """Run a workflow file in-process and print its result items as JSON.
 
-    Exit code 0: completed; 1: the execution failed (the error goes to stderr);
-    2: the document is invalid (every problem is listed).
+    Exit code 0: completed; 1: the execution failed, or waits for a webhook
+    (the reason goes to stderr); 2: the document is invalid (every problem is
+    listed). Sub-workflows are files relative to FILE; a wait with a time
+    (including a webhook wait's timeout) is slept through.
     """
-    from linkflow.engine import Engine, InvalidWorkflow  # the engine is not needed by migrate
+    from linkflow.engine import InvalidWorkflow  # the engine is not needed by migrate
+    from linkflow.wiring import build_local_engine
 
+    settings = _settings(settle_keys=False)
     try:
         document = orjson.loads(file.read_bytes())
     except OSError as error:
@@ -116,7 +125,7 @@ def run(
     except orjson.JSONDecodeError as error:
         raise _fail(f"{file} is not valid JSON: {error}") from None
     payload = _read_input(input)
-    engine = Engine()
+    engine, runner = build_local_engine(settings, base_dir=file.resolve().parent)
     try:
         workflow = engine.compile(document)
     except InvalidWorkflow as invalid:
@@ -124,25 +133,58 @@ def run(
         for problem in invalid.problems:
             typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
-    result = asyncio.run(_run_with_progress(engine, workflow, payload, progress))
+    result = asyncio.run(_run_locally(engine, runner, workflow, payload, progress))
     sys.stdout.write(orjson.dumps(result.output, option=orjson.OPT_INDENT_2).decode() + "\n")
+    _report(result)
+
+
+def _report(result: RunResult) -> None:
+    if result.status == "waiting":
+        typer.echo("linkflow: the execution waits for its resume webhook, which `linkflow run` "
+                   "cannot receive; run it on a server (`linkflow serve`)", err=True)  # fmt: skip
+        raise typer.Exit(1)
     if result.status != "completed":
         failure = result.error or {}
         where = f" at node {failure['node_id']!r}" if failure.get("node_id") else ""
         typer.echo(f"linkflow: execution {result.status}{where}: {failure.get('message', '')}",
                    err=True)  # fmt: skip
+        if result.error_workflow is not None:
+            child = result.error_workflow
+            shown = orjson.dumps(list(child.output) or child.error).decode()
+            typer.echo(f"linkflow: error workflow {child.status}: {shown}", err=True)
         raise typer.Exit(1)
 
 
-async def _run_with_progress(
-    engine: Engine, workflow: CompiledWorkflow, payload: object, progress: bool
+async def _run_locally(
+    engine: Engine,
+    runner: LocalWorkflowRunner,
+    workflow: CompiledWorkflow,
+    payload: object,
+    progress: bool,
 ) -> RunResult:
-    if not progress:
-        return await engine.run(workflow, input=payload)
-    from linkflow.progress import ProgressView
+    """Run to the end, sleeping through timed waits; then wait for background children."""
+    from linkflow.engine import ExecutionInfo, InMemoryHistory, SystemClock
 
-    with ProgressView(list(workflow.graph.order)) as view:
-        return await engine.run(workflow, input=payload, observer=view)
+    history = InMemoryHistory()
+    info = ExecutionInfo(
+        execution_id=str(uuid.uuid4()), workflow_id=None, workflow_name=workflow.document.name,
+        workflow_version=None, attempt=1, variables={},
+    )  # fmt: skip
+    clock = SystemClock()
+    view: ProgressView | None = None
+    if progress:
+        from linkflow.progress import ProgressView
+
+        view = ProgressView(list(workflow.graph.order))
+    with view if view is not None else contextlib.nullcontext():
+        result = await engine.run(workflow, input=payload, history=history, info=info,
+                                  observer=view)  # fmt: skip
+        while result.waiting is not None and result.waiting.get("until"):
+            until = datetime.fromisoformat(result.waiting["until"])
+            await clock.sleep(max((until - clock.now()).total_seconds(), 0))
+            result = await engine.run(workflow, history=history, info=info, observer=view)
+    await runner.drain()
+    return result
 
 
 def main() -> None:

@@ -19,12 +19,19 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ConfigError", "Environment", "LogFormat", "Settings", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "Environment",
+    "LogFormat",
+    "OAuthProvider",
+    "Settings",
+    "load_settings",
+]
 
 # A secret key shorter than this is guessable offline (JWTs are HS256-signed with it).
 MIN_SECRET_KEY_LENGTH = 32
@@ -47,6 +54,23 @@ class LogFormat(StrEnum):
     AUTO = "auto"  # JSON in production, readable console otherwise
     JSON = "json"
     CONSOLE = "console"
+
+
+class OAuthProvider(BaseModel):
+    """One OAuth login provider. `github` and `google` know their endpoints; any other
+    name is an OpenID Connect provider found through `issuer`'s discovery document.
+    The endpoint fields override what is known or discovered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str
+    client_secret: SecretStr
+    issuer: str | None = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userinfo_url: str | None = None
+    emails_url: str | None = None
+    scopes: list[str] | None = None
 
 
 class Settings(BaseSettings):
@@ -74,6 +98,66 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.AUTO
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    http_allow_private: bool = False
+    """Let nodes' HTTP requests reach private, loopback and link-local addresses."""
+    code_sandbox: Literal["auto", "bubblewrap", "none"] = "auto"
+    """How code nodes are isolated; `none` runs them with rlimits only."""
+    code_allow_unsandboxed: bool = False
+    """Allow code nodes to run when bubblewrap is unavailable (rlimits only)."""
+    code_workers: Annotated[int, Field(ge=1, le=64)] = 2
+    code_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    code_memory_mb: Annotated[int, Field(ge=64, le=65536)] = 512
+    blob_threshold_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    """Node outputs larger than this (as JSON) go to the blob store."""
+
+    # --- HTTP API (control plane) ---
+    public_url: str | None = None
+    """The URL users reach the API at (links in e-mails, OAuth redirects); default from host/port."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins allowed to call the API from a browser: comma-separated, or `*`."""
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Proxy addresses whose X-Forwarded-For/-Proto are believed: comma-separated, or `*`."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    """Largest request body the API accepts (413 beyond)."""
+    rate_limit_enabled: bool = True
+    rate_limit_per_ip: str = "600/minute"
+    """Requests per client address (limits' notation: `N/second|minute|hour|day`)."""
+    rate_limit_per_principal: str = "1200/minute"
+    """Requests per authenticated user or API key."""
+    rate_limit_auth: str = "20/minute"
+    """Login, registration and password-reset attempts per client address."""
+    access_token_ttl_s: Annotated[int, Field(ge=60, le=86400)] = 900
+    refresh_token_ttl_s: Annotated[int, Field(ge=3600)] = 30 * 86400
+    jwt_algorithm: Literal["HS256", "RS256", "EdDSA"] = "HS256"
+    """HS256 signs with the secret key; RS256 and EdDSA need the two key files below."""
+    jwt_private_key_file: Path | None = None
+    """PEM private key for RS256/EdDSA access tokens."""
+    jwt_public_key_file: Path | None = None
+    """PEM public key matching `jwt_private_key_file`."""
+    login_max_failures: Annotated[int, Field(ge=1)] = 5
+    """Failed logins in a row that lock an account for `login_lockout_s`."""
+    login_lockout_s: Annotated[int, Field(ge=1)] = 900
+    password_reset_ttl_s: Annotated[int, Field(ge=60)] = 3600
+    invitation_ttl_s: Annotated[int, Field(ge=60)] = 7 * 86400
+    mfa_issuer: str = "LinkFlow"
+    smtp_host: str | None = None
+    """Unset: e-mails are written to the log instead of sent."""
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "LinkFlow <noreply@localhost>"
+    smtp_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
+    """OAuth/OIDC login, JSON: `{"github": {"client_id": ..., "client_secret": ...},
+    "google": {...}, "corp": {"issuer": "https://id.example.com", ...}}`."""
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -152,15 +236,19 @@ def _describe(error: ValidationError) -> str:
     return f"{name}: {first['msg']}"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(*, settle_keys: bool = True, **overrides: object) -> Settings:
     """Read settings from the environment and `.env`, then settle the secret keys.
 
-    Raises `ConfigError` with one readable line when anything is wrong.
+    `settle_keys=False` is for commands that need no keys (`linkflow run`): they
+    neither check nor generate them. Raises `ConfigError` with one readable line
+    when anything is wrong.
     """
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
+    if not settle_keys:
+        return settings
     secret_ok = _secret_key_ok(settings.secret_key)
     encryption_ok = _encryption_key_ok(settings.encryption_key)
     if settings.is_production:

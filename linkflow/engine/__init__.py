@@ -13,7 +13,7 @@ from typing import Any
 from linkflow.engine.context import ExecutionInfo
 from linkflow.engine.document import Problem, WorkflowDocument, parse_document
 from linkflow.engine.events import TERMINAL_EVENTS, Event, EventType
-from linkflow.engine.executor import Executor, NonDeterminismError, Observer
+from linkflow.engine.executor import Executor, NonDeterminismError, Observer, Resume
 from linkflow.engine.expressions import Dialect, JinjaDialect
 from linkflow.engine.history import History, HistoryConflict, InMemoryHistory
 from linkflow.engine.result import RunResult
@@ -23,12 +23,15 @@ from linkflow.engine.runtime import (
     CredentialResolver,
     Entropy,
     NodeServices,
+    ParentLink,
+    SubWorkflowRunner,
     SystemClock,
     SystemEntropy,
 )
-from linkflow.engine.state import ExecutionStatus
+from linkflow.engine.state import ExecutionState, ExecutionStatus
 from linkflow.engine.validation import CompiledWorkflow, InvalidWorkflow, compile_workflow
 from linkflow.nodes.registry import NodeRegistry, default_registry
+from linkflow.nodes.sdk import ChildExecution
 
 __all__ = [
     "TERMINAL_EVENTS",
@@ -51,8 +54,11 @@ __all__ = [
     "JinjaDialect",
     "NodeServices",
     "NonDeterminismError",
+    "ParentLink",
     "Problem",
+    "Resume",
     "RunResult",
+    "SubWorkflowRunner",
     "SystemClock",
     "SystemEntropy",
     "WorkflowDocument",
@@ -88,12 +94,17 @@ class Engine:
         info: ExecutionInfo | None = None,
         start_node: str | None = None,
         mode: str = "manual",
+        resume: Resume | None = None,
         clock: Clock | None = None,
         entropy: Entropy | None = None,
         cancellation: Cancellation | None = None,
         observer: Observer | None = None,
     ) -> RunResult:
-        """Run an execution to its end, or resume it from `history`."""
+        """Run an execution until it ends or waits, or continue it from `history`.
+
+        When it fails and its workflow names an `error_workflow`, that workflow
+        is started with the failure (unless this is itself an error workflow).
+        """
         history = history if history is not None else InMemoryHistory()
         info = info or ExecutionInfo(
             execution_id=str(uuid.uuid4()), workflow_id=None,
@@ -104,8 +115,35 @@ class Engine:
             workflow, history, info, clock=clock, entropy=entropy,
             cancellation=cancellation, observer=observer, services=self.services,
         )  # fmt: skip
-        state = await executor.run(input=input, start_node=start_node, mode=mode)
-        return RunResult(state=state, events=await history.read())
+        state = await executor.run(input=input, start_node=start_node, mode=mode, resume=resume)
+        error_run = await self._start_error_workflow(workflow, info, state)
+        return RunResult(state=state, events=await history.read(), error_workflow=error_run)
+
+    async def _start_error_workflow(
+        self, workflow: CompiledWorkflow, info: ExecutionInfo, state: ExecutionState
+    ) -> ChildExecution | None:
+        reference = workflow.document.settings.error_workflow
+        runner = self.services.workflows
+        failed = state.status in (ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT)
+        if not failed or reference is None or runner is None or state.mode == "error":
+            return None
+        payload = {
+            "execution": {"id": info.execution_id, "mode": state.mode,
+                          "status": state.status.value},
+            "workflow": {"id": info.workflow_id, "name": workflow.document.name},
+            "error": state.error or {},
+        }  # fmt: skip
+        parent = ParentLink(info.execution_id, info.workflow_id, None, info.depth)
+        try:
+            return await runner.run(
+                reference, payload, wait=True, parent=parent,
+                idempotency_key=f"{info.execution_id}:error_workflow", trigger="error",
+            )  # fmt: skip
+        except LookupError:
+            return ChildExecution(
+                execution_id="", status="failed",
+                error={"message": f"error workflow {reference!r} was not found"},
+            )  # fmt: skip
 
 
 async def run_workflow(

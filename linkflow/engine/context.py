@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from linkflow.engine.lineage import ItemRef, LineageError, locate, trace
 from linkflow.engine.parameters import CompiledParameters, ParameterError
-from linkflow.engine.runtime import Entropy, NodeServices
+from linkflow.engine.runtime import Entropy, NodeServices, ParentLink
 from linkflow.engine.state import ExecutionState, NodeRun
 from linkflow.nodes.sdk import (
     MAIN,
     BlobStore,
+    ChildExecution,
     CodeRunner,
     Item,
     JsonObject,
@@ -42,6 +43,15 @@ class ExecutionInfo:
     workflow_version: int | None
     attempt: int
     variables: Mapping[str, Any]
+    depth: int = 0
+    """How deep in sub-workflows this execution runs (0: started directly)."""
+    parent: ParentLink | None = None
+    resume_url: str | None = None
+    """Where a waiting execution's resume webhook is called (`execution.resume_url`)."""
+
+
+MAX_DEPTH = 10
+"""Sub-workflows nest at most this deep: deeper is almost surely unbounded recursion."""
 
 
 class _Rng:
@@ -145,6 +155,7 @@ class RunContext:
         self._node_name = node_name
         self._credentials = credentials
         self._services = services
+        self._children = 0
         self.logs: list[JsonObject] = []
 
     # -- NodeContext ---------------------------------------------------------
@@ -250,6 +261,27 @@ class RunContext:
             raise NodeError("running code is not available in this process")
         return self._services.code
 
+    @property
+    def resume(self) -> JsonObject | None:
+        return self.execution_state.resume_for(self._run.node_id, self._run.index)
+
+    async def run_workflow(self, reference: str, input: Any, *, wait: bool) -> ChildExecution:
+        runner = self._services.workflows
+        if runner is None:
+            raise NodeError("sub-workflows are not available in this process")
+        info = self._info
+        if info.depth + 1 > MAX_DEPTH:
+            raise NodeError(f"sub-workflows nest at most {MAX_DEPTH} deep; is it recursing?")
+        self._children += 1
+        parent = ParentLink(info.execution_id, info.workflow_id, self.node_id, info.depth)
+        try:
+            return await runner.run(
+                reference, input, wait=wait, parent=parent,
+                idempotency_key=f"{self.idempotency_key}:{self._children}",
+            )  # fmt: skip
+        except LookupError:
+            raise NodeError(f"workflow {reference!r} was not found") from None
+
     # -- expressions ---------------------------------------------------------
 
     @cached_property
@@ -279,6 +311,7 @@ class RunContext:
                 "id": info.execution_id,
                 "mode": self.execution_state.mode,
                 "attempt": info.attempt,
+                "resume_url": info.resume_url,
             },
             "workflow": {
                 "id": info.workflow_id,

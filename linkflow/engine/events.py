@@ -10,7 +10,13 @@ Names and order are public (CONTRACT.md section 4): clients stream them, and
 - `node.retrying`: `{run, attempt, error, delay_s}`
 - `node.completed`: `{run, outputs: {name: [{json, paired?}]}, state?, error?}`;
   `paired` is omitted when it is `[[0, i]]` for the item at index i
+  or, when the outputs are larger than the blob threshold, `outputs_ref` (a blob
+  holding the `outputs` object as JSON) instead of `outputs`; `meta` when the
+  node recorded some (e.g. `child_executions`)
 - `node.failed`: `{run, attempt, error}`; `node.skipped`: `{}`
+- `execution.waiting`: `{node_id, run, until, webhook}`; `execution.resumed`:
+  `{by: "time"|"webhook", payload}`; `execution.responded`: `{status, headers, body}`
+  (the answer for a webhook caller, as soon as a node produced it)
 - `execution.completed`: `{output}`; `execution.failed` / `execution.timed_out`:
   `{error: {message, node_id}}`; `execution.cancelled`: `{reason}`
 """
@@ -30,6 +36,7 @@ class EventType(StrEnum):
     EXECUTION_STARTED = "execution.started"
     EXECUTION_WAITING = "execution.waiting"
     EXECUTION_RESUMED = "execution.resumed"
+    EXECUTION_RESPONDED = "execution.responded"
     EXECUTION_COMPLETED = "execution.completed"
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"

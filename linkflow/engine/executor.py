@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from linkflow.engine.context import ExecutionInfo, RunContext
 from linkflow.engine.events import TERMINAL_EVENTS, Event, EventType
@@ -31,7 +35,14 @@ from linkflow.engine.runtime import (
     SystemClock,
     SystemEntropy,
 )
-from linkflow.engine.state import Decision, ExecutionState, NodeRun, items_to_json
+from linkflow.engine.state import (
+    Decision,
+    ExecutionState,
+    ExecutionStatus,
+    NodeRun,
+    items_from_json,
+    items_to_json,
+)
 from linkflow.engine.validation import CompiledNode, CompiledWorkflow
 from linkflow.nodes.sdk import (
     ERROR_OUTPUT,
@@ -45,7 +56,7 @@ from linkflow.nodes.sdk import (
     error_item,
 )
 
-__all__ = ["Executor", "NonDeterminismError"]
+__all__ = ["Executor", "NonDeterminismError", "Resume"]
 
 Observer = Callable[[Event], None]
 
@@ -56,6 +67,13 @@ class NonDeterminismError(Exception):
 
 class _WorkflowTimeout(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """A waiting execution's resume webhook was called with `payload`."""
+
+    payload: Any = None
 
 
 def _error_json(error: NodeError) -> dict[str, Any]:
@@ -124,10 +142,20 @@ class Executor:
         if self.observer is not None:
             self.observer(event)
 
-    def _replay(self, events: Sequence[Event]) -> None:
+    async def _replay(self, events: Sequence[Event]) -> None:
         for event in events:
             self._check_replayed_step(event)
-            self.state.apply(event)
+            self.state.apply(event, await self._load_outputs(event))
+
+    async def _load_outputs(self, event: Event) -> dict[str, list[Item]] | None:
+        """The outputs of a node.completed event kept in the blob store, decoded."""
+        ref = event.data.get("outputs_ref") if event.type is EventType.NODE_COMPLETED else None
+        if ref is None:
+            return None
+        if self.services.blobs is None:
+            raise NonDeterminismError(f"event {event.seq} needs the blob store to replay")
+        encoded = orjson.loads(await self.services.blobs.get(ref))
+        return {name: items_from_json(raw) for name, raw in encoded.items()}
 
     def _check_replayed_step(self, event: Event) -> None:
         if event.type is EventType.NODE_STARTED:
@@ -149,11 +177,22 @@ class Executor:
     # -- driving -------------------------------------------------------------
 
     async def run(
-        self, *, input: Any = None, start_node: str | None = None, mode: str = "manual"
+        self,
+        *,
+        input: Any = None,
+        start_node: str | None = None,
+        mode: str = "manual",
+        resume: Resume | None = None,
     ) -> ExecutionState:
-        """Run (or resume) the execution to its end and return the final state."""
-        self._replay(await self.history.read())
+        """Run (or resume) the execution until it ends or waits; return the state.
+
+        A waiting execution continues when `resume` is given (its webhook was
+        called) or when its resume time has come; otherwise it stays waiting.
+        """
+        await self._replay(await self.history.read())
         if self.state.status.value in {"completed", "failed", "cancelled", "timeout"}:
+            return self.state
+        if self.state.status is ExecutionStatus.WAITING and not await self._resume(resume):
             return self.state
         if self.state.started_at is None:
             start = choose_start_node(self.workflow, start_node)
@@ -169,6 +208,7 @@ class Executor:
                         "name": self.info.workflow_name,
                         "version": self.info.workflow_version,
                     },
+                    "parent": self.info.parent.to_json() if self.info.parent else None,
                 },
             )
         try:
@@ -178,12 +218,29 @@ class Executor:
             await self._end(EventType.EXECUTION_TIMED_OUT, self._timeout_error(None))
         return self.state
 
+    async def _resume(self, resume: Resume | None) -> bool:
+        """Record the resumption of a waiting execution, if it is due."""
+        waiting = self.state.waiting
+        assert waiting is not None
+        if resume is not None:
+            if not waiting.get("webhook"):
+                return False
+            data = {"by": "webhook", "payload": resume.payload}
+        else:
+            until = waiting.get("until")
+            if until is None or datetime.fromisoformat(until) > self.clock.now():
+                return False
+            data = {"by": "time", "payload": None}
+        await self._append(EventType.EXECUTION_RESUMED, None, data)
+        return True
+
     def _remaining_s(self) -> float | None:
+        """Seconds left of the workflow's timeout; time spent waiting does not count."""
         limit = self.workflow.document.settings.timeout_s
         if limit is None or self.state.started_at is None:
             return None
         elapsed = (self.clock.now() - self.state.started_at).total_seconds()
-        return limit - elapsed
+        return limit - elapsed + self.state.waited_s
 
     def _timeout_error(self, node_id: str | None) -> dict[str, Any]:
         limit = self.workflow.document.settings.timeout_s
@@ -247,12 +304,7 @@ class Executor:
             inputs = [self.state.items_of(input_) for input_ in run.inputs]
             outcome = await self._attempt(compiled, run, inputs)
             if isinstance(outcome, NodeResult):
-                try:
-                    outputs = _with_lineage(compiled, outcome, inputs)
-                except NodeError as error:
-                    return await self._fail(compiled, run, error, inputs)
-                await self._complete(compiled, run, outputs, outcome.state)
-                return True
+                return await self._succeed(compiled, run, outcome, inputs)
             retry = compiled.spec.retry
             if outcome.retryable and run.failures + 1 < retry.max_attempts:
                 delay = outcome.retry_after_s
@@ -315,19 +367,53 @@ class Executor:
         except Exception as error:  # noqa: BLE001 - a node's failure is data, not a crash
             return _as_node_error(error)
 
+    async def _succeed(
+        self, compiled: CompiledNode, run: NodeRun, result: NodeResult, inputs: list[list[Item]]
+    ) -> bool:
+        """Record what a successful run produced; False when the execution now waits."""
+        if result.wait is not None and self.state.resume_for(run.node_id, run.index) is None:
+            until = result.wait.until
+            await self._append(
+                EventType.EXECUTION_WAITING, None,
+                {"node_id": run.node_id, "run": run.index, "webhook": result.wait.webhook,
+                 "until": until.isoformat() if until is not None else None},
+            )  # fmt: skip
+            return False
+        try:
+            outputs = _with_lineage(compiled, result, inputs)
+        except NodeError as error:
+            return await self._fail(compiled, run, error, inputs)
+        if result.response is not None and self.state.response is None:
+            response = result.response
+            await self._append(
+                EventType.EXECUTION_RESPONDED, run.node_id,
+                {"status": response.status, "headers": dict(response.headers),
+                 "body": response.body},
+            )  # fmt: skip
+        await self._complete(compiled, run, outputs, result)
+        return True
+
     async def _complete(
         self,
         compiled: CompiledNode,
         run: NodeRun,
         outputs: dict[str, list[Item]],
-        node_state: dict[str, Any] | None,
+        result: NodeResult,
     ) -> None:
-        data: dict[str, Any] = {
-            "run": run.index,
-            "outputs": {name: items_to_json(items) for name, items in outputs.items()},
-        }
-        if node_state is not None:
-            data["state"] = node_state
+        data: dict[str, Any] = {"run": run.index}
+        encoded = {name: items_to_json(items) for name, items in outputs.items()}
+        blobs = self.services.blobs
+        if blobs is not None:
+            raw = orjson.dumps(encoded)
+            if len(raw) > self.services.blob_threshold_bytes:
+                stored = await blobs.put(raw, mime_type="application/json")
+                data["outputs_ref"] = stored.ref
+        if "outputs_ref" not in data:
+            data["outputs"] = encoded
+        if result.state is not None:
+            data["state"] = result.state
+        if result.meta is not None:
+            data["meta"] = result.meta
         await self._append(EventType.NODE_COMPLETED, compiled.spec.id, data, outputs)
 
     async def _fail(

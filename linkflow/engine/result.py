@@ -9,6 +9,7 @@ from typing import Any
 from linkflow.engine.events import Event
 from linkflow.engine.lineage import locate
 from linkflow.engine.state import ExecutionState, NodeStatus, RunStatus
+from linkflow.nodes.sdk import ChildExecution
 
 __all__ = ["RunResult"]
 
@@ -19,6 +20,18 @@ class RunResult:
 
     state: ExecutionState
     events: Sequence[Event]
+    error_workflow: ChildExecution | None = None
+    """The error workflow started because this execution failed, if any."""
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        """The webhook answer a respond_to_webhook node produced: {status, headers, body}."""
+        return self.state.response
+
+    @property
+    def waiting(self) -> dict[str, Any] | None:
+        """While waiting: {node_id, run, until, webhook}."""
+        return self.state.waiting
 
     @property
     def status(self) -> str:

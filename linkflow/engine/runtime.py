@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from linkflow.nodes.sdk import BlobStore, CodeRunner
+from linkflow.nodes.sdk import BlobStore, ChildExecution, CodeRunner
 
 if TYPE_CHECKING:
     import httpx
@@ -27,6 +27,8 @@ __all__ = [
     "Entropy",
     "NeverCancelled",
     "NodeServices",
+    "ParentLink",
+    "SubWorkflowRunner",
     "SystemClock",
     "SystemEntropy",
 ]
@@ -83,6 +85,44 @@ class CredentialResolver(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ParentLink:
+    """The execution (and node) that started a child execution."""
+
+    execution_id: str
+    workflow_id: str | None
+    node_id: str | None
+    depth: int
+    """The parent's nesting depth; its child runs at depth + 1."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"execution_id": self.execution_id, "workflow_id": self.workflow_id,
+                "node_id": self.node_id}  # fmt: skip
+
+
+class SubWorkflowRunner(Protocol):
+    """Starts child executions: sub-workflows and error workflows."""
+
+    async def run(
+        self,
+        reference: str,
+        input: Any,
+        *,
+        wait: bool,
+        parent: ParentLink,
+        idempotency_key: str,
+        trigger: str | None = None,
+    ) -> ChildExecution:
+        """Run workflow `reference` (an id, or a file path for `linkflow run`).
+
+        `trigger` names the trigger type to start from (`error` for error
+        workflows); `idempotency_key` is stable across replays, so a parent that
+        runs the same node again finds the child it already started. Raises
+        `LookupError` for an unknown workflow.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class NodeServices:
     """What nodes reach the world through; each is optional, and a node asking for
     a missing one fails with a clear error. Built by the process's wiring."""
@@ -91,3 +131,6 @@ class NodeServices:
     credentials: CredentialResolver | None = None
     blobs: BlobStore | None = None
     code: CodeRunner | None = None
+    workflows: SubWorkflowRunner | None = None
+    blob_threshold_bytes: int = 1024 * 1024
+    """Node outputs larger than this (as JSON) are kept in `blobs`, not in the event."""

@@ -175,6 +175,13 @@ class ExecutionState:
         self.pending: dict[str, dict[int, list[Segment]]] = {n: {} for n in self.graph.order}
         self.settled: set[Edge] = set()
         self.last_run: NodeRun | None = None
+        self.waiting: dict[str, Any] | None = None
+        """While status is waiting: `{node_id, run, until, webhook}` of execution.waiting."""
+        self.resumed: dict[str, Any] | None = None
+        """`{node_id, run, by, payload}` of the last resumption, for the node's next run."""
+        self.waited_s = 0.0
+        self.response: dict[str, Any] | None = None
+        self._waiting_since: datetime | None = None
         # Derived from node_status, kept so that deciding does not scan every node.
         self._open: list[str] = list(self.graph.order)
         self._running: str | None = None
@@ -275,6 +282,34 @@ class ExecutionState:
         for edge in self.graph.outgoing[node_id]:
             self.settled.add(edge)
 
+    def _on_execution_waiting(self, event: Event, _: object) -> None:
+        self.status = ExecutionStatus.WAITING
+        self.waiting = dict(event.data)
+        self._waiting_since = event.timestamp
+
+    def _on_execution_resumed(self, event: Event, _: object) -> None:
+        assert self.waiting is not None
+        self.status = ExecutionStatus.RUNNING
+        self.resumed = {
+            "node_id": self.waiting["node_id"], "run": self.waiting["run"],
+            "by": event.data.get("by"), "payload": event.data.get("payload"),
+        }  # fmt: skip
+        if self._waiting_since is not None:
+            self.waited_s += (event.timestamp - self._waiting_since).total_seconds()
+        self.waiting = None
+        self._waiting_since = None
+
+    def _on_execution_responded(self, event: Event, _: object) -> None:
+        if self.response is None:
+            self.response = dict(event.data)
+
+    def resume_for(self, node_id: str, run: int) -> dict[str, Any] | None:
+        """What the node run that asked to wait is resumed with, if it was."""
+        resumed = self.resumed
+        if resumed is None or resumed["node_id"] != node_id or resumed["run"] != run:
+            return None
+        return {"by": resumed["by"], "payload": resumed["payload"]}
+
     def _on_execution_ended(self, event: Event, _: object) -> None:
         self.status = _END_STATUS[event.type]
         self.completed_at = event.timestamp
@@ -365,5 +400,8 @@ _HANDLERS = {
     EventType.NODE_COMPLETED: ExecutionState._on_node_completed,
     EventType.NODE_FAILED: ExecutionState._on_node_failed,
     EventType.NODE_SKIPPED: ExecutionState._on_node_skipped,
+    EventType.EXECUTION_WAITING: ExecutionState._on_execution_waiting,
+    EventType.EXECUTION_RESUMED: ExecutionState._on_execution_resumed,
+    EventType.EXECUTION_RESPONDED: ExecutionState._on_execution_responded,
     **dict.fromkeys(_END_STATUS, ExecutionState._on_execution_ended),
 }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -30,6 +30,7 @@ __all__ = [
     "MAIN",
     "BinaryRef",
     "BlobStore",
+    "ChildExecution",
     "CodeMode",
     "CodeRequest",
     "CodeResult",
@@ -44,6 +45,8 @@ __all__ = [
     "NodeResult",
     "OnError",
     "Pair",
+    "Response",
+    "Wait",
     "error_item",
     "map_items",
     "route_items",
@@ -123,17 +126,52 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class Wait:
+    """Suspend the execution at this node until `until` (aware UTC) or, when
+    `webhook` is true, until its resume webhook is called (whichever comes first
+    when both are set). The node runs again on resumption with `ctx.resume` set."""
+
+    until: datetime | None = None
+    webhook: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The answer for the webhook caller (respond_to_webhook); the first one wins."""
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildExecution:
+    """A sub-workflow execution started by `ctx.run_workflow`."""
+
+    execution_id: str
+    status: str
+    output: Sequence[JsonObject] = ()
+    error: JsonObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeResult:
     """What one activation of a node produced.
 
     `outputs` maps output names to items; outputs not named deliver nothing, and
     nodes downstream of an output that delivers nothing are skipped. `state` is
     kept in the history and handed to the next run of this node in the same
-    execution (`ctx.state`), e.g. the loop node's remaining batches.
+    execution (`ctx.state`), e.g. the loop node's remaining batches. `wait`
+    suspends the execution here (outputs are then ignored); `response` answers
+    a waiting webhook caller; `meta` is recorded with the node's completion
+    (e.g. the ids of child executions).
     """
 
-    outputs: Mapping[str, Sequence[Item]]
+    outputs: Mapping[str, Sequence[Item]] = field(default_factory=dict)
     state: JsonObject | None = None
+    wait: Wait | None = None
+    response: Response | None = None
+    meta: JsonObject | None = None
 
     @classmethod
     def main(cls, items: Sequence[Item]) -> NodeResult:
@@ -325,6 +363,21 @@ class NodeContext(Protocol):
     @property
     def code(self) -> CodeRunner:
         """The sandbox that runs user code."""
+        ...
+
+    @property
+    def resume(self) -> JsonObject | None:
+        """Set when a node that asked to `Wait` runs again on resumption:
+        `{"by": "time" | "webhook", "payload": ...}`; None otherwise."""
+        ...
+
+    async def run_workflow(self, reference: str, input: Any, *, wait: bool) -> ChildExecution:
+        """Run another workflow as a child execution (linked both ways).
+
+        With `wait`, returns when the child has ended; otherwise as soon as it is
+        started. Raises `NodeError` when the workflow cannot be found or the
+        nesting limit is reached.
+        """
         ...
 
 

@@ -76,3 +76,51 @@ def test_progress_shows_every_node_with_its_status() -> None:
     assert "completed" in price_row
     assert " 2 " in price_row  # two batches of two items at most
     assert len(json.loads(done.stdout)) == 2
+
+
+def test_a_sub_workflow_file_runs_as_a_child_execution() -> None:
+    """execute_workflow loads the child file relative to the parent and returns its items."""
+    done = linkflow("run", str(EXAMPLES / "subworkflow.json"),
+                    "--input", '[{"name": "a", "n": 1}, {"name": "b", "n": 5}]')  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"n": 2, "label": "a: 2"}, {"n": 10, "label": "b: 10"}]
+
+
+def test_a_failed_run_starts_its_error_workflow() -> None:
+    """settings.error_workflow receives the failure and its output is reported."""
+    done = linkflow("run", str(EXAMPLES / "error-workflow.json"), "--input", '{"orders": []}')
+    assert done.returncode == 1
+    assert "execution failed at node 'empty': no orders to import" in done.stderr
+    assert (
+        'error workflow completed: [{"report":"Import orders failed at empty: '
+        'no orders to import"}]'
+    ) in done.stderr
+
+
+def test_a_short_wait_is_slept_through(tmp_path: Path) -> None:
+    """linkflow run waits out a timed wait and finishes the run."""
+    doc = {
+        "nodes": [{"id": "start", "type": "manual"},
+                  {"id": "pause", "type": "wait", "parameters": {"seconds": 0.2}},
+                  {"id": "after", "type": "set", "parameters": {"fields": {"ok": True}}}],
+        "connections": [{"from": "start", "to": "pause"}, {"from": "pause", "to": "after"}],
+    }  # fmt: skip
+    path = tmp_path / "wait.json"
+    path.write_text(json.dumps(doc))
+    done = linkflow("run", str(path), "--input", "{}")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"ok": True}]
+
+
+def test_a_webhook_wait_is_reported_not_hung(tmp_path: Path) -> None:
+    """A wait only a webhook can end: exit 1 with the reason, at once."""
+    doc = {
+        "nodes": [{"id": "start", "type": "manual"},
+                  {"id": "pause", "type": "wait", "parameters": {"resume": "webhook"}}],
+        "connections": [{"from": "start", "to": "pause"}],
+    }  # fmt: skip
+    path = tmp_path / "wait.json"
+    path.write_text(json.dumps(doc))
+    done = linkflow("run", str(path))
+    assert done.returncode == 1
+    assert "waits for its resume webhook" in done.stderr

@@ -118,3 +118,27 @@ def registry() -> NodeRegistry:
     for node in (CountNode, FlakyNode, HangNode, PickyNode, CrashNode):
         reg.register(node)
     return reg
+
+
+class BigNode(Node):
+    """Emits `count` items of `size` characters each: large outputs for the blob store."""
+
+    type = "test_big"
+    display_name = "Big"
+    group = NodeGroup.DATA
+    description = "Produces large items."
+    parameters_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"count": {"type": "integer"}, "size": {"type": "integer"}},
+    }
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        Calls.counter[(ctx.node_id, ctx.run_index)] += 1
+        count, size = ctx.param("count"), ctx.param("size")
+        return NodeResult.main([Item({"i": i, "blob": "x" * size}) for i in range(count)])
+
+
+def registry_with_big() -> NodeRegistry:
+    reg = registry()
+    reg.register(BigNode)
+    return reg

@@ -20,7 +20,9 @@ def load(name: str) -> dict[str, Any]:
 def test_every_example_is_covered_here() -> None:
     """A new example file needs a test below."""
     covered = {"greet-adults.json", "batch-loop.json", "order-lines.json",
-               "error-handling.json", "merge-by-key.json"}  # fmt: skip
+               "error-handling.json", "merge-by-key.json",
+               # run through `linkflow run` in tests/e2e/test_cli_run.py:
+               "subworkflow.json", "error-workflow.json"}  # fmt: skip
     assert {p.name for p in EXAMPLES.glob("*.json")} == covered
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import linkflow.nodes.sdk as sdk
 
 PINNED = {
-    "BinaryRef", "BlobStore", "CodeMode", "CodeRequest", "CodeResult", "CodeRunner",
-    "ERROR_OUTPUT", "MAIN", "Item", "JsonObject", "Lineage", "Node", "NodeContext", "NodeError",
-    "NodeGroup", "NodeResult", "OnError", "Pair", "error_item", "map_items", "route_items",
+    "BinaryRef", "BlobStore", "ChildExecution", "CodeMode", "CodeRequest", "CodeResult",
+    "CodeRunner", "ERROR_OUTPUT", "Item", "JsonObject", "Lineage", "MAIN", "Node",
+    "NodeContext", "NodeError", "NodeGroup", "NodeResult", "OnError", "Pair", "Response",
+    "Wait", "error_item", "map_items", "route_items",
 }  # fmt: skip
 
 
@@ -24,5 +25,6 @@ def test_node_context_offers_what_node_authors_use() -> None:
         "execution_id", "workflow_id", "node_id", "node_name", "run_index", "attempt",
         "idempotency_key", "on_error", "inputs", "items", "state", "trigger_input",
         "raw_parameters", "param", "now", "uuid4", "log", "credential", "http", "blobs", "code",
+        "resume", "run_workflow",
     }  # fmt: skip
     assert members <= set(dir(sdk.NodeContext))
