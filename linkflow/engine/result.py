@@ -79,15 +79,20 @@ class RunResult:
 
     def node_summaries(self) -> list[dict[str, Any]]:
         """Per node run: the contract's `nodes` entries of an execution."""
+        waiting = self.state.waiting or {}
         summaries = []
         for node_run in self.state.iter_runs():
             duration = None
             if node_run.completed_at is not None:
                 duration = int((node_run.completed_at - node_run.started_at).total_seconds() * 1000)
+            status = node_run.status.value
+            if waiting.get("node_id") == node_run.node_id and waiting.get("run") == node_run.index:
+                status = "waiting"
             summaries.append({
-                "node_id": node_run.node_id, "run": node_run.index,
-                "status": node_run.status.value, "attempts": node_run.attempts,
-                "items_in": node_run.items_in, "items_out": node_run.items_out,
-                "duration_ms": duration, "error": node_run.error,
+                "node_id": node_run.node_id, "run": node_run.index, "status": status,
+                "attempts": node_run.attempts, "items_in": node_run.items_in,
+                "items_out": node_run.items_out, "started_at": node_run.started_at,
+                "completed_at": node_run.completed_at, "duration_ms": duration,
+                "error": node_run.error,
             })  # fmt: skip
         return summaries

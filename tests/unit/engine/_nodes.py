@@ -142,3 +142,37 @@ def registry_with_big() -> NodeRegistry:
     reg = registry()
     reg.register(BigNode)
     return reg
+
+
+class Gate:
+    """Holds GateNode runs until the test opens it."""
+
+    opened: ClassVar[asyncio.Event | None] = None
+    reached: ClassVar[asyncio.Event | None] = None
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.opened = asyncio.Event()
+        cls.reached = asyncio.Event()
+
+
+class GateNode(Node):
+    """Passes items through once `Gate.opened` is set; signals `Gate.reached` on arrival."""
+
+    type = "test_gate"
+    display_name = "Gate"
+    group = NodeGroup.FLOW
+    description = "Waits for the test."
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        Calls.counter[(ctx.node_id, ctx.run_index)] += 1
+        assert Gate.opened is not None and Gate.reached is not None
+        Gate.reached.set()
+        await Gate.opened.wait()
+        return NodeResult.main(ctx.items)
+
+
+def registry_with_gate() -> NodeRegistry:
+    reg = registry()
+    reg.register(GateNode)
+    return reg

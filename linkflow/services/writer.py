@@ -1,0 +1,181 @@
+"""Group commit: one writer batches every execution's appends into few transactions.
+
+Executions in a process append about ten events each; committing each alone
+would cap throughput at what the database can commit per second. Instead,
+callers hand their writes to this writer and wait only for the batch holding
+theirs: the writer takes everything queued (up to `max_batch`) and writes it in
+one transaction, then wakes the callers. A caller therefore still returns only
+once its write is durable, which is what lets a webhook answer after the
+events it reports are stored.
+
+Ops in a batch are applied in the order they were queued. An event whose
+`(execution_id, seq)` is taken is refused alone (its caller gets
+`HistoryConflict`); a failing transaction fails every caller in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from linkflow.engine import Event, EventType, HistoryConflict
+from linkflow.observability.logging import get_logger
+from linkflow.store import (
+    Base,
+    Database,
+    EventRepository,
+    Execution,
+    NewEvent,
+    NodeExecution,
+)
+
+__all__ = ["DEFAULT_MAX_BATCH", "GroupCommitWriter", "WriterHistory"]
+
+DEFAULT_MAX_BATCH = 2000
+"""Ops per transaction; bounds a transaction's size when thousands wait."""
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _Op:
+    done: asyncio.Future[None]
+    event: NewEvent | None = None
+    execution_id: uuid.UUID | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    rows: Sequence[Base] = ()
+    replace_nodes_of: uuid.UUID | None = None
+    """Delete this execution's node_executions rows before inserting `rows`."""
+
+
+class GroupCommitWriter:
+    """The process's single writer for execution events and execution rows."""
+
+    def __init__(self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        self.database = database
+        self.max_batch = max_batch
+        self._pending: asyncio.Queue[_Op] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.ops = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._pending.join()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def _submit(self, op: _Op) -> None:
+        if self._task is None:
+            raise RuntimeError("the writer is not started")
+        self._pending.put_nowait(op)
+        await op.done
+
+    async def append(self, execution_id: uuid.UUID, event: Event) -> None:
+        """Durably append `event`; `HistoryConflict` if its seq is taken."""
+        new = NewEvent(execution_id, event.seq, event.type.value, event.node_id, event.data,
+                       event.timestamp)  # fmt: skip
+        await self._submit(_Op(asyncio.get_running_loop().create_future(), event=new))
+
+    async def update_execution(self, execution_id: uuid.UUID, **values: Any) -> None:
+        """Durably set columns of an `executions` row."""
+        future = asyncio.get_running_loop().create_future()
+        await self._submit(_Op(future, execution_id=execution_id, values=values))
+
+    async def insert(self, *rows: Base) -> None:
+        """Durably insert new rows (e.g. an execution and its first event)."""
+        await self._submit(_Op(asyncio.get_running_loop().create_future(), rows=rows))
+
+    async def replace_node_executions(
+        self, execution_id: uuid.UUID, rows: Sequence[NodeExecution]
+    ) -> None:
+        """Durably make `rows` the execution's node_executions (a projection of its history)."""
+        future = asyncio.get_running_loop().create_future()
+        await self._submit(_Op(future, rows=rows, replace_nodes_of=execution_id))
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._pending.get()]
+            while len(batch) < self.max_batch and not self._pending.empty():
+                batch.append(self._pending.get_nowait())
+            try:
+                await self._write(batch)
+            except Exception as error:  # noqa: BLE001 - every caller learns of the failure
+                log.warning("group commit failed", error=str(error), ops=len(batch))
+                for op in batch:
+                    if not op.done.done():
+                        op.done.set_exception(error)
+            finally:
+                for _ in batch:
+                    self._pending.task_done()
+
+    async def _write(self, batch: Sequence[_Op]) -> None:
+        refused: set[tuple[uuid.UUID, int]] = set()
+        async with self.database.transaction() as session:
+            for op in batch:
+                if op.replace_nodes_of is not None:
+                    await session.execute(
+                        delete(NodeExecution).where(
+                            NodeExecution.execution_id == op.replace_nodes_of
+                        )
+                    )
+            rows = [row for op in batch for row in op.rows]
+            if rows:
+                session.add_all(rows)
+                await session.flush()
+            events = [op.event for op in batch if op.event is not None]
+            if events:
+                refused = set(await EventRepository(session).append_many(events))
+            await _apply_updates(session, batch)
+        self.batches += 1
+        self.ops += len(batch)
+        for op in batch:
+            if op.done.done():
+                continue
+            if op.event is not None and (op.event.execution_id, op.event.seq) in refused:
+                op.done.set_exception(
+                    HistoryConflict(f"event {op.event.seq} of {op.event.execution_id} is taken")
+                )
+            else:
+                op.done.set_result(None)
+
+
+async def _apply_updates(session: AsyncSession, batch: Sequence[_Op]) -> None:
+    for op in batch:
+        if op.execution_id is not None and op.values:
+            await session.execute(
+                update(Execution).where(Execution.id == op.execution_id).values(**op.values)
+            )
+
+
+class WriterHistory:
+    """The engine's `History` for one execution: reads from the database, appends
+    through the group-commit writer."""
+
+    def __init__(self, writer: GroupCommitWriter, execution_id: uuid.UUID) -> None:
+        self.writer = writer
+        self.execution_id = execution_id
+
+    async def read(self) -> Sequence[Event]:
+        async with self.writer.database.session() as session:
+            rows = await EventRepository(session).read(self.execution_id)
+            return [
+                Event(row.seq, EventType(row.type), row.node_id, row.data, row.created_at)
+                for row in rows
+            ]
+
+    async def append(self, event: Event) -> None:
+        await self.writer.append(self.execution_id, event)

@@ -1,0 +1,288 @@
+"""The worker: takes execution jobs from the queue and runs them on the engine.
+
+For each job: load the execution and its workflow version, run (or resume)
+it against its history in the database, then project the outcome onto the
+`executions` and `node_executions` rows. The job is acknowledged only after
+that projection is durable. A crash anywhere leaves the history as the truth:
+the job comes back (or recovery re-enqueues it) and the engine resumes from
+the history without re-running completed nodes.
+
+Live events go to the bus as they are appended (`execution.<id>` and
+`workspace.<id>` channels, in the contract's envelope).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from linkflow.bus import LocalBus
+from linkflow.engine import (
+    CompiledWorkflow,
+    Engine,
+    Event,
+    ExecutionInfo,
+    HistoryConflict,
+    InvalidWorkflow,
+    Resume,
+    RunResult,
+)
+from linkflow.observability.logging import bind_context, get_logger
+from linkflow.queue import Job, Queue, QueueClosed
+from linkflow.services.writer import GroupCommitWriter, WriterHistory
+from linkflow.store import (
+    Database,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    NodeExecution,
+    NodeExecutionStatus,
+    WorkflowVersion,
+)
+
+__all__ = ["CancelRegistry", "Worker"]
+
+log = get_logger(__name__)
+
+COMPILED_CACHE_SIZE = 512
+"""Compiled workflow versions kept per process; versions are immutable, so never stale."""
+
+_FINISHED = {
+    ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED,
+    ExecutionStatus.TIMEOUT,
+}  # fmt: skip
+
+
+class CancelRegistry:
+    """Cancel requests for executions running in this process (checked between nodes)."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[uuid.UUID, str] = {}
+
+    def request(self, execution_id: uuid.UUID, reason: str = "cancelled by user") -> None:
+        self._reasons[execution_id] = reason
+
+    def forget(self, execution_id: uuid.UUID) -> None:
+        self._reasons.pop(execution_id, None)
+
+    def probe(self, execution_id: uuid.UUID) -> _Probe:
+        return _Probe(self, execution_id)
+
+    def reason(self, execution_id: uuid.UUID) -> str | None:
+        return self._reasons.get(execution_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    registry: CancelRegistry
+    execution_id: uuid.UUID
+
+    async def requested(self) -> str | None:
+        return self.registry.reason(self.execution_id)
+
+
+class Worker:
+    """Consumes `workflow_execution` jobs with at most `concurrency` at a time."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        writer: GroupCommitWriter,
+        queue: Queue,
+        engine: Engine,
+        bus: LocalBus,
+        cancels: CancelRegistry,
+        concurrency: int = 16,
+    ) -> None:
+        self.database = database
+        self.writer = writer
+        self.queue = queue
+        self.engine = engine
+        self.bus = bus
+        self.cancels = cancels
+        self.concurrency = concurrency
+        self._compiled: OrderedDict[tuple[uuid.UUID, int], CompiledWorkflow] = OrderedDict()
+        self._running: set[asyncio.Task[None]] = set()
+        self.resumes: dict[uuid.UUID, Resume] = {}
+        """Resume payloads for waiting executions whose webhook was called."""
+
+    async def run(self) -> None:
+        """Consume until the queue closes (then finish what runs) or the task is cancelled
+        (then stop at once: what ran is in the history, and the jobs come back)."""
+        slots = asyncio.Semaphore(self.concurrency)
+        try:
+            while True:
+                await slots.acquire()
+                try:
+                    job = await self.queue.dequeue()
+                except QueueClosed:
+                    slots.release()
+                    break
+                task = asyncio.create_task(self._handle(job, slots))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        except asyncio.CancelledError:
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+            raise
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Let the executions in flight reach their next durable point."""
+        if self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    async def _handle(self, job: Job, slots: asyncio.Semaphore) -> None:
+        try:
+            execution_id = uuid.UUID(job.payload["execution_id"])
+            with bind_context(execution_id=str(execution_id)):
+                await self.execute(execution_id)
+            await self.queue.ack(job)
+        except HistoryConflict:
+            log.info("another worker owns this execution", job_id=job.id)
+            await self.queue.ack(job)
+        except Exception:
+            log.exception("execution job failed; it will be retried", job_id=job.id)
+            if job.attempts < job.max_attempts:
+                await self.queue.enqueue(job, delay_s=float(2**job.attempts))
+        finally:
+            slots.release()
+
+    async def execute(self, execution_id: uuid.UUID) -> RunResult | None:
+        """Run or resume one execution; None when there is nothing to do."""
+        row, start_node = await self._load(execution_id)
+        if row is None or row.status in _FINISHED:
+            return None
+        resume = self.resumes.pop(execution_id, None)
+        if row.status is ExecutionStatus.WAITING and resume is None and not _due(row):
+            return None
+        try:
+            workflow = await self._workflow(row)
+        except InvalidWorkflow as invalid:
+            await self._project_invalid(row, invalid)
+            return None
+        if row.status is ExecutionStatus.QUEUED:
+            await self.writer.update_execution(
+                execution_id, status=ExecutionStatus.RUNNING, started_at=datetime.now(UTC)
+            )
+        result = await self.engine.run(
+            workflow, input=row.input, history=WriterHistory(self.writer, execution_id),
+            info=self._info(row, workflow), start_node=start_node,
+            mode=row.trigger_type.value, resume=resume,
+            cancellation=self.cancels.probe(execution_id),
+            observer=self._publisher(row),
+        )  # fmt: skip
+        await self._project(row, result)
+        self.cancels.forget(execution_id)
+        return result
+
+    async def _load(self, execution_id: uuid.UUID) -> tuple[Execution | None, str | None]:
+        async with self.database.session() as session:
+            row = await session.get(Execution, execution_id)
+            first = (
+                await session.scalars(
+                    select(ExecutionEvent).where(
+                        ExecutionEvent.execution_id == execution_id, ExecutionEvent.seq == 1
+                    )
+                )
+            ).one_or_none()
+        start = first.data.get("start_node") if first is not None else None
+        return row, start if isinstance(start, str) else None
+
+    async def _workflow(self, row: Execution) -> CompiledWorkflow:
+        key = (row.workflow_id, row.workflow_version)
+        compiled = self._compiled.get(key)
+        if compiled is not None:
+            self._compiled.move_to_end(key)
+            return compiled
+        async with self.database.session() as session:
+            version = (
+                await session.scalars(
+                    select(WorkflowVersion).where(
+                        WorkflowVersion.workflow_id == row.workflow_id,
+                        WorkflowVersion.version == row.workflow_version,
+                    )
+                )
+            ).one_or_none()
+        if version is None:
+            raise InvalidWorkflow([])
+        document = {"nodes": version.nodes, "connections": version.connections,
+                    "settings": version.settings}  # fmt: skip
+        compiled = self.engine.compile(document)
+        self._compiled[key] = compiled
+        if len(self._compiled) > COMPILED_CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return compiled
+
+    def _info(self, row: Execution, workflow: CompiledWorkflow) -> ExecutionInfo:
+        return ExecutionInfo(
+            execution_id=str(row.id), workflow_id=str(row.workflow_id),
+            workflow_name=workflow.document.name, workflow_version=row.workflow_version,
+            attempt=row.attempt, variables={},
+        )  # fmt: skip
+
+    def _publisher(self, row: Execution) -> Any:
+        execution_channel = f"execution.{row.id}"
+        workspace_channel = f"workspace.{row.workspace_id}"
+        bus = self.bus
+
+        def publish(event: Event) -> None:
+            if not (
+                bus.has_subscribers(execution_channel) or bus.has_subscribers(workspace_channel)
+            ):
+                return
+            for channel in (execution_channel, workspace_channel):
+                bus.publish(channel, {
+                    "event": event.type.value, "channel": channel,
+                    "data": {"execution_id": str(row.id), "seq": event.seq,
+                             "node_id": event.node_id, **event.data},
+                    "timestamp": event.timestamp.isoformat(),
+                })  # fmt: skip
+
+        return publish
+
+    async def _project(self, row: Execution, result: RunResult) -> None:
+        """Mirror the run's outcome onto the execution's rows (a projection of its history)."""
+        state = result.state
+        values: dict[str, Any] = {"status": ExecutionStatus(state.status.value)}
+        if state.status.value in {s.value for s in _FINISHED}:
+            values.update(output=state.output, error=state.error, completed_at=state.completed_at)
+        waiting = state.waiting
+        if waiting is not None:
+            until = waiting.get("until")
+            values["wait_until"] = datetime.fromisoformat(until) if until else None
+        nodes = [
+            NodeExecution(
+                execution_id=row.id, workspace_id=row.workspace_id, node_id=summary["node_id"],
+                node_type=state.workflow.nodes[summary["node_id"]].spec.type,
+                run_index=summary["run"], status=NodeExecutionStatus(summary["status"]),
+                attempts=summary["attempts"], items_in=summary["items_in"],
+                items_out=summary["items_out"], started_at=summary["started_at"],
+                completed_at=summary["completed_at"], duration_ms=summary["duration_ms"],
+                error=summary["error"],
+            )
+            for summary in result.node_summaries()
+        ]  # fmt: skip
+        await asyncio.gather(
+            self.writer.replace_node_executions(row.id, nodes),
+            self.writer.update_execution(row.id, **values),
+        )
+
+    async def _project_invalid(self, row: Execution, invalid: InvalidWorkflow) -> None:
+        message = str(invalid) or "the workflow version of this execution no longer exists"
+        await self.writer.update_execution(
+            row.id, status=ExecutionStatus.FAILED, completed_at=datetime.now(UTC),
+            error={"message": message, "node_id": None},
+        )  # fmt: skip
+
+
+def _due(row: Execution) -> bool:
+    return row.wait_until is not None and row.wait_until <= datetime.now(UTC)
