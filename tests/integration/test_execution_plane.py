@@ -9,6 +9,7 @@ completed nodes; cancellation stops a run at the next node boundary.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import (
     Database,
     Execution,
-    ExecutionStatus,
     NodeExecution,
     Workflow,
     WorkflowRepository,
@@ -60,8 +60,9 @@ class Plane:
 def build_plane(database: Database, writer: GroupCommitWriter) -> Plane:
     queue = LocalQueue()
     cancels = CancelRegistry()
-    worker = Worker(database=database, writer=writer, queue=queue,
-                    engine=Engine(registry_with_gate()), bus=LocalBus(), cancels=cancels)  # fmt: skip
+    engine = Engine(registry_with_gate())
+    worker = Worker(database=database, writer=writer, queue=queue, engine=engine,
+                    bus=LocalBus(), cancels=cancels)  # fmt: skip
     return Plane(database, writer, queue, ExecutionService(database, writer, queue), worker,
                  cancels)  # fmt: skip
 
@@ -101,7 +102,7 @@ def chain(*nodes: dict[str, Any]) -> dict[str, Any]:
     ids = [n["id"] for n in nodes]
     return {
         "nodes": list(nodes),
-        "connections": [{"from": a, "to": b} for a, b in zip(ids, ids[1:], strict=False)],
+        "connections": [{"from": a, "to": b} for a, b in itertools.pairwise(ids)],
     }
 
 
@@ -109,7 +110,8 @@ SIMPLE = chain({"id": "start", "type": "manual"},
                {"id": "double", "type": "set", "parameters": {"fields": {"n": "{{ json.n * 2 }}"}}},
                {"id": "count", "type": "test_count"})  # fmt: skip
 GATED = chain({"id": "start", "type": "manual"}, {"id": "before", "type": "test_count"},
-              {"id": "gate", "type": "test_gate"}, {"id": "after", "type": "test_count"})  # fmt: skip
+              {"id": "gate", "type": "test_gate"},
+              {"id": "after", "type": "test_count"})  # fmt: skip
 
 
 async def start(plane: Plane, doc: dict[str, Any], input_: Any) -> uuid.UUID:
@@ -170,7 +172,8 @@ async def test_a_worker_killed_mid_run_is_replaced_without_rerunning_completed_n
     """Crash while a node runs; the next worker resumes from the history."""
     Calls.reset()
     Gate.reset()
-    assert Gate.reached is not None and Gate.opened is not None
+    assert Gate.reached is not None
+    assert Gate.opened is not None
     first = build_plane(database, writer)
     first.start()
     execution_id = await start(first, GATED, {"n": 1})
@@ -199,7 +202,8 @@ async def test_cancel_stops_the_run_at_the_next_node_boundary(
     """The node in progress finishes; the next one never starts."""
     Calls.reset()
     Gate.reset()
-    assert Gate.reached is not None and Gate.opened is not None
+    assert Gate.reached is not None
+    assert Gate.opened is not None
     plane = build_plane(database, writer)
     plane.start()
     try:
