@@ -10,6 +10,7 @@ execution the database says is queued or running.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,8 @@ class NewExecution:
     parent_execution_id: uuid.UUID | None = None
     created_by_id: uuid.UUID | None = None
     start_node: str | None = None
+    id: uuid.UUID | None = None
+    """Chosen by the caller when it must know the id before the job exists (to subscribe)."""
 
 
 class ExecutionService:
@@ -50,11 +53,21 @@ class ExecutionService:
         self.writer = writer
         self.queue = queue
 
-    async def create(self, new: NewExecution) -> uuid.UUID:
-        """Store a queued execution (row + first event, durably), then enqueue its job."""
+    async def create(
+        self,
+        new: NewExecution,
+        *,
+        carried: Sequence[tuple[str, str | None, dict[str, Any], datetime]] = (),
+    ) -> uuid.UUID:
+        """Store a queued execution (row + first event, durably), then enqueue its job.
+
+        `carried` events (type, node id, data, time) follow `execution.queued` in
+        the new history: a retry from the failed node carries the completed
+        steps of the execution it retries, so they are replayed, not run.
+        """
         now = datetime.now(UTC)
         row = Execution(
-            id=uuid.uuid4(), workspace_id=new.workspace_id, workflow_id=new.workflow_id,
+            id=new.id or uuid.uuid4(), workspace_id=new.workspace_id, workflow_id=new.workflow_id,
             workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
             trigger_type=new.trigger_type, priority=StoredPriority(new.priority.value),
             input=new.input, parent_execution_id=new.parent_execution_id,
@@ -66,7 +79,13 @@ class ExecutionService:
                   "start_node": new.start_node},
             created_at=now,
         )  # fmt: skip
-        await self.writer.insert(row, queued)
+        copies = [
+            ExecutionEvent(
+                execution_id=row.id, seq=seq, type=type_, node_id=node_id, data=data, created_at=at
+            )  # fmt: skip
+            for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
+        ]
+        await self.writer.insert(row, queued, *copies)
         await self.queue.enqueue(_job(row.id, new.priority))
         return row.id
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import Executable, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkflow.engine import Event, EventType, HistoryConflict
@@ -52,6 +52,7 @@ class _Op:
     rows: Sequence[Base] = ()
     replace_nodes_of: uuid.UUID | None = None
     """Delete this execution's node_executions rows before inserting `rows`."""
+    statement: Executable | None = None
 
 
 class GroupCommitWriter:
@@ -106,6 +107,11 @@ class GroupCommitWriter:
         future = asyncio.get_running_loop().create_future()
         await self._submit(_Op(future, rows=rows, replace_nodes_of=execution_id))
 
+    async def execute(self, statement: Executable) -> None:
+        """Durably run one write statement (e.g. a counter increment) in a batch."""
+        future = asyncio.get_running_loop().create_future()
+        await self._submit(_Op(future, statement=statement))
+
     async def _run(self) -> None:
         while True:
             batch = [await self._pending.get()]
@@ -140,6 +146,9 @@ class GroupCommitWriter:
             if events:
                 refused = set(await EventRepository(session).append_many(events))
             await _apply_updates(session, batch)
+            for op in batch:
+                if op.statement is not None:
+                    await session.execute(op.statement)
         self.batches += 1
         self.ops += len(batch)
         for op in batch:

@@ -1,0 +1,267 @@
+"""Executions as users see them: start, read, list, cancel, retry, history.
+
+Reads come from the `executions` and `node_executions` projections; the
+history (`logs`) from `execution_events`. Every query is scoped by the
+caller's workspace: another workspace's execution is simply not found.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import func, select
+
+from linkflow.engine import EventType, HistoryConflict
+from linkflow.queue import Priority
+from linkflow.security.rbac import Permission
+from linkflow.services._paging import Page, page
+from linkflow.services.context import WorkspaceAccess
+from linkflow.services.errors import Conflict, NotFound
+from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.writer import GroupCommitWriter
+from linkflow.store import (
+    Database,
+    EventRepository,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    NewEvent,
+    NodeExecution,
+    TriggerType,
+    Workflow,
+)
+from linkflow.worker.consumer import CancelRegistry
+
+__all__ = ["ExecutionFilter", "ExecutionViews", "execution_json"]
+
+_FINISHED = {"completed", "failed", "cancelled", "timeout"}
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    workflow_id: uuid.UUID | None = None
+    status: ExecutionStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def execution_json(row: Execution, nodes: builtins.list[NodeExecution] | None) -> dict[str, Any]:
+    """The contract's shape of `GET /executions/{id}` (nodes omitted in lists)."""
+    body: dict[str, Any] = {
+        "id": str(row.id), "workflow_id": str(row.workflow_id),
+        "workflow_version": row.workflow_version, "status": row.status.value,
+        "trigger_type": row.trigger_type.value, "priority": row.priority.value,
+        "input": row.input, "output": row.output, "error": row.error,
+        "parent_execution_id": str(row.parent_execution_id) if row.parent_execution_id else None,
+        "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
+        "completed_at": _iso(row.completed_at), "wait_until": _iso(row.wait_until),
+    }  # fmt: skip
+    if nodes is not None:
+        body["nodes"] = [
+            {"node_id": n.node_id, "node_type": n.node_type, "run": n.run_index,
+             "status": n.status.value, "attempts": n.attempts,
+             "started_at": _iso(n.started_at), "completed_at": _iso(n.completed_at),
+             "duration_ms": n.duration_ms, "items_in": n.items_in, "items_out": n.items_out,
+             "error": n.error}
+            for n in nodes
+        ]  # fmt: skip
+    return body
+
+
+class ExecutionViews:
+    def __init__(
+        self,
+        database: Database,
+        writer: GroupCommitWriter,
+        executions: ExecutionService,
+        cancels: CancelRegistry,
+    ) -> None:
+        self.database = database
+        self.writer = writer
+        self.executions = executions
+        self.cancels = cancels
+
+    async def start(
+        self, access: WorkspaceAccess, workflow_id: uuid.UUID, input: Any, priority: Priority
+    ) -> uuid.UUID:
+        """Queue a manual run of the workflow's current version."""
+        access.require(Permission.WORKFLOWS_EXECUTE)
+        async with self.database.session() as session:
+            workflow = (
+                await session.scalars(
+                    select(Workflow).where(
+                        Workflow.id == workflow_id,
+                        Workflow.workspace_id == access.workspace_id,
+                        Workflow.deleted_at.is_(None),
+                    )
+                )
+            ).one_or_none()
+        if workflow is None:
+            raise NotFound(f"there is no workflow {workflow_id}", code="workflow_not_found")
+        return await self.executions.create(
+            NewExecution(
+                workspace_id=access.workspace_id, workflow_id=workflow.id,
+                workflow_version=workflow.version, input=input, priority=priority,
+                trigger_type=TriggerType.MANUAL, created_by_id=access.principal.user_id,
+            )
+        )  # fmt: skip
+
+    async def get(self, access: WorkspaceAccess, execution_id: uuid.UUID) -> dict[str, Any]:
+        access.require(Permission.EXECUTIONS_READ)
+        async with self.database.session() as session:
+            row = await self._row(session, access, execution_id)
+            nodes = (
+                await session.scalars(
+                    select(NodeExecution)
+                    .where(NodeExecution.execution_id == execution_id)
+                    .order_by(NodeExecution.started_at, NodeExecution.node_id)
+                )
+            ).all()
+        return execution_json(row, list(nodes))
+
+    async def list_page(
+        self, access: WorkspaceAccess, where: ExecutionFilter, *, limit: int, cursor: str | None
+    ) -> Page[dict[str, Any]]:
+        access.require(Permission.EXECUTIONS_READ)
+        statement = select(Execution).where(Execution.workspace_id == access.workspace_id)
+        if where.workflow_id is not None:
+            statement = statement.where(Execution.workflow_id == where.workflow_id)
+        if where.status is not None:
+            statement = statement.where(Execution.status == where.status)
+        if where.since is not None:
+            statement = statement.where(Execution.queued_at >= where.since)
+        if where.until is not None:
+            statement = statement.where(Execution.queued_at < where.until)
+        async with self.database.session() as session:
+            rows: Page[Execution] = await page(
+                session, cast(Any, statement), created_at=Execution.queued_at,
+                row_id=Execution.id, limit=limit, cursor=cursor,
+            )  # fmt: skip
+        return Page([execution_json(row, None) for row in rows.items], rows.next_cursor)
+
+    async def logs(self, access: WorkspaceAccess, execution_id: uuid.UUID) -> list[dict[str, Any]]:
+        access.require(Permission.EXECUTIONS_READ)
+        async with self.database.session() as session:
+            await self._row(session, access, execution_id)
+            events = await EventRepository(session).read(execution_id)
+        return [
+            {"seq": e.seq, "type": e.type, "node_id": e.node_id, "data": e.data,
+             "timestamp": e.created_at.isoformat()}
+            for e in events
+        ]  # fmt: skip
+
+    async def cancel(self, access: WorkspaceAccess, execution_id: uuid.UUID) -> dict[str, Any]:
+        """A queued or waiting execution stops at once; a running one at its next node."""
+        access.require(Permission.EXECUTIONS_WRITE)
+        async with self.database.session() as session:
+            row = await self._row(session, access, execution_id)
+            last = await EventRepository(session).last_seq(execution_id) or 0
+        if row.status.value in _FINISHED:
+            raise Conflict(f"the execution is already {row.status.value}", code="already_finished")
+        self.cancels.request(execution_id, "cancelled by user")
+        if row.status in (ExecutionStatus.QUEUED, ExecutionStatus.WAITING):
+            await self._cancel_now(execution_id, last)
+        return await self.get(access, execution_id)
+
+    async def _cancel_now(self, execution_id: uuid.UUID, last_seq: int) -> None:
+        event = NewEvent(execution_id, last_seq + 1, EventType.EXECUTION_CANCELLED.value, None,
+                         {"reason": "cancelled by user"}, datetime.now(UTC))  # fmt: skip
+        try:
+            async with self.database.transaction() as session:
+                if await EventRepository(session).append_many([event]):
+                    raise HistoryConflict("the execution moved on")
+        except HistoryConflict:
+            return  # a worker took it meanwhile: the registry stops it at the next node
+        await self.writer.update_execution(
+            execution_id, status=ExecutionStatus.CANCELLED, completed_at=datetime.now(UTC)
+        )
+
+    async def retry(
+        self, access: WorkspaceAccess, execution_id: uuid.UUID, *, from_failed: bool
+    ) -> uuid.UUID:
+        """A new execution of the same version and input; with `from_failed`, nodes that
+        completed are not run again: their recorded events are carried over."""
+        access.require(Permission.EXECUTIONS_WRITE)
+        async with self.database.session() as session:
+            row = await self._row(session, access, execution_id)
+            events = list(await EventRepository(session).read(execution_id)) if from_failed else []
+        if row.status not in (ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT,
+                              ExecutionStatus.CANCELLED):  # fmt: skip
+            raise Conflict("only a failed, timed-out or cancelled execution can be retried",
+                           code="not_retryable")  # fmt: skip
+        new_id = uuid.uuid4()
+        carried = _completed_prefix(events)
+        await self.executions.create(
+            NewExecution(
+                workspace_id=row.workspace_id, workflow_id=row.workflow_id,
+                workflow_version=row.workflow_version, input=row.input,
+                trigger_type=TriggerType.RETRY, parent_execution_id=row.id, id=new_id,
+                created_by_id=access.principal.user_id,
+                start_node=_start_node(events),
+            ),
+            carried=[(e.type, e.node_id, e.data, e.created_at) for e in carried],
+        )  # fmt: skip
+        return new_id
+
+    async def _row(
+        self, session: Any, access: WorkspaceAccess, execution_id: uuid.UUID
+    ) -> Execution:
+        row: Execution | None = (
+            await session.scalars(
+                select(Execution).where(
+                    Execution.id == execution_id, Execution.workspace_id == access.workspace_id
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"there is no execution {execution_id}", code="execution_not_found")
+        return row
+
+    async def count_running(self, access: WorkspaceAccess) -> int:
+        async with self.database.session() as session:
+            return int(
+                await session.scalar(
+                    select(func.count()).where(
+                        Execution.workspace_id == access.workspace_id,
+                        Execution.status == ExecutionStatus.RUNNING,
+                    )
+                )
+                or 0
+            )
+
+
+def _start_node(events: builtins.list[ExecutionEvent]) -> str | None:
+    for event in events:
+        if event.type == EventType.EXECUTION_STARTED.value:
+            start = event.data.get("start_node")
+            return start if isinstance(start, str) else None
+    return None
+
+
+def _completed_prefix(events: builtins.list[ExecutionEvent]) -> builtins.list[ExecutionEvent]:
+    """The events after `execution.queued` up to the start of the step that failed.
+
+    Replaying them rebuilds every completed node's output; the failed node and
+    everything after it run again.
+    """
+    cut = len(events)
+    for index, event in enumerate(events):
+        if event.type in (EventType.NODE_FAILED.value, EventType.EXECUTION_FAILED.value,
+                          EventType.EXECUTION_TIMED_OUT.value,
+                          EventType.EXECUTION_CANCELLED.value):  # fmt: skip
+            cut = index
+            break
+    prefix = events[1:cut]
+    # Drop the failed node's own start and retries: it must run afresh.
+    while prefix and prefix[-1].type in (EventType.NODE_STARTED.value,
+                                         EventType.NODE_RETRYING.value):  # fmt: skip
+        prefix.pop()
+    return prefix

@@ -1,0 +1,243 @@
+"""Public webhook calls: checks, the execution they start, and the answer.
+
+A call is refused, in this order: unknown or inactive endpoint (404, the same
+for both so nobody learns which ids exist), method (405), IP allowlist (403),
+body size (413), HMAC signature (401). Otherwise it starts an execution from
+the webhook node with the item `{method, path, headers, query, body}` and
+answers by the node's `response_mode`:
+
+- `immediately`: 202 with the execution id, once the execution is stored;
+- `last_node`: the last node's first item as JSON, as soon as the execution
+  ends (its events are durable by then);
+- `respond_node`: what a respond_to_webhook node set, as soon as it ran.
+
+An execution slower than `answer_timeout_s` gets 202 with its id instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+
+from linkflow.bus import LocalBus
+from linkflow.queue import Priority
+from linkflow.security.secretbox import SecretBox
+from linkflow.services.errors import (
+    Forbidden,
+    Invalid,
+    LinkFlowError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.writer import GroupCommitWriter
+from linkflow.store import (
+    Database,
+    TriggerType,
+    Webhook,
+    WebhookResponseMode,
+    Workflow,
+    WorkflowStatus,
+)
+
+__all__ = ["MethodNotAllowed", "WebhookAnswer", "WebhookCall", "WebhookService"]
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+SIGNATURE_HEADER = "x-linkflow-signature"
+_END_EVENTS = frozenset(
+    {"execution.completed", "execution.failed", "execution.cancelled", "execution.timed_out",
+     "execution.waiting"}
+)  # fmt: skip
+
+
+class MethodNotAllowed(LinkFlowError):
+    default_code = "method_not_allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookCall:
+    endpoint_id: uuid.UUID
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    client_ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAnswer:
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    webhook: Webhook
+    version: int
+
+
+class WebhookService:
+    def __init__(
+        self,
+        database: Database,
+        writer: GroupCommitWriter,
+        executions: ExecutionService,
+        bus: LocalBus,
+        box: SecretBox,
+        *,
+        answer_timeout_s: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.writer = writer
+        self.executions = executions
+        self.bus = bus
+        self.box = box
+        self.answer_timeout_s = answer_timeout_s
+
+    async def handle(self, call: WebhookCall) -> WebhookAnswer:
+        endpoint = await self._endpoint(call.endpoint_id)
+        webhook = endpoint.webhook
+        self._check(webhook, call)
+        execution_id = uuid.uuid4()
+        new = NewExecution(
+            workspace_id=webhook.workspace_id, workflow_id=webhook.workflow_id,
+            workflow_version=endpoint.version, input=_item(call), id=execution_id,
+            trigger_type=TriggerType.WEBHOOK, priority=Priority.HIGH, start_node=webhook.node_id,
+        )  # fmt: skip
+        await self._count(webhook.id)
+        mode = webhook.response_mode
+        if mode is WebhookResponseMode.IMMEDIATELY:
+            await self.executions.create(new)
+            return WebhookAnswer(202, {"execution_id": str(execution_id), "status": "queued"})
+        async with self.bus.subscribe(f"execution.{execution_id}") as events:
+            await self.executions.create(new)
+            return await self._answer(events, execution_id, mode)
+
+    async def _endpoint(self, endpoint_id: uuid.UUID) -> _Endpoint:
+        statement = (
+            select(Webhook, Workflow.version)
+            .join(Workflow, Workflow.id == Webhook.workflow_id)
+            .where(
+                Webhook.id == endpoint_id,
+                Workflow.status == WorkflowStatus.ACTIVE,
+                Workflow.deleted_at.is_(None),
+            )
+        )
+        async with self.database.session() as session:
+            row = (await session.execute(statement)).one_or_none()
+        if row is None:
+            raise NotFound("there is no active webhook here", code="webhook_not_found")
+        return _Endpoint(row[0], row[1])
+
+    def _check(self, webhook: Webhook, call: WebhookCall) -> None:
+        if call.method.upper() != webhook.method.upper():
+            raise MethodNotAllowed(f"this webhook accepts {webhook.method} only")
+        if webhook.path and call.path.strip("/") != webhook.path.strip("/"):
+            raise NotFound("there is no active webhook here", code="webhook_not_found")
+        if webhook.ip_allowlist and not _allowed(call.client_ip, webhook.ip_allowlist):
+            raise Forbidden("your address may not call this webhook", code="ip_not_allowed")
+        limit = webhook.max_body_bytes or DEFAULT_MAX_BODY_BYTES
+        if len(call.body) > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        if webhook.secret_encrypted is not None:
+            secret = self.box.open(webhook.secret_encrypted)
+            _verify_signature(secret, call)
+
+    async def _count(self, webhook_id: uuid.UUID) -> None:
+        await self.writer.execute(
+            update(Webhook)
+            .where(Webhook.id == webhook_id)
+            .values(call_count=Webhook.call_count + 1, last_called_at=datetime.now(UTC))
+        )
+
+    async def _answer(
+        self, events: Any, execution_id: uuid.UUID, mode: WebhookResponseMode
+    ) -> WebhookAnswer:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.answer_timeout_s
+        while (left := deadline - loop.time()) > 0:
+            try:
+                message = await events.get(timeout_s=left)
+            except TimeoutError:
+                break
+            kind, data = message["event"], message["data"]
+            if mode is WebhookResponseMode.RESPOND_NODE and kind == "execution.responded":
+                return WebhookAnswer(int(data["status"]), data.get("body"),
+                                     dict(data.get("headers") or {}))  # fmt: skip
+            if kind in _END_EVENTS:
+                return _final_answer(kind, data, execution_id)
+        return WebhookAnswer(202, {"execution_id": str(execution_id), "status": "running"})
+
+
+def _final_answer(kind: str, data: Mapping[str, Any], execution_id: uuid.UUID) -> WebhookAnswer:
+    if kind == "execution.completed":
+        output = data.get("output") or []
+        return WebhookAnswer(200, output[0] if output else {})
+    if kind == "execution.waiting":
+        return WebhookAnswer(202, {"execution_id": str(execution_id), "status": "waiting"})
+    error = data.get("error") or {"message": kind.removeprefix("execution.")}
+    return WebhookAnswer(500, {"execution_id": str(execution_id), "error": error})
+
+
+def _item(call: WebhookCall) -> dict[str, Any]:
+    return {
+        "method": call.method.upper(), "path": call.path,
+        "headers": dict(call.headers), "query": dict(call.query), "body": _parse_body(call),
+    }  # fmt: skip
+
+
+def _parse_body(call: WebhookCall) -> Any:
+    if not call.body:
+        return None
+    content_type = call.headers.get("content-type", "")
+    if "json" in content_type:
+        try:
+            return orjson.loads(call.body)
+        except orjson.JSONDecodeError:
+            raise _invalid_json() from None
+    try:
+        return call.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(call.body).decode()}
+
+
+def _invalid_json() -> LinkFlowError:
+    return Invalid("the body is not valid JSON", code="invalid_json")
+
+
+def _allowed(client_ip: str | None, allowlist: list[str]) -> bool:
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    for entry in allowlist:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _verify_signature(secret: bytes, call: WebhookCall) -> None:
+    given = call.headers.get(SIGNATURE_HEADER, "")
+    expected = "sha256=" + hmac.new(secret, call.body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("the X-LinkFlow-Signature header is missing or wrong",
+                           code="invalid_signature")  # fmt: skip

@@ -1,0 +1,345 @@
+"""Workflows: create, change (a new version whenever the document changes), list,
+clone, activate and deactivate, import and export.
+
+Invariants:
+- every stored document was validated by the engine; problems come back as
+  `Invalid` with one field problem per engine problem, naming the node;
+- `workflows.version` is the newest `workflow_versions.version`, and a version
+  row never changes: an execution runs exactly the version it recorded;
+- an active workflow has one `webhooks` row per webhook trigger and one
+  `schedules` row per schedule trigger; deactivation removes them. A webhook's
+  id (its public URL) is derived from the workflow and node ids, so it stays
+  the same across deactivation and activation.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import delete, func, select
+
+from linkflow.engine import CompiledWorkflow, Engine, InvalidWorkflow
+from linkflow.security.rbac import Permission
+from linkflow.security.secretbox import SecretBox
+from linkflow.services import audit
+from linkflow.services._paging import Page, page
+from linkflow.services.context import Actor, WorkspaceAccess
+from linkflow.services.errors import FieldProblem, Invalid, NotFound
+from linkflow.store import (
+    Credential,
+    Database,
+    Schedule,
+    Webhook,
+    WebhookResponseMode,
+    Workflow,
+    WorkflowStatus,
+    WorkflowVersion,
+)
+
+__all__ = ["WorkflowChanges", "WorkflowDocumentIn", "WorkflowService", "webhook_id"]
+
+_WEBHOOK_NAMESPACE = uuid.UUID("6c8e5f3a-2b7d-4f1e-9a0c-5d4b3e2f1a09")
+DOCUMENT_FIELDS = ("nodes", "connections", "settings")
+
+
+def webhook_id(workflow_id: uuid.UUID, node_id: str, *, test: bool = False) -> uuid.UUID:
+    """The stable public id of a workflow's webhook trigger."""
+    return uuid.uuid5(_WEBHOOK_NAMESPACE, f"{workflow_id}:{node_id}:{'test' if test else 'live'}")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDocumentIn:
+    name: str
+    nodes: list[dict[str, Any]]
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowChanges:
+    name: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    nodes: list[dict[str, Any]] | None = None
+    connections: list[dict[str, Any]] | None = None
+    settings: dict[str, Any] | None = None
+    message: str = ""
+
+
+def problems_of(invalid: InvalidWorkflow) -> list[FieldProblem]:
+    """Engine problems as field problems: `nodes.<node id>.<field>`."""
+    out = []
+    for problem in invalid.problems:
+        where = "body"
+        if problem.node_id:
+            where += f".nodes.{problem.node_id}"
+        if problem.field:
+            where += f".{problem.field}"
+        out.append(FieldProblem(where, problem.message, problem.code))
+    return out
+
+
+class WorkflowService:
+    def __init__(self, database: Database, engine: Engine, box: SecretBox) -> None:
+        self.database = database
+        self.engine = engine
+        self.box = box
+
+    def compile(self, name: str, nodes: Any, connections: Any, settings: Any) -> CompiledWorkflow:
+        """Validate a document with the engine; `Invalid` lists every problem with its node."""
+        document = {"name": name, "nodes": nodes, "connections": connections, "settings": settings}
+        try:
+            return self.engine.compile(document)
+        except InvalidWorkflow as invalid:
+            raise Invalid(
+                f"the workflow has {len(invalid.problems)} problem(s)",
+                code="invalid_workflow", errors=problems_of(invalid),
+            ) from None  # fmt: skip
+
+    async def create(
+        self, access: WorkspaceAccess, actor: Actor, doc: WorkflowDocumentIn
+    ) -> Workflow:
+        access.require(Permission.WORKFLOWS_WRITE)
+        self.compile(doc.name, doc.nodes, doc.connections, doc.settings)
+        async with self.database.transaction() as session:
+            workflow = Workflow(
+                id=uuid.uuid4(), workspace_id=access.workspace_id, name=doc.name,
+                description=doc.description, nodes=doc.nodes, connections=doc.connections,
+                settings=doc.settings, tags=doc.tags, version=1,
+                status=WorkflowStatus.DRAFT, created_by_id=actor.user_id,
+                updated_by_id=actor.user_id,
+            )  # fmt: skip
+            session.add(workflow)
+            await session.flush()
+            session.add(_version_of(workflow, "created", actor))
+            await audit.record(session, actor, "workflow.created", "workflow", workflow.id,
+                               workspace_id=access.workspace_id,
+                               new={"name": doc.name, "version": 1})  # fmt: skip
+        return workflow
+
+    async def get(self, access: WorkspaceAccess, workflow_id: uuid.UUID) -> Workflow:
+        access.require(Permission.WORKFLOWS_READ)
+        async with self.database.session() as session:
+            return await _get(session, access.workspace_id, workflow_id)
+
+    async def list_page(
+        self,
+        access: WorkspaceAccess,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: WorkflowStatus | None = None,
+        tag: str | None = None,
+        search: str | None = None,
+    ) -> Page[Workflow]:
+        access.require(Permission.WORKFLOWS_READ)
+        statement = select(Workflow).where(
+            Workflow.workspace_id == access.workspace_id, Workflow.deleted_at.is_(None)
+        )
+        if status is not None:
+            statement = statement.where(Workflow.status == status)
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            statement = statement.where(
+                func.lower(Workflow.name).like(f"%{escaped.lower()}%", escape="\\")
+            )
+        async with self.database.session() as session:
+            result: Page[Workflow] = await page(
+                session, cast(Any, statement), created_at=Workflow.created_at,
+                row_id=Workflow.id, limit=limit, cursor=cursor)  # fmt: skip
+        if tag is not None:
+            # Tags are a JSON list on SQLite: filter the page in Python, on both engines.
+            result = Page([w for w in result.items if tag in (w.tags or [])], result.next_cursor)
+        return result
+
+    async def update(
+        self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID,
+        changes: WorkflowChanges,
+    ) -> Workflow:  # fmt: skip
+        access.require(Permission.WORKFLOWS_WRITE)
+        async with self.database.transaction() as session:
+            workflow = await _get(session, access.workspace_id, workflow_id)
+            old = audit.snapshot(workflow, ("name", "version", "status"))
+            document = {f: getattr(changes, f) for f in DOCUMENT_FIELDS}
+            new_document = {f: v for f, v in document.items() if v is not None}
+            changed = any(getattr(workflow, f) != v for f, v in new_document.items())
+            name = changes.name if changes.name is not None else workflow.name
+            merged = {f: new_document.get(f, getattr(workflow, f)) for f in DOCUMENT_FIELDS}
+            compiled = self.compile(
+                name, merged["nodes"], merged["connections"], merged["settings"]
+            )
+            for key in ("name", "description", "tags"):
+                if getattr(changes, key) is not None:
+                    setattr(workflow, key, getattr(changes, key))
+            if changed:
+                for key, value in merged.items():
+                    setattr(workflow, key, value)
+                workflow.version += 1
+                session.add(_version_of(workflow, changes.message, actor))
+            workflow.updated_by_id = actor.user_id
+            workflow.updated_at = datetime.now(UTC)
+            if changed and workflow.status is WorkflowStatus.ACTIVE:
+                await self._register_triggers(session, workflow, compiled)
+            new = audit.snapshot(workflow, ("name", "version", "status"))
+            await audit.record(session, actor, "workflow.updated", "workflow", workflow.id,
+                               workspace_id=access.workspace_id, old=old, new=new)  # fmt: skip
+        return workflow
+
+    async def delete(self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID) -> None:
+        access.require(Permission.WORKFLOWS_WRITE)
+        async with self.database.transaction() as session:
+            workflow = await _get(session, access.workspace_id, workflow_id)
+            await _remove_triggers(session, workflow.id)
+            workflow.deleted_at = datetime.now(UTC)
+            workflow.status = WorkflowStatus.INACTIVE
+            await audit.record(session, actor, "workflow.deleted", "workflow", workflow.id,
+                               workspace_id=access.workspace_id,
+                               old={"name": workflow.name})  # fmt: skip
+
+    async def clone(
+        self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID, name: str | None
+    ) -> Workflow:
+        source = await self.get(access, workflow_id)
+        doc = WorkflowDocumentIn(
+            name=name or f"{source.name} (copy)", nodes=source.nodes,
+            connections=source.connections, settings=source.settings,
+            description=source.description, tags=list(source.tags or []),
+        )  # fmt: skip
+        return await self.create(access, actor, doc)
+
+    async def set_active(
+        self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID, active: bool
+    ) -> Workflow:
+        """Activate (register its triggers; refused if invalid) or deactivate."""
+        access.require(Permission.WORKFLOWS_WRITE)
+        async with self.database.transaction() as session:
+            workflow = await _get(session, access.workspace_id, workflow_id)
+            if active:
+                compiled = self.compile(workflow.name, workflow.nodes, workflow.connections,
+                                        workflow.settings)  # fmt: skip
+                if not compiled.triggers:
+                    raise Invalid("a workflow needs a trigger to be activated",
+                                  code="no_trigger")  # fmt: skip
+                await self._register_triggers(session, workflow, compiled)
+                workflow.status = WorkflowStatus.ACTIVE
+                workflow.activated_at = datetime.now(UTC)
+            else:
+                await _remove_triggers(session, workflow.id)
+                workflow.status = WorkflowStatus.INACTIVE
+            action = "workflow.activated" if active else "workflow.deactivated"
+            await audit.record(session, actor, action, "workflow", workflow.id,
+                               workspace_id=access.workspace_id)  # fmt: skip
+        return workflow
+
+    async def _register_triggers(
+        self, session: Any, workflow: Workflow, compiled: CompiledWorkflow
+    ) -> None:
+        await _remove_triggers(session, workflow.id)
+        for node_id in compiled.triggers:
+            spec = compiled.nodes[node_id].spec
+            if spec.disabled:
+                continue
+            if spec.type == "webhook":
+                session.add(self._webhook_row(workflow, spec.id, spec.parameters))
+            elif spec.type == "schedule":
+                session.add(_schedule_row(workflow, spec.id, spec.parameters))
+
+    def _webhook_row(self, workflow: Workflow, node_id: str, params: Mapping[str, Any]) -> Webhook:
+        secret = params.get("secret")
+        return Webhook(
+            id=webhook_id(workflow.id, node_id), workspace_id=workflow.workspace_id,
+            workflow_id=workflow.id, node_id=node_id, path=str(params.get("path") or ""),
+            method=str(params.get("method") or "POST").upper(),
+            response_mode=WebhookResponseMode(params.get("response_mode") or "immediately"),
+            secret_encrypted=self.box.seal(str(secret).encode()) if secret else None,
+            ip_allowlist=list(params.get("ip_allowlist") or []),
+            max_body_bytes=params.get("max_body_bytes"),
+        )  # fmt: skip
+
+    async def versions(
+        self, access: WorkspaceAccess, workflow_id: uuid.UUID
+    ) -> builtins.list[WorkflowVersion]:
+        access.require(Permission.WORKFLOWS_READ)
+        async with self.database.session() as session:
+            await _get(session, access.workspace_id, workflow_id)
+            statement = (
+                select(WorkflowVersion)
+                .where(WorkflowVersion.workflow_id == workflow_id)
+                .order_by(WorkflowVersion.version.desc())
+            )
+            return list((await session.scalars(statement)).all())
+
+    async def version(
+        self, access: WorkspaceAccess, workflow_id: uuid.UUID, version: int
+    ) -> WorkflowVersion:
+        for row in await self.versions(access, workflow_id):
+            if row.version == version:
+                return row
+        raise NotFound(f"workflow {workflow_id} has no version {version}")
+
+    async def export(self, access: WorkspaceAccess, workflow_id: uuid.UUID) -> dict[str, Any]:
+        """The contract's document, credentials named instead of referenced by id."""
+        workflow = await self.get(access, workflow_id)
+        names = await self._credential_names(access.workspace_id)
+        nodes = []
+        for node in workflow.nodes:
+            slots = cast(dict[str, str], node.get("credentials") or {})
+            exported = {slot: names.get(ref, ref) for slot, ref in slots.items()}
+            nodes.append({**node, "credentials": exported} if slots else dict(node))
+        return {"name": workflow.name, "description": workflow.description,
+                "tags": list(workflow.tags or []), "nodes": nodes,
+                "connections": workflow.connections, "settings": workflow.settings}  # fmt: skip
+
+    async def _credential_names(self, workspace_id: uuid.UUID) -> dict[str, str]:
+        async with self.database.session() as session:
+            rows = await session.execute(
+                select(Credential.id, Credential.name).where(
+                    Credential.workspace_id == workspace_id, Credential.deleted_at.is_(None)
+                )
+            )
+            return {str(row_id): name for row_id, name in rows}
+
+
+async def _get(session: Any, workspace_id: uuid.UUID, workflow_id: uuid.UUID) -> Workflow:
+    workflow: Workflow | None = (
+        await session.scalars(
+            select(Workflow).where(
+                Workflow.id == workflow_id,
+                Workflow.workspace_id == workspace_id,
+                Workflow.deleted_at.is_(None),
+            )
+        )
+    ).one_or_none()
+    if workflow is None:
+        raise NotFound(f"there is no workflow {workflow_id}", code="workflow_not_found")
+    return workflow
+
+
+def _version_of(workflow: Workflow, message: str, actor: Actor) -> WorkflowVersion:
+    return WorkflowVersion(
+        workspace_id=workflow.workspace_id, workflow_id=workflow.id, version=workflow.version,
+        nodes=workflow.nodes, connections=workflow.connections, settings=workflow.settings,
+        message=message, created_by_id=actor.user_id,
+    )  # fmt: skip
+
+
+def _schedule_row(workflow: Workflow, node_id: str, params: Mapping[str, Any]) -> Schedule:
+    return Schedule(
+        workspace_id=workflow.workspace_id, workflow_id=workflow.id, node_id=node_id,
+        cron=params.get("cron"), interval_s=params.get("interval_s"),
+        timezone=params.get("timezone") or "UTC",
+    )  # fmt: skip
+
+
+async def _remove_triggers(session: Any, workflow_id: uuid.UUID) -> None:
+    await session.execute(
+        delete(Webhook).where(Webhook.workflow_id == workflow_id, Webhook.is_test.is_(False))
+    )
+    await session.execute(delete(Schedule).where(Schedule.workflow_id == workflow_id))
