@@ -80,6 +80,86 @@ def migrate(
     typer.echo("models and migrations agree")
 
 
+def _prepare_database(settings: Settings) -> None:
+    """Embedded SQLite is migrated on start; any other database must already be at head."""
+    from linkflow.store import StoreConfigError, StoreUnavailable
+    from linkflow.store import migrate as store_migrate
+
+    url = settings.effective_database_url
+    try:
+        if not settings.is_production and url.startswith("sqlite"):
+            asyncio.run(store_migrate.upgrade(url))
+            return
+        current = asyncio.run(store_migrate.current(url))
+    except (StoreConfigError, StoreUnavailable) as error:
+        raise _fail(f"LINKFLOW_DATABASE_URL: {error}") from None
+    head = store_migrate.head()
+    if current != head:
+        raise _fail(
+            f"the database is at migration {current or '(none)'}, not {head}: "
+            "run `linkflow migrate` first"
+        )
+
+
+def api_app() -> object:
+    """The app of one `linkflow api --workers N` worker process (uvicorn's factory)."""
+    from linkflow.api import build_container, create_app
+
+    settings = _settings()
+    try:
+        return create_app(build_container(settings))
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+
+
+@app.command()
+def api(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on [LINKFLOW_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port [LINKFLOW_PORT].")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="Processes to serve with.")
+    ] = 1,
+) -> None:
+    """Serve the HTTP API (control plane) with uvicorn.
+
+    With no configuration it runs embedded: SQLite under the data dir,
+    migrated on start. Elsewhere the database must be migrated first
+    (`linkflow migrate`). With --workers, every process reads the same
+    settings; rate limits are shared only when LINKFLOW_REDIS_URL is set.
+    """
+    import uvicorn
+
+    settings = _settings()
+    updates = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    settings = settings.model_copy(update=updates) if updates else settings
+    _prepare_database(settings)
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,  # the app applies LINKFLOW_TRUSTED_PROXIES itself
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        uvicorn.run("linkflow.cli:api_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        return
+    from linkflow.api import build_container, create_app
+
+    try:
+        application = create_app(build_container(settings))
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    uvicorn.run(application, **options)  # type: ignore[arg-type]
+
+
 def _read_input(value: str | None) -> object:
     if value is None:
         return None

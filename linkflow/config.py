@@ -112,7 +112,7 @@ class Settings(BaseSettings):
 
     # --- HTTP API (control plane) ---
     public_url: str | None = None
-    """The URL users reach the API at (links in e-mails, OAuth redirects); default from host/port."""
+    """Where users reach the API (e-mail links, OAuth redirects); default: from host and port."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins allowed to call the API from a browser: comma-separated, or `*`."""
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     password_reset_ttl_s: Annotated[int, Field(ge=60)] = 3600
     invitation_ttl_s: Annotated[int, Field(ge=60)] = 7 * 86400
     mfa_issuer: str = "LinkFlow"
+    password_hash_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
+    password_hash_memory_kib: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 64 * 1024
+    """Argon2id memory per hash; the defaults are RFC 9106's low-memory recommendation."""
+    password_hash_parallelism: Annotated[int, Field(ge=1, le=16)] = 4
     smtp_host: str | None = None
     """Unset: e-mails are written to the log instead of sent."""
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587

@@ -19,7 +19,7 @@ BUILTIN_MODULES = (
     "manual", "webhook", "schedule", "error_trigger",
     "if_", "switch", "merge", "loop", "filter", "sort", "limit", "aggregate",
     "split_out", "remove_duplicates", "noop", "set", "stop_and_error", "datetime_", "crypto",
-    "wait", "execute_workflow", "respond_to_webhook",
+    "wait", "execute_workflow", "respond_to_webhook", "http_request", "code",
 )  # fmt: skip
 
 

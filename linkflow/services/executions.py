@@ -82,7 +82,7 @@ class ExecutionService:
         copies = [
             ExecutionEvent(
                 execution_id=row.id, seq=seq, type=type_, node_id=node_id, data=data, created_at=at
-            )  # fmt: skip
+            )
             for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
         ]
         await self.writer.insert(row, queued, *copies)

@@ -45,6 +45,7 @@ EXPECTED_TABLES = {
     "variables",
     "idempotency_keys",
     "execution_leases",
+    "password_reset_tokens",
 }
 
 

@@ -24,7 +24,13 @@ from linkflow.store.models.executions import (
     ExecutionLease,
     NodeExecution,
 )
-from linkflow.store.models.identity import ApiKey, OAuthConnection, User, UserSession
+from linkflow.store.models.identity import (
+    ApiKey,
+    OAuthConnection,
+    PasswordResetToken,
+    User,
+    UserSession,
+)
 from linkflow.store.models.workflows import (
     Credential,
     Schedule,
@@ -46,6 +52,7 @@ __all__ = [
     "IdempotencyKey",
     "NodeExecution",
     "OAuthConnection",
+    "PasswordResetToken",
     "Plan",
     "Schedule",
     "SoftDeletable",

@@ -6,6 +6,8 @@ Invariants:
 - Secrets are never stored in clear: passwords, refresh tokens, API keys and
   MFA recovery codes are hashes; the TOTP secret and OAuth tokens are
   ciphertexts from the secret box, whose format embeds the key id.
+- A password-reset token is single-use (`used_at`) and expires; only its
+  hash is stored.
 - A refresh-token rotation links the old session row to its successor
   (`replaced_by_id`); all rows of one login share a `family_id`, which is what
   a reuse of an old token revokes.
@@ -17,6 +19,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -36,7 +39,7 @@ from linkflow.store.models._base import (
 )
 from linkflow.store.types import JSONDocument, JSONValue, StringArray, new_id, utcnow
 
-__all__ = ["ApiKey", "OAuthConnection", "User", "UserSession"]
+__all__ = ["ApiKey", "OAuthConnection", "PasswordResetToken", "User", "UserSession"]
 
 
 class User(Timestamped, SoftDeletable, Base):
@@ -66,6 +69,8 @@ class User(Timestamped, SoftDeletable, Base):
     mfa_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     # Hashes of the unused recovery codes; a used code is removed from the list.
     mfa_recovery_codes: Mapped[JSONValue] = mapped_column(JSONDocument, default=list)
+    # The last TOTP time step accepted: a code from that step or earlier is a replay.
+    mfa_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -141,3 +146,18 @@ class ApiKey(WorkspaceScoped):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PasswordResetToken(Base):
+    """A single-use, expiring token sent by e-mail to set a new password."""
+
+    __tablename__ = "password_reset_tokens"
+    __table_args__ = (Index("ix_password_reset_tokens_user_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    ip_address: Mapped[str | None] = mapped_column(String(45), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, sort_order=AUDIT_ORDER)

@@ -18,7 +18,7 @@ NODES = list(REGISTRY)
 TYPES = {
     "manual", "webhook", "schedule", "error", "if", "switch", "merge", "loop", "filter", "sort",
     "limit", "aggregate", "split_out", "remove_duplicates", "noop", "set", "stop_and_error",
-    "datetime", "crypto", "wait", "execute_workflow", "respond_to_webhook",
+    "datetime", "crypto", "wait", "execute_workflow", "respond_to_webhook", "http_request", "code",
 }  # fmt: skip
 """The contract's core node types built so far (http_request and code join them)."""
 
