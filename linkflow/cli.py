@@ -24,6 +24,7 @@ from linkflow.observability.logging import configure_logging
 if TYPE_CHECKING:
     from linkflow.engine import CompiledWorkflow, Engine, RunResult
     from linkflow.progress import ProgressView
+    from linkflow.services.credentials_file import FileCredentials
     from linkflow.services.local_workflows import LocalWorkflowRunner
 
 app = typer.Typer(
@@ -186,6 +187,13 @@ def run(
     progress: Annotated[
         bool, typer.Option("--progress", help="Show each node live on stderr.")
     ] = False,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            "--credentials",
+            help='A JSON file of credentials: {"<name>": {"type": "bearer", "data": {...}}}.',
+        ),
+    ] = None,
 ) -> None:
     """Run a workflow file in-process and print its result items as JSON.
 
@@ -194,8 +202,7 @@ def run(
     listed). Sub-workflows are files relative to FILE; a wait with a time
     (including a webhook wait's timeout) is slept through.
     """
-    from linkflow.engine import InvalidWorkflow  # the engine is not needed by migrate
-    from linkflow.wiring import build_local_engine
+    from linkflow.services.credentials_file import CredentialsFileError, FileCredentials
 
     settings = _settings(settle_keys=False)
     try:
@@ -205,15 +212,14 @@ def run(
     except orjson.JSONDecodeError as error:
         raise _fail(f"{file} is not valid JSON: {error}") from None
     payload = _read_input(input)
-    engine, runner = build_local_engine(settings, base_dir=file.resolve().parent)
-    try:
-        workflow = engine.compile(document)
-    except InvalidWorkflow as invalid:
-        typer.echo(f"linkflow: {file} is not a valid workflow:", err=True)
-        for problem in invalid.problems:
-            typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
-    result = asyncio.run(_run_locally(engine, runner, workflow, payload, progress))
+    resolver = None
+    if credentials is not None:
+        try:
+            resolver = FileCredentials.from_file(credentials)
+        except CredentialsFileError as error:
+            raise _fail(str(error)) from None
+    base_dir = file.resolve().parent
+    result = asyncio.run(_run_file(settings, file, base_dir, document, payload, progress, resolver))
     sys.stdout.write(orjson.dumps(result.output, option=orjson.OPT_INDENT_2).decode() + "\n")
     _report(result)
 
@@ -233,6 +239,35 @@ def _report(result: RunResult) -> None:
             shown = orjson.dumps(list(child.output) or child.error).decode()
             typer.echo(f"linkflow: error workflow {child.status}: {shown}", err=True)
         raise typer.Exit(1)
+
+
+async def _run_file(
+    settings: Settings,
+    file: Path,
+    base_dir: Path,
+    document: object,
+    payload: object,
+    progress: bool,
+    credentials: FileCredentials | None,
+) -> RunResult:
+    from linkflow.engine import InvalidWorkflow
+    from linkflow.wiring import build_local_engine, shared_http_client
+
+    http = shared_http_client(settings)
+    try:
+        engine, runner = build_local_engine(
+            settings, base_dir=base_dir, http=http, credentials=credentials
+        )
+        try:
+            workflow = engine.compile(document)
+        except InvalidWorkflow as invalid:
+            typer.echo(f"linkflow: {file} is not a valid workflow:", err=True)
+            for problem in invalid.problems:
+                typer.echo(f"  - {problem}", err=True)
+            raise typer.Exit(EXIT_CONFIG) from None
+        return await _run_locally(engine, runner, workflow, payload, progress)
+    finally:
+        await http.aclose()
 
 
 async def _run_locally(

@@ -8,21 +8,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from linkflow.blobs import FilesystemBlobStore
 from linkflow.config import Settings
 from linkflow.engine import CredentialResolver, Engine, NodeServices
+from linkflow.security.ssrf import guarded_client
 from linkflow.services.local_workflows import LocalWorkflowRunner
 
-__all__ = ["build_local_engine"]
+__all__ = ["build_local_engine", "shared_http_client"]
+
+
+def shared_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's one HTTP client for nodes: pooled and SSRF-guarded."""
+    return guarded_client(allow_private=settings.http_allow_private)
 
 
 def build_local_engine(
-    settings: Settings, *, base_dir: Path, credentials: CredentialResolver | None = None
+    settings: Settings,
+    *,
+    base_dir: Path,
+    http: httpx.AsyncClient,
+    credentials: CredentialResolver | None = None,
 ) -> tuple[Engine, LocalWorkflowRunner]:
     """The engine of `linkflow run`: sub-workflows from files next to the one being run,
     blobs in the data dir, credentials from a file when one is given."""
     runner = LocalWorkflowRunner(base_dir)
     services = NodeServices(
+        http=lambda: http,
         credentials=credentials,
         blobs=FilesystemBlobStore(settings.data_dir / "blobs"),
         workflows=runner,

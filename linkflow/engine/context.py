@@ -213,11 +213,21 @@ class RunContext:
     def raw_parameters(self) -> Mapping[str, Any]:
         return self._parameters.raw
 
-    def param(self, name: str, item_index: int = 0, default: Any = None) -> Any:
+    def param(
+        self,
+        name: str,
+        item_index: int = 0,
+        default: Any = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
         if self._parameters.is_static(name):
             return self._parameters.get(name, None, default)
+        scope = self.scope(item_index)
+        if extra:
+            scope.update(extra)
         try:
-            return self._parameters.get(name, self.scope(item_index), default)
+            return self._parameters.get(name, scope, default)
         except ParameterError as error:
             raise NodeError(str(error), item_index=item_index) from None
         except LineageError as error:

@@ -16,7 +16,7 @@ history records them and a replay is exact.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -47,6 +47,7 @@ __all__ = [
     "Pair",
     "Response",
     "Wait",
+    "amap_items",
     "error_item",
     "map_items",
     "route_items",
@@ -323,11 +324,19 @@ class NodeContext(Protocol):
         """The parameters as written in the document, expressions unevaluated."""
         ...
 
-    def param(self, name: str, item_index: int = 0, default: Any = None) -> Any:
+    def param(
+        self,
+        name: str,
+        item_index: int = 0,
+        default: Any = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
         """The parameter `name`, its expressions evaluated for input item `item_index`.
 
-        Strings inside lists and objects are evaluated too. Raises `NodeError`
-        naming the parameter when an expression fails.
+        Strings inside lists and objects are evaluated too. `extra` adds names to
+        the expression scope (http_request binds `response` for pagination).
+        Raises `NodeError` naming the parameter when an expression fails.
         """
         ...
 
@@ -461,6 +470,23 @@ def map_items(
             # An input item returned as it is keeps its identity: the engine pairs it.
             produced.append(out if out.paired is not None else out.derive(out.json, index))
     outputs: dict[str, Sequence[Item]] = {output: produced}
+    if failed:
+        outputs[ERROR_OUTPUT] = failed
+    return NodeResult(outputs=outputs)
+
+
+async def amap_items(
+    ctx: NodeContext, transform: Callable[[Item, int], Awaitable[Sequence[Item]]]
+) -> NodeResult:
+    """`map_items` for a coroutine: one input item at a time, honouring `on_error`."""
+    produced: list[Item] = []
+    failed: list[Item] = []
+    for index, item in enumerate(ctx.items):
+        try:
+            produced.extend(await transform(item, index))
+        except NodeError as error:
+            _failed(ctx, item, index, error, failed)
+    outputs: dict[str, Sequence[Item]] = {MAIN: produced}
     if failed:
         outputs[ERROR_OUTPUT] = failed
     return NodeResult(outputs=outputs)

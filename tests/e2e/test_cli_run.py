@@ -124,3 +124,48 @@ def test_a_webhook_wait_is_reported_not_hung(tmp_path: Path) -> None:
     done = linkflow("run", str(path))
     assert done.returncode == 1
     assert "waits for its resume webhook" in done.stderr
+
+
+def _http_workflow(tmp_path: Path, url: str) -> Path:
+    doc = {
+        "nodes": [{"id": "start", "type": "manual"},
+                  {"id": "call", "type": "http_request", "credentials": {"auth": "api"},
+                   "parameters": {"method": "GET", "url": url, "auth": "auth"}}],
+        "connections": [{"from": "start", "to": "call"}],
+    }  # fmt: skip
+    path = tmp_path / "http.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_http_request_uses_credentials_from_a_file_and_the_private_opt_in(tmp_path: Path) -> None:
+    """--credentials supplies the bearer token; loopback needs LINKFLOW_HTTP_ALLOW_PRIVATE."""
+    from tests._http_server import Reply, serve
+
+    secrets_file = tmp_path / "credentials.json"
+    secrets_file.write_text(json.dumps({"api": {"type": "bearer", "data": {"token": "t0k"}}}))
+    with serve(
+        {"/me": lambda request: Reply.json({"auth": request.headers["authorization"]})}
+    ) as srv:
+        path = _http_workflow(tmp_path, srv.url("/me"))
+        refused = linkflow("run", str(path), "--credentials", str(secrets_file))
+        assert refused.returncode == 1
+        assert "LINKFLOW_HTTP_ALLOW_PRIVATE" in refused.stderr
+        done = subprocess.run(
+            [sys.executable, "-m", "linkflow", "run", str(path), "--credentials",
+             str(secrets_file)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+            env={"PATH": "/usr/bin:/bin", "LINKFLOW_HTTP_ALLOW_PRIVATE": "true"},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"auth": "Bearer t0k"}]
+
+
+def test_a_broken_credentials_file_is_one_line(tmp_path: Path) -> None:
+    """A credentials file that is not JSON stops with exit code 2 and its name."""
+    bad = tmp_path / "credentials.json"
+    bad.write_text("{nope")
+    done = linkflow("run", str(EXAMPLES / "greet-adults.json"), "--credentials", str(bad))
+    assert done.returncode == 2
+    assert "credentials.json" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,7 +6,7 @@ import linkflow.nodes.sdk as sdk
 
 PINNED = {
     "BinaryRef", "BlobStore", "ChildExecution", "CodeMode", "CodeRequest", "CodeResult",
-    "CodeRunner", "ERROR_OUTPUT", "Item", "JsonObject", "Lineage", "MAIN", "Node",
+    "CodeRunner", "amap_items", "ERROR_OUTPUT", "Item", "JsonObject", "Lineage", "MAIN", "Node",
     "NodeContext", "NodeError", "NodeGroup", "NodeResult", "OnError", "Pair", "Response",
     "Wait", "error_item", "map_items", "route_items",
 }  # fmt: skip
