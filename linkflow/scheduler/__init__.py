@@ -1,0 +1,1 @@
+"""The scheduler: fires schedules and wakes waiting executions (in-process for serve)."""

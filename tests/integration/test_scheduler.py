@@ -1,0 +1,100 @@
+"""The in-process scheduler: schedules fire once per tick time, waiting runs wake up."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from linkflow.queue import LocalQueue
+from linkflow.scheduler.local import LocalScheduler
+from linkflow.scheduler.timing import next_fire
+from linkflow.services.executions import ExecutionService
+from linkflow.services.writer import GroupCommitWriter
+from linkflow.store import (
+    Database,
+    Execution,
+    Schedule,
+    Workflow,
+    WorkflowRepository,
+    WorkflowStatus,
+)
+from tests.integration._rows import new_workspace
+
+DOC = {
+    "nodes": [{"id": "every", "type": "schedule", "parameters": {"interval_s": 60}},
+              {"id": "noop", "type": "noop"}],
+    "connections": [{"from": "every", "to": "noop"}],
+}  # fmt: skip
+
+
+async def _active_schedule(database: Database) -> tuple[uuid.UUID, uuid.UUID]:
+    workspace = await new_workspace(database)
+    async with database.transaction() as session:
+        repo = WorkflowRepository(session, workspace)
+        workflow = await repo.add(Workflow(name="tick", nodes=DOC["nodes"],
+                                           connections=DOC["connections"],
+                                           status=WorkflowStatus.ACTIVE))  # fmt: skip
+        await repo.add_version(workflow)
+        schedule = Schedule(workspace_id=workspace, workflow_id=workflow.id, node_id="every",
+                            interval_s=60)  # fmt: skip
+        session.add(schedule)
+        await session.flush()
+        return workflow.id, schedule.id
+
+
+async def _executions(database: Database, workflow_id: uuid.UUID) -> list[Execution]:
+    async with database.session() as session:
+        rows = await session.scalars(select(Execution).where(Execution.workflow_id == workflow_id))
+        return list(rows.all())
+
+
+async def test_a_schedule_fires_once_per_due_time_even_with_two_schedulers(
+    database: Database,
+) -> None:
+    """First sight sets next_run_at; when due, two schedulers' ticks start one execution."""
+    writer = GroupCommitWriter(database)
+    writer.start()
+    try:
+        queue = LocalQueue()
+        service = ExecutionService(database, writer, queue)
+        first, second = (
+            LocalScheduler(database, service, queue),
+            LocalScheduler(database, service, queue),
+        )
+        workflow_id, schedule_id = await _active_schedule(database)
+        now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        await first.tick(now)
+        assert await _executions(database, workflow_id) == []
+        due = now + timedelta(seconds=61)
+        await first.tick(due)
+        await second.tick(due)
+        runs = await _executions(database, workflow_id)
+        assert len(runs) == 1
+        assert runs[0].trigger_type.value == "schedule"
+        assert runs[0].input["scheduled_at"] == (now + timedelta(seconds=60)).isoformat()
+        async with database.session() as session:
+            schedule = await session.get(Schedule, schedule_id)
+        assert schedule is not None
+        assert schedule.next_run_at == due + timedelta(seconds=60)
+        assert queue.depth()["normal"] == 1
+    finally:
+        await writer.close()
+
+
+def test_cron_is_evaluated_in_the_schedules_time_zone_across_dst() -> None:
+    """9:00 in Paris is 07:00 UTC in summer and 08:00 UTC in winter."""
+    summer = next_fire(datetime(2026, 7, 1, tzinfo=UTC), cron="0 9 * * *", interval_s=None,
+                       timezone="Europe/Paris")  # fmt: skip
+    winter = next_fire(datetime(2026, 12, 1, tzinfo=UTC), cron="0 9 * * *", interval_s=None,
+                       timezone="Europe/Paris")  # fmt: skip
+    assert summer == datetime(2026, 7, 1, 7, 0, tzinfo=UTC)
+    assert winter == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+def test_six_field_cron_has_seconds_first() -> None:
+    """`*/15 * * * * *` fires every 15 seconds."""
+    fire = next_fire(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), cron="*/15 * * * * *",
+                     interval_s=None)  # fmt: skip
+    assert fire == datetime(2026, 1, 1, 0, 0, 15, tzinfo=UTC)
