@@ -6,17 +6,33 @@ Nothing here runs at import time; the CLI calls these builders once.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from linkflow.api.plane import Plane
 from linkflow.blobs import FilesystemBlobStore
+from linkflow.bus import LocalBus
 from linkflow.config import Settings
 from linkflow.engine import CredentialResolver, Engine, NodeServices
+from linkflow.nodes.sdk import CodeRunner
+from linkflow.queue import LocalQueue
+from linkflow.scheduler.local import LocalScheduler
+from linkflow.security.secretbox import SecretBox
 from linkflow.security.ssrf import guarded_client
+from linkflow.services.execution_views import ExecutionViews
+from linkflow.services.executions import ExecutionService
 from linkflow.services.local_workflows import LocalWorkflowRunner
+from linkflow.services.variables import Variables
+from linkflow.services.webhooks import WebhookService
+from linkflow.services.workflows import WorkflowService
+from linkflow.services.writer import GroupCommitWriter
+from linkflow.store import Database
+from linkflow.worker.consumer import CancelRegistry, Worker
 
-__all__ = ["build_local_engine", "shared_http_client"]
+__all__ = ["Runtime", "build_local_engine", "build_runtime", "shared_http_client"]
 
 
 def shared_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -44,3 +60,80 @@ def build_local_engine(
     engine = Engine(services=services)
     runner.bind(engine)
     return engine, runner
+
+
+@dataclass
+class Runtime:
+    """The execution plane of one process: what `serve` runs beside the API."""
+
+    settings: Settings
+    database: Database
+    writer: GroupCommitWriter
+    queue: LocalQueue
+    bus: LocalBus
+    cancels: CancelRegistry
+    http: httpx.AsyncClient
+    engine: Engine
+    executions: ExecutionService
+    worker: Worker
+    scheduler: LocalScheduler
+    plane: Plane
+    code: CodeRunner | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> int:
+        """Start the writer, re-enqueue what the database says is unfinished, start the
+        worker and the scheduler; returns how many executions were recovered."""
+        self.writer.start()
+        recovered = await self.executions.recover()
+        self.tasks = [
+            asyncio.create_task(self.worker.run(), name="worker"),
+            asyncio.create_task(self.scheduler.run(), name="scheduler"),
+        ]
+        return recovered
+
+    async def stop(self) -> None:
+        """Graceful: stop taking jobs, let running executions reach their end, flush."""
+        await self.queue.close()
+        worker, scheduler = self.tasks or (None, None)
+        if scheduler is not None:
+            scheduler.cancel()
+        if worker is not None:
+            await asyncio.gather(worker, return_exceptions=True)
+        if scheduler is not None:
+            await asyncio.gather(scheduler, return_exceptions=True)
+        await self.writer.close()
+        await self.http.aclose()
+        if self.code is not None and hasattr(self.code, "close"):
+            await self.code.close()
+
+
+def build_runtime(settings: Settings, database: Database, *, concurrency: int = 64) -> Runtime:
+    """The embedded execution plane (in-process queue and bus) on `database`."""
+    from linkflow.api.container import public_url
+    from linkflow.sandbox import build_runner
+
+    writer = GroupCommitWriter(database)
+    queue = LocalQueue()
+    bus = LocalBus()
+    cancels = CancelRegistry()
+    http = shared_http_client(settings)
+    code = build_runner(settings)
+    services = NodeServices(
+        http=lambda: http, blobs=FilesystemBlobStore(settings.data_dir / "blobs"), code=code,
+        blob_threshold_bytes=settings.blob_threshold_bytes,
+    )  # fmt: skip
+    engine = Engine(services=services)
+    variables = Variables(database)
+    executions = ExecutionService(database, writer, queue)
+    box = SecretBox.from_key(settings.encryption_key_bytes())
+    worker = Worker(database=database, writer=writer, queue=queue, engine=engine, bus=bus,
+                    cancels=cancels, concurrency=concurrency, variables=variables)  # fmt: skip
+    plane = Plane(
+        engine=engine, bus=bus, workflows=WorkflowService(database, engine, box),
+        executions=ExecutionViews(database, writer, executions, cancels),
+        webhooks=WebhookService(database, writer, executions, bus, box),
+        variables=variables, public_url=public_url(settings),
+    )  # fmt: skip
+    return Runtime(settings, database, writer, queue, bus, cancels, http, engine, executions,
+                   worker, LocalScheduler(database, executions, queue), plane, code)  # fmt: skip

@@ -7,6 +7,7 @@ caller's workspace: another workspace's execution is simply not found.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import func, select
 
+from linkflow.bus import LocalBus
 from linkflow.engine import EventType, HistoryConflict
 from linkflow.queue import Priority
 from linkflow.security.rbac import Permission
@@ -39,6 +41,10 @@ from linkflow.worker.consumer import CancelRegistry
 __all__ = ["ExecutionFilter", "ExecutionViews", "execution_json"]
 
 _FINISHED = {"completed", "failed", "cancelled", "timeout"}
+_END_EVENTS = frozenset(
+    {"execution.completed", "execution.failed", "execution.cancelled", "execution.timed_out",
+     "execution.waiting"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +95,38 @@ class ExecutionViews:
         self.executions = executions
         self.cancels = cancels
 
+    async def start_and_wait(
+        self,
+        access: WorkspaceAccess,
+        workflow_id: uuid.UUID,
+        input: Any,
+        priority: Priority,
+        bus: LocalBus,
+        limit_s: float,
+    ) -> dict[str, Any]:
+        """Queue a run and wait (at most `limit_s`) for it to end; the execution as it is."""
+        execution_id = uuid.uuid4()
+        async with bus.subscribe(f"execution.{execution_id}") as events:
+            await self.start(access, workflow_id, input, priority, execution_id=execution_id)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + limit_s
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    message = await events.get(timeout_s=left)
+                except TimeoutError:
+                    break
+                if message["event"] in _END_EVENTS:
+                    break
+        return await self.get(access, execution_id)
+
     async def start(
-        self, access: WorkspaceAccess, workflow_id: uuid.UUID, input: Any, priority: Priority
+        self,
+        access: WorkspaceAccess,
+        workflow_id: uuid.UUID,
+        input: Any,
+        priority: Priority,
+        *,
+        execution_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         """Queue a manual run of the workflow's current version."""
         access.require(Permission.WORKFLOWS_EXECUTE)
@@ -111,6 +147,7 @@ class ExecutionViews:
                 workspace_id=access.workspace_id, workflow_id=workflow.id,
                 workflow_version=workflow.version, input=input, priority=priority,
                 trigger_type=TriggerType.MANUAL, created_by_id=access.principal.user_id,
+                id=execution_id,
             )
         )  # fmt: skip
 

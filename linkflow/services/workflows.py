@@ -124,6 +124,25 @@ class WorkflowService:
                                new={"name": doc.name, "version": 1})  # fmt: skip
         return workflow
 
+    async def import_document(
+        self, access: WorkspaceAccess, actor: Actor, doc: WorkflowDocumentIn
+    ) -> Workflow:
+        """Create from an exported document: credential names become this workspace's ids."""
+        by_name = {
+            name: ref for ref, name in (await self._credential_names(access.workspace_id)).items()
+        }
+        nodes = []
+        for node in doc.nodes:
+            slots = node.get("credentials") or {}
+            if isinstance(slots, dict) and slots:
+                node = {**node, "credentials": {k: by_name.get(v, v) for k, v in slots.items()}}
+            nodes.append(node)
+        imported = WorkflowDocumentIn(
+            name=doc.name, nodes=nodes, connections=doc.connections, settings=doc.settings,
+            description=doc.description, tags=doc.tags,
+        )  # fmt: skip
+        return await self.create(access, actor, imported)
+
     async def get(self, access: WorkspaceAccess, workflow_id: uuid.UUID) -> Workflow:
         access.require(Permission.WORKFLOWS_READ)
         async with self.database.session() as session:

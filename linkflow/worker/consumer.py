@@ -35,6 +35,7 @@ from linkflow.engine import (
 )
 from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Job, Queue, QueueClosed
+from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import (
     Database,
@@ -43,6 +44,7 @@ from linkflow.store import (
     ExecutionStatus,
     NodeExecution,
     NodeExecutionStatus,
+    Workflow,
     WorkflowVersion,
 )
 
@@ -100,7 +102,9 @@ class Worker:
         bus: LocalBus,
         cancels: CancelRegistry,
         concurrency: int = 16,
+        variables: Variables | None = None,
     ) -> None:
+        self.variables = variables
         self.database = database
         self.writer = writer
         self.queue = queue
@@ -175,7 +179,7 @@ class Worker:
             )
         result = await self.engine.run(
             workflow, input=row.input, history=WriterHistory(self.writer, execution_id),
-            info=self._info(row, workflow), start_node=start_node,
+            info=await self._info(row, workflow), start_node=start_node,
             mode=row.trigger_type.value, resume=resume,
             cancellation=self.cancels.probe(execution_id),
             observer=self._publisher(row),
@@ -204,17 +208,20 @@ class Worker:
             self._compiled.move_to_end(key)
             return compiled
         async with self.database.session() as session:
-            version = (
-                await session.scalars(
-                    select(WorkflowVersion).where(
+            found = (
+                await session.execute(
+                    select(WorkflowVersion, Workflow.name)
+                    .join(Workflow, Workflow.id == WorkflowVersion.workflow_id)
+                    .where(
                         WorkflowVersion.workflow_id == row.workflow_id,
                         WorkflowVersion.version == row.workflow_version,
                     )
                 )
             ).one_or_none()
-        if version is None:
+        if found is None:
             raise InvalidWorkflow([])
-        document = {"nodes": version.nodes, "connections": version.connections,
+        version, name = found
+        document = {"name": name, "nodes": version.nodes, "connections": version.connections,
                     "settings": version.settings}  # fmt: skip
         compiled = self.engine.compile(document)
         self._compiled[key] = compiled
@@ -222,11 +229,12 @@ class Worker:
             self._compiled.popitem(last=False)
         return compiled
 
-    def _info(self, row: Execution, workflow: CompiledWorkflow) -> ExecutionInfo:
+    async def _info(self, row: Execution, workflow: CompiledWorkflow) -> ExecutionInfo:
+        variables = await self.variables.mapping(row.workspace_id) if self.variables else {}
         return ExecutionInfo(
             execution_id=str(row.id), workflow_id=str(row.workflow_id),
             workflow_name=workflow.document.name, workflow_version=row.workflow_version,
-            attempt=row.attempt, variables={},
+            attempt=row.attempt, variables=variables,
         )  # fmt: skip
 
     def _publisher(self, row: Execution) -> Any:

@@ -1,0 +1,40 @@
+"""The execution plane's objects, as the API's endpoints reach them.
+
+Kept apart from `Container` (accounts, sessions, keys): an `api`-only process
+needs a queue and a writer to start executions but runs no worker, while
+`serve` runs all of it in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from linkflow.bus import LocalBus
+from linkflow.engine import Engine
+from linkflow.services.execution_views import ExecutionViews
+from linkflow.services.variables import Variables
+from linkflow.services.webhooks import WebhookService
+from linkflow.services.workflows import WorkflowService
+
+__all__ = ["Plane", "PlaneServices", "get_plane"]
+
+
+@dataclass(frozen=True)
+class Plane:
+    engine: Engine
+    bus: LocalBus
+    workflows: WorkflowService
+    executions: ExecutionViews
+    webhooks: WebhookService
+    variables: Variables
+    public_url: str
+
+
+def get_plane(request: Request) -> Plane:
+    return cast(Plane, request.app.state.plane)
+
+
+PlaneServices = Annotated[Plane, Depends(get_plane)]

@@ -1,0 +1,123 @@
+"""`/api/v1/executions`: read, list, cancel, retry, history, live events (SSE)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, BaseModel
+
+from linkflow.api.deps import CurrentWorkspace, Paging
+from linkflow.api.plane import PlaneServices
+from linkflow.api.schemas import ListOf
+from linkflow.services.execution_views import ExecutionFilter
+from linkflow.store import ExecutionStatus
+
+router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
+
+SSE_IDLE_S = 15.0
+"""A comment line this often keeps proxies from closing a quiet event stream."""
+_TERMINAL = {"execution.completed", "execution.failed", "execution.cancelled",
+             "execution.timed_out"}  # fmt: skip
+
+
+class RetryIn(BaseModel):
+    from_failed: bool = False
+
+
+class RetriedOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    parent_execution_id: uuid.UUID
+
+
+@router.get("")
+async def list_executions(
+    access: CurrentWorkspace,
+    plane: PlaneServices,
+    paging: Paging,
+    workflow_id: uuid.UUID | None = None,
+    status: ExecutionStatus | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> ListOf[dict[str, Any]]:
+    """Newest first; filter by workflow, status and a time range (queued_at)."""
+    where = ExecutionFilter(workflow_id=workflow_id, status=status, since=since, until=until)
+    page = await plane.executions.list_page(access, where, limit=paging.limit, cursor=paging.cursor)
+    return ListOf[dict[str, Any]](data=page.items, next_cursor=page.next_cursor)
+
+
+@router.get("/{execution_id}")
+async def get_execution(
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+) -> dict[str, Any]:
+    return await plane.executions.get(access, execution_id)
+
+
+@router.post("/{execution_id}/cancel")
+async def cancel_execution(
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+) -> dict[str, Any]:
+    """A queued or waiting execution is cancelled at once; a running one stops at its
+    next node boundary."""
+    return await plane.executions.cancel(access, execution_id)
+
+
+@router.post("/{execution_id}/retry", status_code=202)
+async def retry_execution(
+    execution_id: uuid.UUID, body: RetryIn, access: CurrentWorkspace, plane: PlaneServices
+) -> RetriedOut:
+    """A new execution of the same version and input; `from_failed` reuses the outputs
+    of the nodes that completed."""
+    new_id = await plane.executions.retry(access, execution_id, from_failed=body.from_failed)
+    return RetriedOut(id=new_id, status="queued", parent_execution_id=execution_id)
+
+
+@router.get("/{execution_id}/logs")
+async def execution_logs(
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+) -> list[dict[str, Any]]:
+    """The execution's event history, in order."""
+    return await plane.executions.logs(access, execution_id)
+
+
+@router.get("/{execution_id}/events")
+async def execution_events(
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+) -> StreamingResponse:
+    """Server-sent events: the history so far, then live events until the execution ends."""
+    history = await plane.executions.logs(access, execution_id)
+    channel = f"execution.{execution_id}"
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with plane.bus.subscribe(channel) as live:
+            seen = 0
+            for event in history:
+                seen = event["seq"]
+                yield _sse(event["type"], channel, event, event["timestamp"])
+                if event["type"] in _TERMINAL:
+                    return
+            while True:
+                try:
+                    message = await live.get(timeout_s=SSE_IDLE_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if message["data"].get("seq", 0) <= seen:
+                    continue
+                yield _sse(message["event"], channel, message["data"], message["timestamp"])
+                if message["event"] in _TERMINAL:
+                    return
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+def _sse(kind: str, channel: str, data: dict[str, Any], timestamp: str | datetime) -> bytes:
+    envelope = {"event": kind, "channel": channel, "data": data, "timestamp": timestamp}
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(envelope, default=str) + b"\n\n"

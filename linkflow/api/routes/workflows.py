@@ -1,0 +1,246 @@
+"""`/api/v1/workflows`: documents, versions, activation, import/export, execute."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal, cast
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StringConstraints
+
+from linkflow.api.deps import CurrentActor, CurrentWorkspace, Paging
+from linkflow.api.plane import Plane, PlaneServices
+from linkflow.api.schemas import ListOf
+from linkflow.queue import Priority
+from linkflow.services.workflows import WorkflowChanges, WorkflowDocumentIn, webhook_id
+from linkflow.store import Workflow, WorkflowStatus, WorkflowVersion
+
+router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+WAIT_LIMIT_S = 30.0
+"""`execute` with `wait: true` answers within this long, else 202 (the contract's 30 s)."""
+
+
+class WorkflowIn(BaseModel):
+    name: Name
+    nodes: list[dict[str, Any]] = Field(max_length=1000)
+    connections: list[dict[str, Any]] = Field(default_factory=list, max_length=5000)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    description: str = Field(default="", max_length=10_000)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+
+
+class WorkflowPatch(BaseModel):
+    name: Name | None = None
+    nodes: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+    connections: list[dict[str, Any]] | None = Field(default=None, max_length=5000)
+    settings: dict[str, Any] | None = None
+    description: str | None = Field(default=None, max_length=10_000)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    message: str = Field(default="", max_length=1000, description="Describes the new version.")
+
+
+class WebhookUrl(BaseModel):
+    node_id: str
+    method: str
+    url: str
+
+
+class WorkflowOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    status: str
+    version: int
+    nodes: list[dict[str, Any]]
+    connections: list[dict[str, Any]]
+    settings: dict[str, Any]
+    tags: list[str]
+    webhooks: list[WebhookUrl]
+    created_at: datetime
+    updated_at: datetime
+    activated_at: datetime | None
+
+
+class VersionOut(BaseModel):
+    version: int
+    message: str
+    nodes: list[dict[str, Any]]
+    connections: list[dict[str, Any]]
+    settings: dict[str, Any]
+    created_by_id: uuid.UUID | None
+    created_at: datetime
+
+    model_config = {"from_attributes": True}
+
+
+class CloneIn(BaseModel):
+    name: Name | None = None
+
+
+class ExecuteIn(BaseModel):
+    input: dict[str, Any] | list[Any] | None = None
+    priority: Literal["high", "normal", "low"] = "normal"
+    wait: bool = False
+
+
+class QueuedOut(BaseModel):
+    id: uuid.UUID
+    status: str
+
+
+def webhook_urls(plane: Plane, workflow: Workflow) -> list[WebhookUrl]:
+    """The public URLs of an active workflow's webhook triggers."""
+    if workflow.status is not WorkflowStatus.ACTIVE:
+        return []
+    urls = []
+    for node in workflow.nodes:
+        if node.get("type") != "webhook" or node.get("disabled"):
+            continue
+        params = cast(dict[str, Any], node.get("parameters") or {})
+        path = str(params.get("path") or "").strip("/")
+        node_id = str(node["id"])
+        url = f"{plane.public_url}/webhooks/{webhook_id(workflow.id, node_id)}"
+        urls.append(WebhookUrl(node_id=node_id, method=str(params.get("method") or "POST").upper(),
+                               url=f"{url}/{path}" if path else url))  # fmt: skip
+    return urls
+
+
+def out(plane: Plane, workflow: Workflow) -> WorkflowOut:
+    return WorkflowOut(
+        id=workflow.id, name=workflow.name, description=workflow.description,
+        status=workflow.status.value, version=workflow.version, nodes=workflow.nodes,
+        connections=workflow.connections, settings=workflow.settings,
+        tags=list(workflow.tags or []), webhooks=webhook_urls(plane, workflow),
+        created_at=workflow.created_at, updated_at=workflow.updated_at,
+        activated_at=workflow.activated_at,
+    )  # fmt: skip
+
+
+@router.post("", status_code=201)
+async def create_workflow(
+    body: WorkflowIn, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
+) -> WorkflowOut:
+    """A new workflow (status `draft`, version 1); an invalid document is refused with
+    every problem, each naming its node."""
+    doc = WorkflowDocumentIn(**body.model_dump())
+    return out(plane, await plane.workflows.create(access, actor, doc))
+
+
+@router.post("/import", status_code=201)
+async def import_workflow(
+    body: WorkflowIn, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
+) -> WorkflowOut:
+    """Create a workflow from an exported document; credentials are named, and are
+    resolved to this workspace's credentials of the same name."""
+    doc = WorkflowDocumentIn(**body.model_dump())
+    return out(plane, await plane.workflows.import_document(access, actor, doc))
+
+
+@router.get("")
+async def list_workflows(
+    access: CurrentWorkspace,
+    plane: PlaneServices,
+    paging: Paging,
+    status: WorkflowStatus | None = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    search: Annotated[str | None, Query(max_length=255, description="In the name.")] = None,
+) -> ListOf[WorkflowOut]:
+    """This workspace's workflows, newest first."""
+    page = await plane.workflows.list_page(access, limit=paging.limit, cursor=paging.cursor,
+                                           status=status, tag=tag, search=search)  # fmt: skip
+    return ListOf[WorkflowOut](data=[out(plane, w) for w in page.items],
+                               next_cursor=page.next_cursor)  # fmt: skip
+
+
+@router.get("/{workflow_id}")
+async def get_workflow(
+    workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+) -> WorkflowOut:
+    return out(plane, await plane.workflows.get(access, workflow_id))
+
+
+@router.put("/{workflow_id}")
+async def update_workflow(
+    workflow_id: uuid.UUID, body: WorkflowPatch, access: CurrentWorkspace,
+    actor: CurrentActor, plane: PlaneServices,
+) -> WorkflowOut:  # fmt: skip
+    """Change fields; a change of nodes, connections or settings makes a new version."""
+    changes = WorkflowChanges(**body.model_dump())
+    return out(plane, await plane.workflows.update(access, actor, workflow_id, changes))
+
+
+@router.delete("/{workflow_id}", status_code=204)
+async def delete_workflow(
+    workflow_id: uuid.UUID, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
+) -> Response:
+    await plane.workflows.delete(access, actor, workflow_id)
+    return Response(status_code=204)
+
+
+@router.post("/{workflow_id}/clone", status_code=201)
+async def clone_workflow(
+    workflow_id: uuid.UUID, body: CloneIn, access: CurrentWorkspace, actor: CurrentActor,
+    plane: PlaneServices,
+) -> WorkflowOut:  # fmt: skip
+    return out(plane, await plane.workflows.clone(access, actor, workflow_id, body.name))
+
+
+@router.post("/{workflow_id}/activate")
+async def activate_workflow(
+    workflow_id: uuid.UUID, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
+) -> WorkflowOut:
+    """Register the workflow's webhooks and schedules; an invalid workflow is refused."""
+    return out(plane, await plane.workflows.set_active(access, actor, workflow_id, True))
+
+
+@router.post("/{workflow_id}/deactivate")
+async def deactivate_workflow(
+    workflow_id: uuid.UUID, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
+) -> WorkflowOut:
+    return out(plane, await plane.workflows.set_active(access, actor, workflow_id, False))
+
+
+@router.get("/{workflow_id}/versions")
+async def list_versions(
+    workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+) -> list[VersionOut]:
+    rows: list[WorkflowVersion] = await plane.workflows.versions(access, workflow_id)
+    return [VersionOut.model_validate(row) for row in rows]
+
+
+@router.get("/{workflow_id}/versions/{version}")
+async def get_version(
+    workflow_id: uuid.UUID, version: int, access: CurrentWorkspace, plane: PlaneServices
+) -> VersionOut:
+    return VersionOut.model_validate(await plane.workflows.version(access, workflow_id, version))
+
+
+@router.get("/{workflow_id}/export")
+async def export_workflow(
+    workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+) -> dict[str, Any]:
+    """The workflow document; credentials appear by name, never their secrets."""
+    return await plane.workflows.export(access, workflow_id)
+
+
+@router.post("/{workflow_id}/execute", status_code=202, response_model=None)
+async def execute_workflow(
+    workflow_id: uuid.UUID, body: ExecuteIn, access: CurrentWorkspace, plane: PlaneServices
+) -> QueuedOut | JSONResponse:
+    """Queue a run of the current version; with `wait`, answer with the finished
+    execution (up to 30 s, then 202)."""
+    priority = Priority(body.priority)
+    if not body.wait:
+        execution_id = await plane.executions.start(access, workflow_id, body.input, priority)
+        return QueuedOut(id=execution_id, status="queued")
+    result = await plane.executions.start_and_wait(
+        access, workflow_id, body.input, priority, plane.bus, WAIT_LIMIT_S
+    )
+    if result.get("status") in {"completed", "failed", "cancelled", "timeout"}:
+        return JSONResponse(result, status_code=200)
+    return JSONResponse({"id": result["id"], "status": result["status"]}, status_code=202)
