@@ -12,7 +12,8 @@ Names and order are public (CONTRACT.md section 4): clients stream them, and
   `paired` is omitted when it is `[[0, i]]` for the item at index i
   or, when the outputs are larger than the blob threshold, `outputs_ref` (a blob
   holding the `outputs` object as JSON) instead of `outputs`; `meta` when the
-  node recorded some (e.g. `child_executions`)
+  node recorded some (e.g. `child_executions`); `logs` (lines from `ctx.log`, e.g.
+  a code node's prints) when there are any, on node.failed too
 - `node.failed`: `{run, attempt, error}`; `node.skipped`: `{}`
 - `execution.waiting`: `{node_id, run, until, webhook}`; `execution.resumed`:
   `{by: "time"|"webhook", payload}`; `execution.responded`: `{status, headers, body}`

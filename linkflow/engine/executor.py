@@ -60,6 +60,9 @@ __all__ = ["Executor", "NonDeterminismError", "Resume"]
 
 Observer = Callable[[Event], None]
 
+MAX_LOG_LINES = 1000
+"""Log lines kept per node run (`ctx.log`, a code node's prints); more is noise."""
+
 
 class NonDeterminismError(Exception):
     """The stored history does not match what the workflow decides now."""
@@ -130,6 +133,7 @@ class Executor:
         self.cancellation: Cancellation = cancellation or NeverCancelled()
         self.observer = observer
         self.state = ExecutionState(workflow)
+        self._context: RunContext | None = None
 
     # -- history -------------------------------------------------------------
 
@@ -332,7 +336,7 @@ class Executor:
     ) -> NodeResult | NodeError:
         if compiled.spec.disabled:
             return NodeResult.main(inputs[0] if inputs else [])
-        ctx = RunContext(
+        ctx = self._context = RunContext(
             state=self.state,
             run=run,
             inputs=inputs,
@@ -414,6 +418,7 @@ class Executor:
             data["state"] = result.state
         if result.meta is not None:
             data["meta"] = result.meta
+        self._add_logs(data)
         await self._append(EventType.NODE_COMPLETED, compiled.spec.id, data, outputs)
 
     async def _fail(
@@ -422,10 +427,11 @@ class Executor:
         node_id = compiled.spec.id
         mode = compiled.spec.on_error
         if mode is OnError.STOP:
-            await self._append(
-                EventType.NODE_FAILED, node_id,
-                {"run": run.index, "attempt": run.attempts, "error": _error_json(error)},
-            )  # fmt: skip
+            failure: dict[str, Any] = {
+                "run": run.index, "attempt": run.attempts, "error": _error_json(error),
+            }  # fmt: skip
+            self._add_logs(failure)
+            await self._append(EventType.NODE_FAILED, node_id, failure)
             await self._end(
                 EventType.EXECUTION_FAILED,
                 {"error": {"message": error.message, "node_id": node_id}},
@@ -440,8 +446,14 @@ class Executor:
             "outputs": {name: items_to_json(items) for name, items in outputs.items()},
             "error": _error_json(error),
         }
+        self._add_logs(data)
         await self._append(EventType.NODE_COMPLETED, node_id, data, outputs)
         return True
+
+    def _add_logs(self, data: dict[str, Any]) -> None:
+        logs = self._context.logs if self._context is not None else []
+        if logs:
+            data["logs"] = logs[:MAX_LOG_LINES]
 
 
 def _with_lineage(

@@ -252,7 +252,8 @@ class CodeRequest:
     code: str
     mode: CodeMode
     items: Sequence[JsonObject]
-    timeout_s: float = 10.0
+    timeout_s: float | None = None
+    """None: the runner's own limit; a runner never allows more than its limit."""
 
 
 @dataclass(frozen=True, slots=True)

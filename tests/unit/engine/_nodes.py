@@ -166,7 +166,8 @@ class GateNode(Node):
 
     async def run(self, ctx: NodeContext) -> NodeResult:
         Calls.counter[(ctx.node_id, ctx.run_index)] += 1
-        assert Gate.opened is not None and Gate.reached is not None
+        assert Gate.opened is not None
+        assert Gate.reached is not None
         Gate.reached.set()
         await Gate.opened.wait()
         return NodeResult.main(ctx.items)

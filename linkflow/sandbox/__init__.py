@@ -1,0 +1,17 @@
+"""The code-node runner: user Python in pre-forked, sandboxed worker processes.
+
+`build_runner(settings)` gives the `CodeRunner` that wiring hands to the
+engine (`NodeServices(code=...)`). Code never runs in the engine's process:
+each worker is a bubblewrap sandbox (no network, empty environment, a
+read-only minimal file system, an unprivileged uid) and each request runs in
+a process forked for it with CPU, memory, file and process limits. See
+`docs/operations.md` ("Code node and sandbox").
+"""
+
+from __future__ import annotations
+
+from linkflow.sandbox._build import build_runner
+from linkflow.sandbox._pool import CodePool
+from linkflow.sandbox._protection import Protections, SandboxMode
+
+__all__ = ["CodePool", "Protections", "SandboxMode", "build_runner"]
