@@ -251,12 +251,14 @@ async def _run_file(
     credentials: FileCredentials | None,
 ) -> RunResult:
     from linkflow.engine import InvalidWorkflow
+    from linkflow.sandbox import build_runner
     from linkflow.wiring import build_local_engine, shared_http_client
 
     http = shared_http_client(settings)
+    code = build_runner(settings)  # workers start on the first code node only
     try:
         engine, runner = build_local_engine(
-            settings, base_dir=base_dir, http=http, credentials=credentials
+            settings, base_dir=base_dir, http=http, credentials=credentials, code=code
         )
         try:
             workflow = engine.compile(document)
@@ -268,6 +270,7 @@ async def _run_file(
         return await _run_locally(engine, runner, workflow, payload, progress)
     finally:
         await http.aclose()
+        await code.close()
 
 
 async def _run_locally(

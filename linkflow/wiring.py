@@ -46,6 +46,7 @@ def build_local_engine(
     base_dir: Path,
     http: httpx.AsyncClient,
     credentials: CredentialResolver | None = None,
+    code: CodeRunner | None = None,
 ) -> tuple[Engine, LocalWorkflowRunner]:
     """The engine of `linkflow run`: sub-workflows from files next to the one being run,
     blobs in the data dir, credentials from a file when one is given."""
@@ -54,6 +55,7 @@ def build_local_engine(
         http=lambda: http,
         credentials=credentials,
         blobs=FilesystemBlobStore(settings.data_dir / "blobs"),
+        code=code,
         workflows=runner,
         blob_threshold_bytes=settings.blob_threshold_bytes,
     )

@@ -169,3 +169,19 @@ def test_a_broken_credentials_file_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "credentials.json" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_code_node_runs_sandboxed_under_linkflow_run(tmp_path: Path) -> None:
+    """The code node works from the CLI; the protections in force are logged on stderr."""
+    doc = {
+        "nodes": [{"id": "start", "type": "manual"},
+                  {"id": "square", "type": "code",
+                   "parameters": {"code": "return [{'sq': i['n'] ** 2} for i in items]"}}],
+        "connections": [{"from": "start", "to": "square"}],
+    }  # fmt: skip
+    path = tmp_path / "code.json"
+    path.write_text(json.dumps(doc))
+    done = linkflow("run", str(path), "--input", '[{"n": 3}, {"n": 4}]')
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"sq": 9}, {"sq": 16}]
+    assert "network_isolated=True" in done.stderr
