@@ -305,6 +305,37 @@ async def _run_locally(
     return result
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on [LINKFLOW_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port [LINKFLOW_PORT].")
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=1024, help="Executions run at once.")
+    ] = 64,
+) -> None:
+    """API + worker + scheduler in one process: a newcomer's first command.
+
+    Embedded defaults: SQLite under the data dir (migrated on start), an
+    in-process queue rebuilt from the database on start, in-process pub/sub.
+    """
+    from linkflow.serve import serve as run_serve
+
+    settings = _settings()
+    updates = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    settings = settings.model_copy(update=updates) if updates else settings
+    _prepare_database(settings)
+    try:
+        asyncio.run(run_serve(settings, concurrency=concurrency))
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        pass
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="linkflow")

@@ -60,6 +60,13 @@ __all__ = ["Executor", "NonDeterminismError", "Resume"]
 
 Observer = Callable[[Event], None]
 
+_DURABLE_BEFORE_TOLD = TERMINAL_EVENTS | {
+    EventType.EXECUTION_WAITING,
+    EventType.EXECUTION_RESPONDED,
+}
+"""Events an observer may act on outside (answer a webhook caller, report an end):
+they are durable before anyone hears of them. Other appends may be pipelined."""
+
 MAX_LOG_LINES = 1000
 """Log lines kept per node run (`ctx.log`, a code node's prints); more is noise."""
 
@@ -143,6 +150,8 @@ class Executor:
         event = Event(self.state.seq + 1, type_, node_id, data, self.clock.now())
         await self.history.append(event)
         self.state.apply(event, decoded)
+        if type_ in _DURABLE_BEFORE_TOLD:
+            await self.history.flush()
         if self.observer is not None:
             self.observer(event)
 

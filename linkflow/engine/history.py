@@ -4,7 +4,9 @@ An execution's history is append-only and dense: the event with `seq` n is
 appended only after n-1, and a second append of the same `seq` fails with
 `HistoryConflict`. That is what keeps two workers from both recording a step:
 the one that lost its lease (or raced) gets the conflict and stops.
-The database implementation lives with the store (`execution_events`).
+The database implementations live in `linkflow.services` (`execution_events`):
+one appends each event in its own transaction, the other pipelines appends
+into the process's group commit and waits for durability only at `flush`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ class History(Protocol):
         ...
 
     async def append(self, event: Event) -> None:
-        """Durably append `event`; raise `HistoryConflict` if its `seq` is taken."""
+        """Append `event`, in order.
+
+        An implementation may return before the event is durable (pipelining
+        appends into group commits); `flush` then waits for durability. A taken
+        `seq` raises `HistoryConflict`, from `append` or from the next `flush`.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Return once every appended event is durable; `HistoryConflict` if one was refused."""
         ...
 
 
@@ -41,6 +52,9 @@ class InMemoryHistory:
 
     async def read(self) -> Sequence[Event]:
         return list(self.events)
+
+    async def flush(self) -> None:
+        """Nothing to wait for: appends are immediate."""
 
     async def append(self, event: Event) -> None:
         if event.seq != len(self.events) + 1:

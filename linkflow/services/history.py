@@ -33,6 +33,9 @@ class DatabaseHistory:
                 for row in rows
             ]
 
+    async def flush(self) -> None:
+        """Each append is its own committed transaction: nothing is pending."""
+
     async def append(self, event: Event) -> None:
         try:
             async with self.database.transaction() as session:

@@ -118,7 +118,7 @@ class WebhookService:
             workflow_version=endpoint.version, input=_item(call), id=execution_id,
             trigger_type=TriggerType.WEBHOOK, priority=Priority.HIGH, start_node=webhook.node_id,
         )  # fmt: skip
-        await self._count(webhook.id)
+        self._count(webhook.id)
         mode = webhook.response_mode
         if mode is WebhookResponseMode.IMMEDIATELY:
             await self.executions.create(new)
@@ -157,8 +157,9 @@ class WebhookService:
             secret = self.box.open(webhook.secret_encrypted)
             _verify_signature(secret, call)
 
-    async def _count(self, webhook_id: uuid.UUID) -> None:
-        await self.writer.execute(
+    def _count(self, webhook_id: uuid.UUID) -> None:
+        """Count the call; a counter is not worth a wait on the caller's path."""
+        self.writer.execute_nowait(
             update(Webhook)
             .where(Webhook.id == webhook_id)
             .values(call_count=Webhook.call_count + 1, last_called_at=datetime.now(UTC))

@@ -80,10 +80,32 @@ class GroupCommitWriter:
         self._task = None
 
     async def _submit(self, op: _Op) -> None:
+        await self._enqueue(op)
+
+    def _enqueue(self, op: _Op) -> asyncio.Future[None]:
         if self._task is None:
             raise RuntimeError("the writer is not started")
         self._pending.put_nowait(op)
-        await op.done
+        return op.done
+
+    def append_nowait(self, execution_id: uuid.UUID, event: Event) -> asyncio.Future[None]:
+        """Queue `event` for the next batch; the future resolves once it is durable."""
+        new = NewEvent(execution_id, event.seq, event.type.value, event.node_id, event.data,
+                       event.timestamp)  # fmt: skip
+        return self._enqueue(_Op(asyncio.get_running_loop().create_future(), event=new))
+
+    def update_execution_nowait(self, execution_id: uuid.UUID, **values: Any) -> None:
+        """Queue a row update in order with the events; nobody waits for it."""
+        future = self._enqueue(
+            _Op(asyncio.get_running_loop().create_future(), execution_id=execution_id,
+                values=values)
+        )  # fmt: skip
+        future.add_done_callback(_ignore_outcome)
+
+    def execute_nowait(self, statement: Executable) -> None:
+        """Queue a statement (a counter increment); nobody waits for it."""
+        future = self._enqueue(_Op(asyncio.get_running_loop().create_future(), statement=statement))
+        future.add_done_callback(_ignore_outcome)
 
     async def append(self, execution_id: uuid.UUID, event: Event) -> None:
         """Durably append `event`; `HistoryConflict` if its seq is taken."""
@@ -170,13 +192,22 @@ async def _apply_updates(session: AsyncSession, batch: Sequence[_Op]) -> None:
             )
 
 
+def _ignore_outcome(future: asyncio.Future[None]) -> None:
+    # Read the exception so asyncio does not report it as never retrieved; the
+    # writer has logged the failed batch already.
+    if not future.cancelled():
+        future.exception()
+
+
 class WriterHistory:
     """The engine's `History` for one execution: reads from the database, appends
-    through the group-commit writer."""
+    through the group-commit writer without waiting (they are written in order),
+    and waits for durability at `flush`."""
 
     def __init__(self, writer: GroupCommitWriter, execution_id: uuid.UUID) -> None:
         self.writer = writer
         self.execution_id = execution_id
+        self._pending: list[asyncio.Future[None]] = []
 
     async def read(self) -> Sequence[Event]:
         async with self.writer.database.session() as session:
@@ -187,4 +218,11 @@ class WriterHistory:
             ]
 
     async def append(self, event: Event) -> None:
-        await self.writer.append(self.execution_id, event)
+        self._pending.append(self.writer.append_nowait(self.execution_id, event))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result

@@ -174,7 +174,8 @@ class Worker:
             await self._project_invalid(row, invalid)
             return None
         if row.status is ExecutionStatus.QUEUED:
-            await self.writer.update_execution(
+            # Ordered before the run's events in the writer; nothing needs to wait for it.
+            self.writer.update_execution_nowait(
                 execution_id, status=ExecutionStatus.RUNNING, started_at=datetime.now(UTC)
             )
         result = await self.engine.run(

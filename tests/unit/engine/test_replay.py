@@ -33,7 +33,11 @@ class CrashingHistory:
         if self.stored >= self.limit:
             raise Crash
         await self.inner.append(event)
+        await self.inner.flush()
         self.stored += 1
+
+    async def flush(self) -> None:
+        await self.inner.flush()
 
 
 def durable_workflow() -> dict[str, Any]:
