@@ -305,6 +305,43 @@ async def _run_locally(
     return result
 
 
+@app.command("rotate-keys")
+def rotate_keys(
+    old_key: Annotated[
+        str,
+        typer.Option(
+            "--old-key",
+            help="The previous LINKFLOW_ENCRYPTION_KEY (base64).",
+            envvar="LINKFLOW_OLD_ENCRYPTION_KEY",
+            show_envvar=True,
+        ),
+    ],
+) -> None:
+    """Re-encrypt every stored secret (credentials, webhook secrets, MFA secrets) under the
+    current LINKFLOW_ENCRYPTION_KEY. Safe to run again; rows already moved are skipped."""
+    from linkflow.config import decode_encryption_key
+    from linkflow.security.secretbox import SecretBox
+    from linkflow.services.key_rotation import rotate
+    from linkflow.store import Database
+
+    settings = _settings()
+    old = decode_encryption_key(old_key)
+    if old is None:
+        raise _fail("--old-key is not 32 base64-encoded bytes")
+    _prepare_database(settings)
+
+    async def run() -> int:
+        database = Database(settings.effective_database_url)
+        try:
+            new = SecretBox.from_key(settings.encryption_key_bytes())
+            return await rotate(database, SecretBox.from_key(old), new)
+        finally:
+            await database.dispose()
+
+    count = asyncio.run(run())
+    typer.echo(f"re-encrypted {count} secret(s) under the current key")
+
+
 @app.command()
 def serve(
     host: Annotated[

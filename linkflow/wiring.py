@@ -21,7 +21,9 @@ from linkflow.nodes.sdk import CodeRunner
 from linkflow.queue import LocalQueue
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.security.secretbox import SecretBox
-from linkflow.security.ssrf import guarded_client
+from linkflow.security.ssrf import AddressPolicy, guarded_client
+from linkflow.services.credential_resolver import ExecutionCredentials
+from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.executions import ExecutionService
 from linkflow.services.local_workflows import LocalWorkflowRunner
@@ -121,21 +123,26 @@ def build_runtime(settings: Settings, database: Database, *, concurrency: int = 
     cancels = CancelRegistry()
     http = shared_http_client(settings)
     code = build_runner(settings)
+    box = SecretBox.from_key(settings.encryption_key_bytes())
+    resolver = ExecutionCredentials(database, box, http)
     services = NodeServices(
         http=lambda: http, blobs=FilesystemBlobStore(settings.data_dir / "blobs"), code=code,
-        blob_threshold_bytes=settings.blob_threshold_bytes,
+        credentials=resolver, blob_threshold_bytes=settings.blob_threshold_bytes,
     )  # fmt: skip
     engine = Engine(services=services)
     variables = Variables(database)
     executions = ExecutionService(database, writer, queue)
-    box = SecretBox.from_key(settings.encryption_key_bytes())
     worker = Worker(database=database, writer=writer, queue=queue, engine=engine, bus=bus,
-                    cancels=cancels, concurrency=concurrency, variables=variables)  # fmt: skip
+                    cancels=cancels, concurrency=concurrency, variables=variables,
+                    credentials=resolver)  # fmt: skip
     plane = Plane(
         engine=engine, bus=bus, workflows=WorkflowService(database, engine, box),
         executions=ExecutionViews(database, writer, executions, cancels),
         webhooks=WebhookService(database, writer, executions, bus, box),
         variables=variables, public_url=public_url(settings),
+        credentials=Credentials(database, box, http,
+                                AddressPolicy(allow_private=settings.http_allow_private),
+                                refresher=resolver.refresher),
     )  # fmt: skip
     return Runtime(settings, database, writer, queue, bus, cancels, http, engine, executions,
                    worker, LocalScheduler(database, executions, queue), plane, code)  # fmt: skip

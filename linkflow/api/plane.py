@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from linkflow.bus import LocalBus
 from linkflow.engine import Engine
+from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.variables import Variables
 from linkflow.services.webhooks import WebhookService
@@ -30,6 +31,7 @@ class Plane:
     executions: ExecutionViews
     webhooks: WebhookService
     variables: Variables
+    credentials: Credentials
     public_url: str
 
 

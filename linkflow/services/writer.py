@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Executable, delete, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Engine, Executable, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from linkflow.engine import Event, EventType, HistoryConflict
 from linkflow.observability.logging import get_logger
@@ -31,6 +34,7 @@ from linkflow.store import (
     Database,
     EventRepository,
     Execution,
+    ExecutionEvent,
     NewEvent,
     NodeExecution,
 )
@@ -63,6 +67,8 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self._pending: asyncio.Queue[_Op] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._sqlite = database.sqlite_writer_engine()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="linkflow-writer")
         self.batches = 0
         self.ops = 0
 
@@ -78,6 +84,9 @@ class GroupCommitWriter:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+        self._thread.shutdown(wait=False)
 
     async def _submit(self, op: _Op) -> None:
         await self._enqueue(op)
@@ -151,26 +160,12 @@ class GroupCommitWriter:
                     self._pending.task_done()
 
     async def _write(self, batch: Sequence[_Op]) -> None:
-        refused: set[tuple[uuid.UUID, int]] = set()
-        async with self.database.transaction() as session:
-            for op in batch:
-                if op.replace_nodes_of is not None:
-                    await session.execute(
-                        delete(NodeExecution).where(
-                            NodeExecution.execution_id == op.replace_nodes_of
-                        )
-                    )
-            rows = [row for op in batch for row in op.rows]
-            if rows:
-                session.add_all(rows)
-                await session.flush()
-            events = [op.event for op in batch if op.event is not None]
-            if events:
-                refused = set(await EventRepository(session).append_many(events))
-            await _apply_updates(session, batch)
-            for op in batch:
-                if op.statement is not None:
-                    await session.execute(op.statement)
+        if self._sqlite is not None:
+            loop = asyncio.get_running_loop()
+            refused = await loop.run_in_executor(self._thread, _write_sqlite, self._sqlite, batch)
+        else:
+            async with self.database.engine.begin() as connection:
+                refused = await connection.run_sync(_write_batch, batch)
         self.batches += 1
         self.ops += len(batch)
         for op in batch:
@@ -184,12 +179,54 @@ class GroupCommitWriter:
                 op.done.set_result(None)
 
 
-async def _apply_updates(session: AsyncSession, batch: Sequence[_Op]) -> None:
+def _write_sqlite(engine: Engine, batch: Sequence[_Op]) -> set[tuple[uuid.UUID, int]]:
+    with engine.begin() as connection:
+        return _write_batch(connection, batch)
+
+
+def _write_batch(connection: Connection, batch: Sequence[_Op]) -> set[tuple[uuid.UUID, int]]:
+    """One batch in one transaction (synchronous: run in the writer thread, or on the
+    async connection through `run_sync`); returns the refused (execution, seq) pairs."""
+    for op in batch:
+        if op.replace_nodes_of is not None:
+            connection.execute(
+                delete(NodeExecution).where(NodeExecution.execution_id == op.replace_nodes_of)
+            )
+    rows = [row for op in batch for row in op.rows]
+    if rows:
+        with Session(bind=connection, expire_on_commit=False) as session:
+            session.add_all(rows)
+            session.flush()
+    events = [op.event for op in batch if op.event is not None]
+    refused = _append_events(connection, events) if events else set()
     for op in batch:
         if op.execution_id is not None and op.values:
-            await session.execute(
+            connection.execute(
                 update(Execution).where(Execution.id == op.execution_id).values(**op.values)
             )
+        if op.statement is not None:
+            connection.execute(op.statement)
+    return refused
+
+
+def _append_events(
+    connection: Connection, events: Sequence[NewEvent]
+) -> set[tuple[uuid.UUID, int]]:
+    now = datetime.now(UTC)
+    rows = [
+        {"execution_id": e.execution_id, "seq": e.seq, "type": e.type, "node_id": e.node_id,
+         "data": e.data, "created_at": e.created_at or now}
+        for e in events
+    ]  # fmt: skip
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(ExecutionEvent)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["execution_id", "seq"])
+        .returning(ExecutionEvent.execution_id, ExecutionEvent.seq)
+    )
+    inserted = {(row[0], row[1]) for row in connection.execute(statement)}
+    return {(e.execution_id, e.seq) for e in events} - inserted
 
 
 def _ignore_outcome(future: asyncio.Future[None]) -> None:

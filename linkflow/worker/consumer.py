@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from linkflow.engine import (
 )
 from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Job, Queue, QueueClosed
+from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import (
@@ -103,8 +105,10 @@ class Worker:
         cancels: CancelRegistry,
         concurrency: int = 16,
         variables: Variables | None = None,
+        credentials: ExecutionCredentials | None = None,
     ) -> None:
         self.variables = variables
+        self.credentials = credentials
         self.database = database
         self.writer = writer
         self.queue = queue
@@ -178,16 +182,25 @@ class Worker:
             self.writer.update_execution_nowait(
                 execution_id, status=ExecutionStatus.RUNNING, started_at=datetime.now(UTC)
             )
-        result = await self.engine.run(
+        scope = self.credentials.bound(row.workspace_id) if self.credentials else nullcontext()
+        with scope:
+            result = await self._run(row, workflow, start_node, resume)
+        await self._project(row, result)
+        self.cancels.forget(execution_id)
+        return result
+
+    async def _run(
+        self, row: Execution, workflow: CompiledWorkflow, start_node: str | None,
+        resume: Resume | None,
+    ) -> RunResult:  # fmt: skip
+        execution_id = row.id
+        return await self.engine.run(
             workflow, input=row.input, history=WriterHistory(self.writer, execution_id),
             info=await self._info(row, workflow), start_node=start_node,
             mode=row.trigger_type.value, resume=resume,
             cancellation=self.cancels.probe(execution_id),
             observer=self._publisher(row),
         )  # fmt: skip
-        await self._project(row, result)
-        self.cancels.forget(execution_id)
-        return result
 
     async def _load(self, execution_id: uuid.UUID) -> tuple[Execution | None, str | None]:
         async with self.database.session() as session:

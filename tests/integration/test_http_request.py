@@ -40,6 +40,7 @@ CREDENTIALS = {
     "query": {"type": "query", "data": {"name": "api_key", "value": "qry-789"}},
     "api_key": {"type": "api_key", "data": {"value": "key-000", "name": "X-Key"}},
     "api_key_query": {"type": "api_key", "data": {"value": "key-111", "in": "query"}},
+    "oauth2": {"type": "oauth2", "data": {"access_token": "oa-222", "client_id": "c"}},
 }
 
 
@@ -261,6 +262,7 @@ class TestAuth:
             ("query", "query", "api_key", ["qry-789"]),
             ("api_key", "headers", "x-key", "key-000"),
             ("api_key_query", "query", "X-API-Key", ["key-111"]),
+            ("oauth2", "headers", "authorization", "Bearer oa-222"),
         ],
     )
     async def test_each_credential_type_authenticates(

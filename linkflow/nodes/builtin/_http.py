@@ -48,7 +48,7 @@ __all__ = [
     "status_error",
 ]
 
-CREDENTIAL_TYPES: Final = ("basic", "bearer", "header", "query", "api_key")
+CREDENTIAL_TYPES: Final = ("basic", "bearer", "header", "query", "api_key", "oauth2")
 MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 """A response is held in memory (and maybe in the history); bigger ones fail the item."""
 EXCERPT_CHARS: Final = 200
@@ -264,6 +264,8 @@ def auth_parts(credential: JsonObject | None) -> tuple[dict[str, str], dict[str,
         return {"Authorization": f"Basic {token}"}, {}
     if kind == "bearer":
         return {"Authorization": f"Bearer {need('token')}"}, {}
+    if kind == "oauth2":  # the resolver refreshed the access token if it had expired
+        return {"Authorization": f"Bearer {need('access_token')}"}, {}
     if kind in {"header", "query"}:
         pair = {need("name"): need("value")}
         return (pair, {}) if kind == "header" else ({}, pair)
