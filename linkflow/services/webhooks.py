@@ -37,6 +37,7 @@ from linkflow.services.errors import (
     Forbidden,
     Invalid,
     LinkFlowError,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -52,7 +53,7 @@ from linkflow.store import (
     WorkflowStatus,
 )
 
-__all__ = ["MethodNotAllowed", "WebhookAnswer", "WebhookCall", "WebhookService"]
+__all__ = ["WebhookAnswer", "WebhookCall", "WebhookService"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 SIGNATURE_HEADER = "x-linkflow-signature"
@@ -60,10 +61,6 @@ _END_EVENTS = frozenset(
     {"execution.completed", "execution.failed", "execution.cancelled", "execution.timed_out",
      "execution.waiting"}
 )  # fmt: skip
-
-
-class MethodNotAllowed(LinkFlowError):
-    default_code = "method_not_allowed"
 
 
 @dataclass(frozen=True, slots=True)

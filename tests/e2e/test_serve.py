@@ -1,0 +1,244 @@
+"""`linkflow serve` as a user runs it: a real process, real HTTP, SIGKILL and restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DEADLINE_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Serve:
+    """A `linkflow serve` process on a data dir that outlives it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "serve.log"
+
+    def start(self) -> None:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),  # noqa: TID251 - the child's PATH
+            "LINKFLOW_DATA_DIR": str(self.data_dir),
+            "LINKFLOW_RATE_LIMIT_ENABLED": "false",
+        }
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "linkflow", "serve", "--port", str(self.port)],
+                cwd=self.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        poll(lambda: _healthy(self.url), "the server to answer /health")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def poll(check: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Serve]:
+    running = Serve(tmp_path)
+    running.start()
+    yield running
+    running.stop()
+
+
+class Client:
+    def __init__(self, server: Serve) -> None:
+        self.server = server
+        self.token = ""
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.request(method, f"{self.server.url}{path}", headers=headers, timeout=30,
+                             **kwargs)  # fmt: skip
+
+    def ok(self, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
+        response = self.call(method, path, **kwargs)
+        assert response.status_code == status, response.text
+        return response.json() if response.content else None
+
+
+ADA = {"email": "ada@example.com", "password": "correct horse battery"}
+
+
+def register(client: Client) -> None:
+    body = client.ok("POST", "/api/v1/auth/register", 201, json=ADA)
+    client.token = body["access_token"]
+
+
+def workflow(client: Client, doc: dict[str, Any], *, activate: bool = False) -> dict[str, Any]:
+    created = client.ok("POST", "/api/v1/workflows", 201, json=doc)
+    if activate:
+        created = client.ok("POST", f"/api/v1/workflows/{created['id']}/activate")
+    return dict(created)
+
+
+def execution_of(client: Client, execution_id: str, *statuses: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = client.ok("GET", f"/api/v1/executions/{execution_id}")
+        return body if body["status"] in statuses else None
+
+    return dict(poll(done, f"execution {execution_id} to be {statuses}"))
+
+
+def test_webhook_to_answer_to_execution_details(server: Serve) -> None:
+    """Register, create, activate, call the webhook, get the answer, read the execution."""
+    client = Client(server)
+    register(client)
+    greet = workflow(client, json.loads((EXAMPLES / "greet-adults.json").read_text()),
+                     activate=True)  # fmt: skip
+    (hook,) = greet["webhooks"]
+    assert hook["method"] == "POST"
+    answer = httpx.post(hook["url"], json={"name": "Ada", "age": 36}, timeout=30)
+    assert answer.status_code == 200
+    assert answer.json() == {"msg": "Welcome Ada"}
+    listed = client.ok("GET", "/api/v1/executions", params={"workflow_id": greet["id"]})
+    (run,) = listed["data"]
+    detail = client.ok("GET", f"/api/v1/executions/{run['id']}")
+    assert detail["status"] == "completed"
+    assert detail["trigger_type"] == "webhook"
+    assert [n["node_id"] for n in detail["nodes"]] == ["hook", "check", "adult", "join"]
+    events = client.ok("GET", f"/api/v1/executions/{run['id']}/logs")
+    assert events[0]["type"] == "execution.queued"
+    assert events[-1]["type"] == "execution.completed"
+    wrong = httpx.get(hook["url"], timeout=30)
+    assert wrong.status_code == 405
+
+
+def test_retry_from_the_failed_node_reuses_what_completed(server: Serve) -> None:
+    """Fix the cause (a variable), retry from_failed: earlier nodes are not run again."""
+    client = Client(server)
+    register(client)
+    variable = client.ok("POST", "/api/v1/variables", 201, json={"key": "divisor", "value": "0"})
+    doc = {
+        "name": "divide",
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "prep", "type": "set", "parameters": {"fields": {"at": "{{ now }}"}}},
+            {"id": "divide", "type": "set",
+             "parameters": {"fields": {"q": "{{ 10 / (vars.divisor | int) }}"}}},
+        ],
+        "connections": [{"from": "start", "to": "prep"}, {"from": "prep", "to": "divide"}],
+    }  # fmt: skip
+    flow = workflow(client, doc)
+    queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={"input": {}})
+    failed = execution_of(client, queued["id"], "failed", "completed")
+    assert failed["status"] == "failed"
+    assert failed["error"]["node_id"] == "divide"
+    client.ok("PUT", f"/api/v1/variables/{variable['id']}", json={"key": "divisor", "value": "2"})
+    retried = client.ok("POST", f"/api/v1/executions/{queued['id']}/retry", 202,
+                        json={"from_failed": True})  # fmt: skip
+    done = execution_of(client, retried["id"], "completed", "failed")
+    assert done["status"] == "completed"
+    assert done["parent_execution_id"] == queued["id"]
+    assert done["output"][0]["q"] == 5
+    assert done["output"][0]["at"] == failed_prep_time(client, queued["id"])
+
+
+def failed_prep_time(client: Client, execution_id: str) -> str:
+    """`prep`'s output in the failed run: the retry must carry it over unchanged."""
+    for event in client.ok("GET", f"/api/v1/executions/{execution_id}/logs"):
+        if event["type"] == "node.completed" and event["node_id"] == "prep":
+            return str(event["data"]["outputs"]["main"][0]["json"]["at"])
+    raise AssertionError("prep did not complete")
+
+
+def test_a_schedule_fires_on_time(server: Serve) -> None:
+    """An active workflow with a 1 s interval schedule runs by itself."""
+    client = Client(server)
+    register(client)
+    doc = {
+        "name": "tick",
+        "nodes": [{"id": "every", "type": "schedule", "parameters": {"interval_s": 1}},
+                  {"id": "mark", "type": "set", "parameters": {"fields": {"ticked": True}}}],
+        "connections": [{"from": "every", "to": "mark"}],
+    }  # fmt: skip
+    flow = workflow(client, doc, activate=True)
+
+    def fired() -> list[dict[str, Any]]:
+        runs = client.ok("GET", "/api/v1/executions", params={"workflow_id": flow["id"]})["data"]
+        return [r for r in runs if r["status"] == "completed" and r["trigger_type"] == "schedule"]
+
+    (first, *_) = poll(fired, "a scheduled execution")
+    assert first["output"][0]["ticked"] is True
+
+
+def test_sigkill_during_a_run_then_restart_completes_the_execution(server: Serve) -> None:
+    """Kill -9 while a node runs; after a restart the execution finishes by itself."""
+    client = Client(server)
+    register(client)
+    doc = {
+        "name": "slow",
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "slow", "type": "code",
+             "parameters": {"code": "import time\ntime.sleep(2)\nreturn items"}},
+            {"id": "after", "type": "set", "parameters": {"fields": {"survived": True}}},
+        ],
+        "connections": [{"from": "start", "to": "slow"}, {"from": "slow", "to": "after"}],
+    }  # fmt: skip
+    flow = workflow(client, doc)
+    queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202,
+                       json={"input": {"n": 1}})  # fmt: skip
+
+    def slow_started() -> bool:
+        events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+        return any(e["type"] == "node.started" and e["node_id"] == "slow" for e in events)
+
+    poll(slow_started, "the slow node to start")
+    server.kill()
+    server.start()
+    client.token = ""
+    body = client.ok("POST", "/api/v1/auth/login", 200, json=ADA)
+    client.token = body["access_token"]
+    done = execution_of(client, queued["id"], "completed", "failed")
+    assert done["status"] == "completed", done
+    assert done["output"] == [{"n": 1, "survived": True}]
