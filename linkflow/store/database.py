@@ -60,6 +60,11 @@ _EXAMPLES: Final = "e.g. postgresql://user:password@host:5432/linkflow or sqlite
 # Long enough to ride out a checkpoint or a burst of writers, short enough that
 # a stuck writer surfaces as an error rather than a hung request.
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
+SQLITE_POOL_SIZE: Final = 32
+"""Kept-open aiosqlite connections (a thread each). Sized for a busy `serve`: with a
+small pool, connections beyond it are opened and closed per use, and each opening
+costs a thread, a file open and PRAGMAs on the hot path."""
+SQLITE_POOL_OVERFLOW: Final = 32
 # Execution option naming how SQLite transactions begin: DEFERRED (the default)
 # or IMMEDIATE, which takes the write lock at BEGIN (see `Database.transaction`).
 _SQLITE_BEGIN: Final = "linkflow_sqlite_begin"
@@ -149,7 +154,11 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
         dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
         cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the file: set it once, not on every connection
+            # (setting it takes a lock that would stall the writer).
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
@@ -181,8 +190,9 @@ def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) ->
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            parsed, echo=echo, json_serializer=_json_dumps, json_deserializer=orjson.loads
-        )
+            parsed, echo=echo, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+            pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW,
+        )  # fmt: skip
         _configure_sqlite(engine.sync_engine, foreign_keys=foreign_keys)
         return engine
     return create_async_engine(
