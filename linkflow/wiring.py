@@ -134,11 +134,13 @@ def build_runtime(settings: Settings, database: Database, *, concurrency: int = 
     executions = ExecutionService(database, writer, queue)
     worker = Worker(database=database, writer=writer, queue=queue, engine=engine, bus=bus,
                     cancels=cancels, concurrency=concurrency, variables=variables,
-                    credentials=resolver)  # fmt: skip
+                    credentials=resolver, fresh=executions.fresh)  # fmt: skip
+    webhooks = WebhookService(database, writer, executions, bus, box)
     plane = Plane(
-        engine=engine, bus=bus, workflows=WorkflowService(database, engine, box),
+        engine=engine, bus=bus,
+        workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),
         executions=ExecutionViews(database, writer, executions, cancels),
-        webhooks=WebhookService(database, writer, executions, bus, box),
+        webhooks=webhooks,
         variables=variables, public_url=public_url(settings),
         credentials=Credentials(database, box, http,
                                 AddressPolicy(allow_private=settings.http_allow_private),

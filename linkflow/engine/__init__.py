@@ -117,7 +117,7 @@ class Engine:
         )  # fmt: skip
         state = await executor.run(input=input, start_node=start_node, mode=mode, resume=resume)
         error_run = await self._start_error_workflow(workflow, info, state)
-        return RunResult(state=state, events=await history.read(), error_workflow=error_run)
+        return RunResult(state=state, events=executor.events, error_workflow=error_run)
 
     async def _start_error_workflow(
         self, workflow: CompiledWorkflow, info: ExecutionInfo, state: ExecutionState

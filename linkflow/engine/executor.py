@@ -140,6 +140,8 @@ class Executor:
         self.cancellation: Cancellation = cancellation or NeverCancelled()
         self.observer = observer
         self.state = ExecutionState(workflow)
+        self.events: list[Event] = []
+        """The whole history as this executor knows it: replayed, then appended."""
         self._context: RunContext | None = None
 
     # -- history -------------------------------------------------------------
@@ -150,6 +152,7 @@ class Executor:
         event = Event(self.state.seq + 1, type_, node_id, data, self.clock.now())
         await self.history.append(event)
         self.state.apply(event, decoded)
+        self.events.append(event)
         if type_ in _DURABLE_BEFORE_TOLD:
             await self.history.flush()
         if self.observer is not None:
@@ -159,6 +162,7 @@ class Executor:
         for event in events:
             self._check_replayed_step(event)
             self.state.apply(event, await self._load_outputs(event))
+            self.events.append(event)
 
     async def _load_outputs(self, event: Event) -> dict[str, list[Item]] | None:
         """The outputs of a node.completed event kept in the blob store, decoded."""

@@ -29,7 +29,16 @@ from linkflow.store import (
 )
 from linkflow.store import Priority as StoredPriority
 
-__all__ = ["ExecutionService", "NewExecution"]
+__all__ = ["ExecutionService", "Fresh", "NewExecution"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """A just-created execution: its row, its only event, and where it starts."""
+
+    row: Execution
+    queued: ExecutionEvent
+    start_node: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,9 @@ class ExecutionService:
         self.database = database
         self.writer = writer
         self.queue = queue
+        self.fresh: dict[uuid.UUID, Fresh] = {}
+        """Executions created by this process and not yet taken by its worker: the worker
+        starts them from here instead of reading back what was just written."""
 
     async def create(
         self,
@@ -86,6 +98,8 @@ class ExecutionService:
             for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
         ]
         await self.writer.insert(row, queued, *copies)
+        if not copies:
+            self.fresh[row.id] = Fresh(row, queued, new.start_node)
         await self.queue.enqueue(_job(row.id, new.priority))
         return row.id
 

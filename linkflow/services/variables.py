@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -21,9 +22,15 @@ KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_CHARS = 64 * 1024
 
 
+CACHE_TTL_S = 1.0
+"""How stale `vars` may be for an execution: a change made through another process
+shows within this long; one made through this process shows at once."""
+
+
 class Variables:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._cache: dict[uuid.UUID, tuple[float, dict[str, str]]] = {}
 
     @staticmethod
     def _check(key: str, value: str) -> None:
@@ -47,8 +54,15 @@ class Variables:
             return list(rows.all())
 
     async def mapping(self, workspace_id: uuid.UUID) -> dict[str, str]:
+        """The workspace's variables for an execution (read at most once a second)."""
+        now = time.monotonic()
+        cached = self._cache.get(workspace_id)
+        if cached is not None and now - cached[0] < CACHE_TTL_S:
+            return cached[1]
         async with self.database.session() as session:
-            return dict(await VariableRepository(session, workspace_id).as_mapping())
+            values = dict(await VariableRepository(session, workspace_id).as_mapping())
+        self._cache[workspace_id] = (now, values)
+        return values
 
     async def get(self, access: WorkspaceAccess, variable_id: uuid.UUID) -> Variable:
         access.require(Permission.VARIABLES_READ)
@@ -63,6 +77,7 @@ class Variables:
             if await repo.get_by_key(key) is not None:
                 raise Conflict(f"a variable {key!r} exists already", code="variable_exists")
             row = await repo.add(Variable(key=key, value=value))
+            self._cache.pop(access.workspace_id, None)
             await audit.record(session, actor, "variable.created", "variable", row.id,
                                workspace_id=access.workspace_id, new={"key": key})  # fmt: skip
             return row
@@ -80,6 +95,7 @@ class Variables:
             old = {"key": row.key}
             row.key, row.value = key, value
             row.updated_at = datetime.now(UTC)
+            self._cache.pop(access.workspace_id, None)
             await audit.record(session, actor, "variable.updated", "variable", row.id,
                                workspace_id=access.workspace_id, old=old,
                                new={"key": key})  # fmt: skip
@@ -90,6 +106,7 @@ class Variables:
         async with self.database.transaction() as session:
             row = await self._row(session, access, variable_id)
             await session.delete(row)
+            self._cache.pop(access.workspace_id, None)
             await audit.record(session, actor, "variable.deleted", "variable", row.id,
                                workspace_id=access.workspace_id, old={"key": row.key})  # fmt: skip
 

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ from linkflow.store import (
 __all__ = ["WebhookAnswer", "WebhookCall", "WebhookService"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+ENDPOINT_CACHE_TTL_S = 1.0
+"""How long another process's deactivation may take to reach this one's cache."""
+ENDPOINT_CACHE_SIZE = 10_000
 SIGNATURE_HEADER = "x-linkflow-signature"
 _END_EVENTS = frozenset(
     {"execution.completed", "execution.failed", "execution.cancelled", "execution.timed_out",
@@ -104,6 +108,11 @@ class WebhookService:
         self.bus = bus
         self.box = box
         self.answer_timeout_s = answer_timeout_s
+        self._endpoints: dict[uuid.UUID, tuple[float, _Endpoint]] = {}
+
+    def forget(self) -> None:
+        """Drop cached endpoints (a workflow was activated, changed or deactivated)."""
+        self._endpoints.clear()
 
     async def handle(self, call: WebhookCall) -> WebhookAnswer:
         endpoint = await self._endpoint(call.endpoint_id)
@@ -125,6 +134,19 @@ class WebhookService:
             return await self._answer(events, execution_id, mode)
 
     async def _endpoint(self, endpoint_id: uuid.UUID) -> _Endpoint:
+        """The active endpoint, read at most once a second (changes made through this
+        process clear the cache at once)."""
+        now = time.monotonic()
+        cached = self._endpoints.get(endpoint_id)
+        if cached is not None and now - cached[0] < ENDPOINT_CACHE_TTL_S:
+            return cached[1]
+        endpoint = await self._load_endpoint(endpoint_id)
+        if len(self._endpoints) > ENDPOINT_CACHE_SIZE:
+            self._endpoints.clear()
+        self._endpoints[endpoint_id] = (now, endpoint)
+        return endpoint
+
+    async def _load_endpoint(self, endpoint_id: uuid.UUID) -> _Endpoint:
         statement = (
             select(Webhook, Workflow.version)
             .join(Workflow, Workflow.id == Webhook.workflow_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -87,10 +87,17 @@ def problems_of(invalid: InvalidWorkflow) -> list[FieldProblem]:
 
 
 class WorkflowService:
-    def __init__(self, database: Database, engine: Engine, box: SecretBox) -> None:
+    def __init__(
+        self,
+        database: Database,
+        engine: Engine,
+        box: SecretBox,
+        on_triggers_changed: Callable[[], None] | None = None,
+    ) -> None:
         self.database = database
         self.engine = engine
         self.box = box
+        self._triggers_changed = on_triggers_changed or (lambda: None)
 
     def compile(self, name: str, nodes: Any, connections: Any, settings: Any) -> CompiledWorkflow:
         """Validate a document with the engine; `Invalid` lists every problem with its node."""
@@ -216,6 +223,7 @@ class WorkflowService:
         async with self.database.transaction() as session:
             workflow = await _get(session, access.workspace_id, workflow_id)
             await _remove_triggers(session, workflow.id)
+            self._triggers_changed()
             workflow.deleted_at = datetime.now(UTC)
             workflow.status = WorkflowStatus.INACTIVE
             await audit.record(session, actor, "workflow.deleted", "workflow", workflow.id,
@@ -255,12 +263,14 @@ class WorkflowService:
             action = "workflow.activated" if active else "workflow.deactivated"
             await audit.record(session, actor, action, "workflow", workflow.id,
                                workspace_id=access.workspace_id)  # fmt: skip
+        self._triggers_changed()
         return workflow
 
     async def _register_triggers(
         self, session: Any, workflow: Workflow, compiled: CompiledWorkflow
     ) -> None:
         await _remove_triggers(session, workflow.id)
+        self._triggers_changed()
         for node_id in compiled.triggers:
             spec = compiled.nodes[node_id].spec
             if spec.disabled:

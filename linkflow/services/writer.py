@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, delete, update
+from sqlalchemy import Connection, Engine, Executable, delete, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from linkflow.engine import Event, EventType, HistoryConflict
 from linkflow.observability.logging import get_logger
@@ -192,11 +191,7 @@ def _write_batch(connection: Connection, batch: Sequence[_Op]) -> set[tuple[uuid
             connection.execute(
                 delete(NodeExecution).where(NodeExecution.execution_id == op.replace_nodes_of)
             )
-    rows = [row for op in batch for row in op.rows]
-    if rows:
-        with Session(bind=connection, expire_on_commit=False) as session:
-            session.add_all(rows)
-            session.flush()
+    _insert_rows(connection, [row for op in batch for row in op.rows])
     events = [op.event for op in batch if op.event is not None]
     refused = _append_events(connection, events) if events else set()
     for op in batch:
@@ -209,9 +204,28 @@ def _write_batch(connection: Connection, batch: Sequence[_Op]) -> set[tuple[uuid
     return refused
 
 
+def _insert_rows(connection: Connection, rows: Sequence[Base]) -> None:
+    """Insert new ORM objects with Core `executemany`, grouped by table and columns set:
+    the ORM's unit of work costs more than the inserts themselves on this path."""
+    groups: dict[tuple[Any, frozenset[str]], list[dict[str, Any]]] = {}
+    for row in rows:
+        state = inspect(row)
+        values = {attr.key: state.dict[attr.key] for attr in state.mapper.column_attrs
+                  if attr.key in state.dict}  # fmt: skip
+        table = state.mapper.local_table
+        groups.setdefault((table, frozenset(values)), []).append(values)
+    for (table, _), values_list in groups.items():
+        connection.execute(table.insert(), values_list)
+
+
 def _append_events(
     connection: Connection, events: Sequence[NewEvent]
 ) -> set[tuple[uuid.UUID, int]]:
+    """Insert events, skipping taken (execution, seq) pairs; returns the pairs skipped.
+
+    One compiled statement run as `executemany` (no RETURNING): when the row count
+    says every event went in, which is nearly always, nothing more is asked.
+    """
     now = datetime.now(UTC)
     rows = [
         {"execution_id": e.execution_id, "seq": e.seq, "type": e.type, "node_id": e.node_id,
@@ -219,14 +233,30 @@ def _append_events(
         for e in events
     ]  # fmt: skip
     insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(ExecutionEvent)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["execution_id", "seq"])
-        .returning(ExecutionEvent.execution_id, ExecutionEvent.seq)
+    statement = insert(ExecutionEvent).on_conflict_do_nothing(
+        index_elements=["execution_id", "seq"]
     )
-    inserted = {(row[0], row[1]) for row in connection.execute(statement)}
-    return {(e.execution_id, e.seq) for e in events} - inserted
+    result = connection.execute(statement, rows)
+    if result.rowcount == len(rows):
+        return set()
+    return _taken_by_others(connection, events, now)
+
+
+def _taken_by_others(
+    connection: Connection, events: Sequence[NewEvent], written_at: datetime
+) -> set[tuple[uuid.UUID, int]]:
+    """Which of `events` were refused: their (execution, seq) holds another event."""
+    refused = set()
+    for event in events:
+        stored = connection.execute(
+            select(ExecutionEvent.type, ExecutionEvent.created_at).where(
+                ExecutionEvent.execution_id == event.execution_id,
+                ExecutionEvent.seq == event.seq,
+            )
+        ).one()
+        if stored.type != event.type or stored.created_at != (event.created_at or written_at):
+            refused.add((event.execution_id, event.seq))
+    return refused
 
 
 def _ignore_outcome(future: asyncio.Future[None]) -> None:
@@ -241,12 +271,23 @@ class WriterHistory:
     through the group-commit writer without waiting (they are written in order),
     and waits for durability at `flush`."""
 
-    def __init__(self, writer: GroupCommitWriter, execution_id: uuid.UUID) -> None:
+    def __init__(
+        self,
+        writer: GroupCommitWriter,
+        execution_id: uuid.UUID,
+        *,
+        known: Sequence[Event] | None = None,
+    ) -> None:
         self.writer = writer
         self.execution_id = execution_id
+        self._known = known
+        """The whole history when the caller has it already (a brand-new execution)."""
         self._pending: list[asyncio.Future[None]] = []
 
     async def read(self) -> Sequence[Event]:
+        if self._known is not None:
+            known, self._known = self._known, None
+            return known
         async with self.writer.database.session() as session:
             rows = await EventRepository(session).read(self.execution_id)
             return [

@@ -28,6 +28,7 @@ from linkflow.engine import (
     CompiledWorkflow,
     Engine,
     Event,
+    EventType,
     ExecutionInfo,
     HistoryConflict,
     InvalidWorkflow,
@@ -38,6 +39,7 @@ from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Job, Queue, QueueClosed
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.variables import Variables
+from linkflow.services.executions import Fresh
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import (
     Database,
@@ -106,7 +108,9 @@ class Worker:
         concurrency: int = 16,
         variables: Variables | None = None,
         credentials: ExecutionCredentials | None = None,
+        fresh: dict[uuid.UUID, Fresh] | None = None,
     ) -> None:
+        self.fresh = fresh
         self.variables = variables
         self.credentials = credentials
         self.database = database
@@ -166,7 +170,14 @@ class Worker:
 
     async def execute(self, execution_id: uuid.UUID) -> RunResult | None:
         """Run or resume one execution; None when there is nothing to do."""
-        row, start_node = await self._load(execution_id)
+        fresh = self.fresh.pop(execution_id, None) if self.fresh is not None else None
+        row: Execution | None
+        if fresh is not None:
+            row, start_node = fresh.row, fresh.start_node
+            known: list[Event] | None = [_event_of(fresh.queued)]
+        else:
+            row, start_node = await self._load(execution_id)
+            known = None
         if row is None or row.status in _FINISHED:
             return None
         resume = self.resumes.pop(execution_id, None)
@@ -184,18 +195,18 @@ class Worker:
             )
         scope = self.credentials.bound(row.workspace_id) if self.credentials else nullcontext()
         with scope:
-            result = await self._run(row, workflow, start_node, resume)
+            result = await self._run(row, workflow, start_node, resume, known)
         await self._project(row, result)
         self.cancels.forget(execution_id)
         return result
 
     async def _run(
         self, row: Execution, workflow: CompiledWorkflow, start_node: str | None,
-        resume: Resume | None,
+        resume: Resume | None, known: list[Event] | None,
     ) -> RunResult:  # fmt: skip
         execution_id = row.id
         return await self.engine.run(
-            workflow, input=row.input, history=WriterHistory(self.writer, execution_id),
+            workflow, input=row.input, history=WriterHistory(self.writer, execution_id, known=known),
             info=await self._info(row, workflow), start_node=start_node,
             mode=row.trigger_type.value, resume=resume,
             cancellation=self.cancels.probe(execution_id),
@@ -304,6 +315,10 @@ class Worker:
             row.id, status=ExecutionStatus.FAILED, completed_at=datetime.now(UTC),
             error={"message": message, "node_id": None},
         )  # fmt: skip
+
+
+def _event_of(row: ExecutionEvent) -> Event:
+    return Event(row.seq, EventType(row.type), row.node_id, dict(row.data), row.created_at)
 
 
 def _due(row: Execution) -> bool:

@@ -240,3 +240,26 @@ async def test_many_executions_share_few_transactions(
     batches = writer.batches - before_batches
     assert ops >= 50 * 10
     assert batches < ops / 3
+
+
+async def test_the_writer_refuses_a_taken_seq_and_keeps_the_others(
+    database: Database, writer: GroupCommitWriter
+) -> None:
+    """In one batch, the event whose seq is taken fails alone; the rest are stored."""
+    from datetime import UTC, datetime
+
+    from linkflow.engine import Event, EventType, HistoryConflict
+
+    workspace = await new_workspace(database)
+    workflow = await save_workflow(database, workspace, SIMPLE)
+    plane = build_plane(database, writer)
+    first = await plane.service.create(NewExecution(workspace, workflow.id, 1, {}))
+    second = await plane.service.create(NewExecution(workspace, workflow.id, 1, {}))
+    at = datetime.now(UTC)
+    taken = writer.append_nowait(first, Event(1, EventType.EXECUTION_STARTED, None, {}, at))
+    free = writer.append_nowait(second, Event(2, EventType.EXECUTION_STARTED, None, {}, at))
+    with pytest.raises(HistoryConflict):
+        await taken
+    await free
+    stored = await WriterHistory(writer, second).read()
+    assert [e.type.value for e in stored] == ["execution.queued", "execution.started"]
