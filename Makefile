@@ -33,17 +33,9 @@ lint: venv
 
 check: lint
 
-# TODO(control-plane issue): `linkflow serve` arrives with the control-plane issue;
-# until then this target says how to get a migrated database.
+# Starts API + worker + scheduler on embedded defaults and prints the URL.
 run: venv
-	@if $(BIN)/linkflow serve --help >/dev/null 2>&1; then \
-		exec $(BIN)/linkflow serve; \
-	else \
-		echo "'linkflow serve' is not built yet (it comes with the control-plane issue)."; \
-		echo "Meanwhile, create or upgrade the database with:"; \
-		echo "  $(BIN)/linkflow migrate    # once the CLI exists, or:"; \
-		echo "  $(BIN)/python -m linkflow.store.migrate upgrade sqlite:///.linkflow/linkflow.db"; \
-	fi
+	$(BIN)/linkflow serve
 
 bench: venv
 	@shopt -s nullglob; status=0; \
