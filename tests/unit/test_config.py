@@ -106,3 +106,14 @@ def test_dot_env_is_read(tmp_path: Path) -> None:
     """Settings come from a .env file in the working directory too."""
     (tmp_path / ".env").write_text("LINKFLOW_REDIS_URL=redis://127.0.0.1:6399/0\n")
     assert load_settings().redis_url == "redis://127.0.0.1:6399/0"
+
+
+def test_every_setting_is_documented() -> None:
+    """docs/configuration.md names every LINKFLOW_* variable Settings reads."""
+    from linkflow.config import Settings
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for name in Settings.model_fields:
+        variable = f"LINKFLOW_{name.upper()}"
+        suffix = "_" + name.upper().split("_", 2)[-1]
+        assert variable in docs or suffix in docs, f"{variable} is not in docs/configuration.md"
