@@ -23,7 +23,7 @@ services:
 
 # pytest exits non-zero when a test fails and with 5 when it collected no test:
 # either fails the target.
-test: venv services
+test: venv services lint
 	$(BIN)/pytest
 
 lint: venv

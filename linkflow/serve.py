@@ -43,7 +43,8 @@ async def serve(settings: Settings, *, concurrency: int = 64) -> None:
     if recovered:
         log.info("resuming unfinished executions", count=recovered)
     serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
+    # uvicorn offers `started` as a flag only, no event to wait on.
+    while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     if server.started:
         url = runtime.plane.public_url

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Final
 
 import orjson
-from sqlalchemy import event, text
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (

@@ -38,8 +38,8 @@ from linkflow.engine import (
 from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Job, Queue, QueueClosed
 from linkflow.services.credential_resolver import ExecutionCredentials
-from linkflow.services.variables import Variables
 from linkflow.services.executions import Fresh
+from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import (
     Database,
@@ -205,8 +205,9 @@ class Worker:
         resume: Resume | None, known: list[Event] | None,
     ) -> RunResult:  # fmt: skip
         execution_id = row.id
+        history = WriterHistory(self.writer, execution_id, known=known)
         return await self.engine.run(
-            workflow, input=row.input, history=WriterHistory(self.writer, execution_id, known=known),
+            workflow, input=row.input, history=history,
             info=await self._info(row, workflow), start_node=start_node,
             mode=row.trigger_type.value, resume=resume,
             cancellation=self.cancels.probe(execution_id),
