@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import uuid
 from datetime import datetime
@@ -150,6 +151,10 @@ def api(
         "timeout_graceful_shutdown": 10,
     }
     if workers > 1:
+        # Worker processes load their settings afresh: hand them --host/--port
+        # (public URLs are derived from them) the way they read everything else.
+        os.environ["LINKFLOW_HOST"] = settings.host  # noqa: TID251 - settings for child processes
+        os.environ["LINKFLOW_PORT"] = str(settings.port)  # noqa: TID251 - as above
         uvicorn.run("linkflow.cli:api_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
         return
     from linkflow.api import build_container, create_app

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     rate_limit_auth: str = "20/minute"
     """Login, registration and password-reset attempts per client address."""
     access_token_ttl_s: Annotated[int, Field(ge=60, le=86400)] = 900
+    auth_cache_ttl_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    """How long a process reuses a checked credential; another process sees a revocation
+    within this time (0: check every request)."""
     refresh_token_ttl_s: Annotated[int, Field(ge=3600)] = 30 * 86400
     jwt_algorithm: Literal["HS256", "RS256", "EdDSA"] = "HS256"
     """HS256 signs with the secret key; RS256 and EdDSA need the two key files below."""

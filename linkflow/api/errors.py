@@ -182,7 +182,7 @@ async def _on_http_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     code = _CODE_OF_STATUS.get(error.status_code, HTTPStatus(error.status_code).name.lower())
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
-    if error.status_code == 404:
+    if error.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:  # Starlette's own
         detail = "no such resource or route"
     return problem_response(error.status_code, code, detail, headers=error.headers)
 

@@ -1,0 +1,136 @@
+"""The app factory: `create_app(container)` → a FastAPI app with the whole edge.
+
+Middleware, outermost first:
+1. proxy headers (only with `trusted_proxies` set): the client address and
+   scheme from `X-Forwarded-For`/`-Proto`, which HSTS and rate limits use;
+2. the edge: request id, security headers, metrics, access log, per-address
+   rate limit, last-resort 500;
+3. CORS (only with `cors_origins` set);
+4. the body limit (413);
+5. `Idempotency-Key` on POST.
+The app owns the container: its lifespan closes it at shutdown.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from linkflow.api.container import Container
+from linkflow.api.errors import install_error_handlers
+from linkflow.api.idempotency import IdempotencyMiddleware
+from linkflow.api.middleware import BodyLimitMiddleware, EdgeMiddleware
+from linkflow.api.openapi import install_openapi
+from linkflow.api.routes import (
+    api_keys,
+    audit,
+    auth,
+    credentials,
+    executions,
+    health,
+    nodes,
+    oauth,
+    users,
+    variables,
+    webhooks_public,
+    workflows,
+    workspaces,
+)
+
+if TYPE_CHECKING:
+    from linkflow.api.plane import Plane
+
+__all__ = ["create_app"]
+
+API_VERSION = "1.0.0"
+DESCRIPTION = """\
+LinkFlow's control plane. Authenticate with `Authorization: Bearer <access token | API key>`;
+choose the workspace with `X-Workspace-ID` (default: your personal workspace). Errors are
+`application/problem+json` with a stable `code`. Lists take `?limit=&cursor=`.
+"""
+_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Idempotent-Replayed"]
+_ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-Workspace-ID",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+
+
+def _middleware(container: Container) -> list[Middleware]:
+    settings = container.settings
+    stack: list[Middleware] = []
+    if settings.trusted_proxies:
+        stack.append(Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies))
+    stack.append(Middleware(EdgeMiddleware, metrics=container.metrics, limiter=container.limiter))
+    if settings.cors_origins:
+        any_origin = "*" in settings.cors_origins
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"] if any_origin else settings.cors_origins,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=_ALLOWED_HEADERS,
+                expose_headers=_EXPOSED_HEADERS,
+                allow_credentials=not any_origin,
+                max_age=600,
+            )
+        )
+    stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    stack.append(
+        Middleware(
+            IdempotencyMiddleware,
+            idempotency=container.idempotency,
+            authenticator=container.authenticator,
+        )
+    )
+    return stack
+
+
+def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
+    """The LinkFlow HTTP API over `container`'s objects.
+
+    With `plane` (the execution plane: workflows, executions, webhooks...), its
+    endpoints are served too; without, only accounts, workspaces and keys.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Everything built so far lives as long as the process: moving it out of
+        # the collector's reach makes each full collection, a pause that every
+        # request in flight waits out, proportional to request garbage only.
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await container.aclose()
+
+    app = FastAPI(
+        title="LinkFlow API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        middleware=_middleware(container),
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    for module in (health, auth, oauth, users, workspaces, api_keys, audit):
+        app.include_router(module.router)
+    if plane is not None:
+        app.state.plane = plane
+        for module in (workflows, executions, variables, credentials, nodes, webhooks_public):
+            app.include_router(module.router)
+    install_openapi(app)
+    return app
+

@@ -1,0 +1,1 @@
+"""One router per resource, joined by `linkflow.api.app.create_app`."""

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the HTTP edge, in a registry owned by the app (no global state).
+
+Requests are labelled by route template (``/api/v1/users/{user_id}``), never by
+raw path, so one metric series exists per endpoint whatever the ids; requests
+that matched no route share the label ``<unmatched>``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE", "UNMATCHED_ROUTE", "HttpMetrics"]
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+UNMATCHED_ROUTE: Final = "<unmatched>"
+# From 1 ms (a cached read) to 30 s (an execution waited for, the longest request).
+_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class HttpMetrics:
+    """The HTTP metrics of one app; `render` is the body of ``GET /metrics``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry: Final = registry or CollectorRegistry()
+        self.requests: Final = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration: Final = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.duration.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

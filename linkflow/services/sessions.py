@@ -1,0 +1,160 @@
+"""Login sessions: access tokens with rotating refresh tokens, and their revocation.
+
+Invariants:
+- A login creates a session family; each refresh creates the family's next
+  row and marks the presented row replaced (`replaced_by_id`). The database
+  keeps only SHA-256 hashes of refresh tokens.
+- A refresh token works once. Presenting a replaced one again means it
+  leaked (or a client raced itself): the whole family is revoked, which also
+  kills every access token issued in it (they are checked against their row).
+  The claim of a row is a conditional UPDATE, so two concurrent refreshes
+  with one token cannot both succeed.
+- Logout revokes the caller's family; a password reset revokes every family
+  of the user.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from linkflow.security.tokens import AccessTokens, hash_opaque_token, new_opaque_token
+from linkflow.services.auth_cache import AuthCache
+from linkflow.services.context import RequestInfo
+from linkflow.services.errors import Unauthorized
+from linkflow.store import Database, User, UserSession, new_id, utcnow
+
+__all__ = ["IssuedTokens", "Sessions"]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    """What a successful login or refresh hands the client."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    """Seconds until the access token expires."""
+
+
+class _Reused(Exception):
+    """Raised inside the refresh transaction to roll it back before revoking the family."""
+
+    def __init__(self, family_id: uuid.UUID) -> None:
+        self.family_id = family_id
+
+
+def _refresh_refused(code: str = "invalid_refresh_token") -> Unauthorized:
+    return Unauthorized("the refresh token is invalid, expired or revoked", code=code)
+
+
+class Sessions:
+    """Starts, rotates and revokes login sessions."""
+
+    def __init__(
+        self, database: Database, tokens: AccessTokens, refresh_ttl: timedelta, cache: AuthCache
+    ) -> None:
+        self.database = database
+        self.tokens = tokens
+        self.refresh_ttl = refresh_ttl
+        self.cache = cache
+
+    async def start(
+        self,
+        session: AsyncSession,
+        user_id: uuid.UUID,
+        request: RequestInfo,
+        *,
+        family_id: uuid.UUID | None = None,
+    ) -> tuple[UserSession, IssuedTokens]:
+        """Add a session row (a new family unless given) in `session`'s transaction."""
+        refresh_token = new_opaque_token()
+        row = UserSession(
+            id=new_id(),
+            user_id=user_id,
+            family_id=family_id or new_id(),
+            refresh_token_hash=hash_opaque_token(refresh_token),
+            expires_at=utcnow() + self.refresh_ttl,
+            ip_address=request.ip,
+            user_agent=request.user_agent and request.user_agent[:512],
+        )
+        session.add(row)
+        await session.flush()
+        access = self.tokens.issue(user_id, row.id)
+        expires_in = int(self.tokens.ttl.total_seconds())
+        return row, IssuedTokens(access, refresh_token, expires_in)
+
+    async def refresh(self, refresh_token: str, request: RequestInfo) -> IssuedTokens:
+        """A new token pair for a live refresh token; the presented one dies."""
+        token_hash = hash_opaque_token(refresh_token)
+        try:
+            async with self.database.transaction() as session:
+                statement = (
+                    select(UserSession, User)
+                    .join(User, User.id == UserSession.user_id)
+                    .where(UserSession.refresh_token_hash == token_hash)
+                )
+                found = (await session.execute(statement)).one_or_none()
+                if found is None:
+                    raise _refresh_refused()
+                current, user = found
+                if current.replaced_by_id is not None:
+                    raise _Reused(current.family_id)
+                if (
+                    current.revoked_at is not None
+                    or current.expires_at <= utcnow()
+                    or user.deleted_at is not None
+                ):
+                    raise _refresh_refused()
+                successor, issued = await self.start(
+                    session, current.user_id, request, family_id=current.family_id
+                )
+                claimed = await session.execute(
+                    update(UserSession)
+                    .where(UserSession.id == current.id, UserSession.replaced_by_id.is_(None))
+                    .values(replaced_by_id=successor.id, last_used_at=utcnow())
+                    .returning(UserSession.id)
+                )
+                if claimed.first() is None:  # a concurrent refresh used it first
+                    raise _Reused(current.family_id)
+                return issued
+        except _Reused as reused:
+            await self.revoke_family(reused.family_id)
+            raise _refresh_refused("refresh_token_reused") from None
+
+    async def revoke_family(self, family_id: uuid.UUID) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(UserSession)
+                .where(UserSession.family_id == family_id, UserSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        self.cache.clear()
+
+    async def logout(self, session_id: uuid.UUID) -> None:
+        """Revoke the family the session `session_id` belongs to."""
+        async with self.database.transaction() as session:
+            family = await session.scalar(
+                select(UserSession.family_id).where(UserSession.id == session_id)
+            )
+            if family is None:
+                return
+            await session.execute(
+                update(UserSession)
+                .where(UserSession.family_id == family, UserSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        self.cache.clear()
+
+    @staticmethod
+    async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> None:
+        """Revoke every session of `user_id` inside the caller's transaction."""
+        await session.execute(
+            update(UserSession)
+            .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
