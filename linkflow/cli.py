@@ -38,6 +38,13 @@ app = typer.Typer(
 
 EXIT_CONFIG = 2
 
+HostOption = Annotated[
+    str | None, typer.Option("--host", help="Address to listen on [LINKFLOW_HOST].")
+]
+PortOption = Annotated[
+    int | None, typer.Option("--port", min=1, max=65535, help="Port [LINKFLOW_PORT].")
+]
+
 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"linkflow: {message}", err=True)
@@ -116,12 +123,8 @@ def api_app() -> object:
 
 @app.command()
 def api(
-    host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on [LINKFLOW_HOST].")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option("--port", min=1, max=65535, help="Port [LINKFLOW_PORT].")
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=64, help="Processes to serve with.")
     ] = 1,
@@ -349,12 +352,8 @@ def rotate_keys(
 
 @app.command()
 def serve(
-    host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on [LINKFLOW_HOST].")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option("--port", min=1, max=65535, help="Port [LINKFLOW_PORT].")
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=1024, help="Executions run at once.")
     ] = 64,

@@ -61,6 +61,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    # Alembic narrates every migration step at INFO; only a debugging operator wants that.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
