@@ -27,6 +27,7 @@ from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.executions import ExecutionService
 from linkflow.services.local_workflows import LocalWorkflowRunner
+from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
 from linkflow.services.webhooks import WebhookService
 from linkflow.services.workflows import WorkflowService
@@ -141,7 +142,7 @@ def build_runtime(settings: Settings, database: Database, *, concurrency: int = 
         workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),
         executions=ExecutionViews(database, writer, executions, cancels),
         webhooks=webhooks,
-        variables=variables, public_url=public_url(settings),
+        variables=variables, public_url=public_url(settings), schedules=Schedules(database),
         credentials=Credentials(database, box, http,
                                 AddressPolicy(allow_private=settings.http_allow_private),
                                 refresher=resolver.refresher),

@@ -37,6 +37,7 @@ from linkflow.api.routes import (
     health,
     nodes,
     oauth,
+    schedules,
     users,
     variables,
     webhooks_public,
@@ -129,7 +130,9 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         app.include_router(module.router)
     if plane is not None:
         app.state.plane = plane
-        for module in (workflows, executions, variables, credentials, nodes, webhooks_public):
+        plane_routers = (workflows, executions, schedules, variables, credentials, nodes,
+                         webhooks_public)  # fmt: skip
+        for module in plane_routers:
             app.include_router(module.router)
     install_openapi(app)
     return app

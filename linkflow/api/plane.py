@@ -16,6 +16,7 @@ from linkflow.bus import LocalBus
 from linkflow.engine import Engine
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
+from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
 from linkflow.services.webhooks import WebhookService
 from linkflow.services.workflows import WorkflowService
@@ -32,6 +33,7 @@ class Plane:
     webhooks: WebhookService
     variables: Variables
     credentials: Credentials
+    schedules: Schedules
     public_url: str
 
 

@@ -242,3 +242,50 @@ def test_sigkill_during_a_run_then_restart_completes_the_execution(server: Serve
     done = execution_of(client, queued["id"], "completed", "failed")
     assert done["status"] == "completed", done
     assert done["output"] == [{"n": 1, "survived": True}]
+
+
+def test_schedules_can_be_read_paused_changed_resumed_and_deleted(server: Serve) -> None:
+    """Activation creates the schedule; its API pauses, retimes, resumes and deletes it."""
+    client = Client(server)
+    register(client)
+    doc = {
+        "name": "daily",
+        "nodes": [{"id": "daily", "type": "schedule",
+                   "parameters": {"cron": "0 9 * * *", "timezone": "Europe/Paris"}},
+                  {"id": "mark", "type": "noop"}],
+        "connections": [{"from": "daily", "to": "mark"}],
+    }  # fmt: skip
+    flow = workflow(client, doc, activate=True)
+    poll(lambda: client.ok("GET", "/api/v1/schedules", params={"workflow_id": flow["id"]})["data"],
+         "the activation's schedule")  # fmt: skip
+    (schedule,) = client.ok("GET", "/api/v1/schedules", params={"workflow_id": flow["id"]})["data"]
+    assert schedule["cron"] == "0 9 * * *"
+    assert schedule["timezone"] == "Europe/Paris"
+    sid = schedule["id"]
+    paused = client.ok("POST", f"/api/v1/schedules/{sid}/pause")
+    assert paused["status"] == "paused"
+    assert paused["next_run_at"] is None
+    bad = client.call("PUT", f"/api/v1/schedules/{sid}", json={"cron": "every day at nine"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "body.cron"
+    changed = client.ok("PUT", f"/api/v1/schedules/{sid}",
+                        json={"cron": "30 6 * * 1-5", "input": {"report": "weekly"}})  # fmt: skip
+    assert changed["input"] == {"report": "weekly"}
+    resumed = client.ok("POST", f"/api/v1/schedules/{sid}/resume")
+    assert resumed["status"] == "active"
+    assert resumed["next_run_at"] is not None
+    again = client.call(
+        "POST",
+        "/api/v1/schedules",
+        json={"workflow_id": flow["id"], "node_id": "daily", "interval_s": 60},
+    )
+    assert again.status_code == 409
+    client.ok("DELETE", f"/api/v1/schedules/{sid}", 204)
+    assert client.call("GET", f"/api/v1/schedules/{sid}").status_code == 404
+    created = client.ok(
+        "POST",
+        "/api/v1/schedules",
+        201,
+        json={"workflow_id": flow["id"], "node_id": "daily", "interval_s": 3600},
+    )
+    assert created["next_run_at"] is not None
