@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     code_memory_mb: Annotated[int, Field(ge=64, le=65536)] = 512
     blob_threshold_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     """Node outputs larger than this (as JSON) go to the blob store."""
+    webhook_answer_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    """A webhook in last_node/respond_node mode waits this long, then answers 202."""
 
     # --- HTTP API (control plane) ---
     public_url: str | None = None

@@ -136,7 +136,8 @@ def build_runtime(settings: Settings, database: Database, *, concurrency: int = 
     worker = Worker(database=database, writer=writer, queue=queue, engine=engine, bus=bus,
                     cancels=cancels, concurrency=concurrency, variables=variables,
                     credentials=resolver, fresh=executions.fresh)  # fmt: skip
-    webhooks = WebhookService(database, writer, executions, bus, box)
+    webhooks = WebhookService(database, writer, executions, bus, box,
+                              answer_timeout_s=settings.webhook_answer_timeout_s)  # fmt: skip
     plane = Plane(
         engine=engine, bus=bus,
         workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from linkflow.bus import LocalBus
 from linkflow.queue import Priority
@@ -118,6 +118,8 @@ class WebhookService:
         endpoint = await self._endpoint(call.endpoint_id)
         webhook = endpoint.webhook
         self._check(webhook, call)
+        if webhook.is_test and not await self._use_test_url(webhook.id):
+            raise NotFound("there is no active webhook here", code="webhook_not_found")
         execution_id = uuid.uuid4()
         new = NewExecution(
             workspace_id=webhook.workspace_id, workflow_id=webhook.workflow_id,
@@ -152,7 +154,7 @@ class WebhookService:
             .join(Workflow, Workflow.id == Webhook.workflow_id)
             .where(
                 Webhook.id == endpoint_id,
-                Workflow.status == WorkflowStatus.ACTIVE,
+                (Workflow.status == WorkflowStatus.ACTIVE) | Webhook.is_test,
                 Workflow.deleted_at.is_(None),
             )
         )
@@ -161,6 +163,13 @@ class WebhookService:
         if row is None:
             raise NotFound("there is no active webhook here", code="webhook_not_found")
         return _Endpoint(row[0], row[1])
+
+    async def _use_test_url(self, webhook_id: uuid.UUID) -> bool:
+        """A test URL serves one call: the first caller deletes it (and wins)."""
+        self._endpoints.pop(webhook_id, None)
+        async with self.database.transaction() as session:
+            result = await session.execute(delete(Webhook).where(Webhook.id == webhook_id))
+        return bool(getattr(result, "rowcount", 0))
 
     def _check(self, webhook: Webhook, call: WebhookCall) -> None:
         if call.method.upper() != webhook.method.upper():

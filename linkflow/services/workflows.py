@@ -280,10 +280,39 @@ class WorkflowService:
             elif spec.type == "schedule":
                 session.add(_schedule_row(workflow, spec.id, spec.parameters))
 
-    def _webhook_row(self, workflow: Workflow, node_id: str, params: Mapping[str, Any]) -> Webhook:
+    async def arm_test_webhooks(
+        self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID
+    ) -> builtins.list[Webhook]:
+        """Test URLs for the workflow's webhook triggers, active or not: each serves the
+        next call only, with the workflow's current version."""
+        access.require(Permission.WORKFLOWS_EXECUTE)
+        async with self.database.transaction() as session:
+            workflow = await _get(session, access.workspace_id, workflow_id)
+            compiled = self.compile(workflow.name, workflow.nodes, workflow.connections,
+                                    workflow.settings)  # fmt: skip
+            await session.execute(
+                delete(Webhook).where(Webhook.workflow_id == workflow.id, Webhook.is_test)
+            )
+            rows = [
+                self._webhook_row(
+                    workflow, node_id, compiled.nodes[node_id].spec.parameters, test=True
+                )
+                for node_id in compiled.triggers
+                if compiled.nodes[node_id].spec.type == "webhook"
+            ]
+            if not rows:
+                raise Invalid("the workflow has no webhook trigger", code="no_webhook_trigger")
+            session.add_all(rows)
+        self._triggers_changed()
+        return rows
+
+    def _webhook_row(
+        self, workflow: Workflow, node_id: str, params: Mapping[str, Any], *, test: bool = False
+    ) -> Webhook:
         secret = params.get("secret")
         return Webhook(
-            id=webhook_id(workflow.id, node_id), workspace_id=workflow.workspace_id,
+            id=webhook_id(workflow.id, node_id, test=test), workspace_id=workflow.workspace_id,
+            is_test=test,
             workflow_id=workflow.id, node_id=node_id, path=str(params.get("path") or ""),
             method=str(params.get("method") or "POST").upper(),
             response_mode=WebhookResponseMode(params.get("response_mode") or "immediately"),

@@ -30,8 +30,9 @@ def free_port() -> int:
 class Serve:
     """A `linkflow serve` process on a data dir that outlives it."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: str) -> None:
         self.data_dir = data_dir
+        self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -42,6 +43,7 @@ class Serve:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),  # noqa: TID251 - the child's PATH
             "LINKFLOW_DATA_DIR": str(self.data_dir),
             "LINKFLOW_RATE_LIMIT_ENABLED": "false",
+            **self.settings,
         }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -289,3 +291,45 @@ def test_schedules_can_be_read_paused_changed_resumed_and_deleted(server: Serve)
         json={"workflow_id": flow["id"], "node_id": "daily", "interval_s": 3600},
     )
     assert created["next_run_at"] is not None
+
+
+def test_a_test_url_serves_an_inactive_workflow_once(server: Serve) -> None:
+    """The test webhook runs the draft workflow for the next call only; then 404."""
+    client = Client(server)
+    register(client)
+    draft = workflow(client, json.loads((EXAMPLES / "greet-adults.json").read_text()))
+    assert draft["status"] == "draft"
+    (test_url,) = client.ok("POST", f"/api/v1/workflows/{draft['id']}/test-webhook")
+    first = httpx.post(test_url["url"], json={"name": "Tim", "age": 9}, timeout=30)
+    assert first.status_code == 200
+    assert first.json() == {"msg": "Sorry"}
+    second = httpx.post(test_url["url"], json={"name": "Tim", "age": 9}, timeout=30)
+    assert second.status_code == 404
+
+
+def test_a_slow_webhook_gets_202_with_the_execution_id(tmp_path: Path) -> None:
+    """Past LINKFLOW_WEBHOOK_ANSWER_TIMEOUT_S, the caller gets the id and the run goes on."""
+    server = Serve(tmp_path, LINKFLOW_WEBHOOK_ANSWER_TIMEOUT_S="0.5")
+    server.start()
+    try:
+        client = Client(server)
+        register(client)
+        doc = {
+            "name": "slow hook",
+            "nodes": [
+                {"id": "hook", "type": "webhook",
+                 "parameters": {"path": "slow", "response_mode": "last_node"}},
+                {"id": "slow", "type": "code",
+                 "parameters": {"code": "import time\ntime.sleep(1.5)\nreturn items"}},
+            ],
+            "connections": [{"from": "hook", "to": "slow"}],
+        }  # fmt: skip
+        flow = workflow(client, doc, activate=True)
+        answer = httpx.post(flow["webhooks"][0]["url"], json={}, timeout=30)
+        assert answer.status_code == 202
+        assert answer.json()["status"] == "running"
+        execution_id = answer.json()["execution_id"]
+        done = execution_of(client, execution_id, "completed")
+        assert done["trigger_type"] == "webhook"
+    finally:
+        server.stop()

@@ -205,6 +205,22 @@ async def deactivate_workflow(
     return out(plane, await plane.workflows.set_active(access, actor, workflow_id, False))
 
 
+@router.post("/{workflow_id}/test-webhook")
+async def arm_test_webhooks(
+    workflow_id: uuid.UUID, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
+) -> list[WebhookUrl]:
+    """Test URLs for the workflow's webhook triggers (active or not), each serving the next
+    call only, with the current version: for trying a workflow before activating it."""
+    rows = await plane.workflows.arm_test_webhooks(access, actor, workflow_id)
+    urls = []
+    for row in rows:
+        url = f"{plane.public_url}/webhooks/{row.id}"
+        if row.path:
+            url += "/" + row.path.strip("/")
+        urls.append(WebhookUrl(node_id=row.node_id, method=row.method, url=url))
+    return urls
+
+
 @router.get("/{workflow_id}/versions")
 async def list_versions(
     workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
