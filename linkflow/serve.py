@@ -14,7 +14,10 @@ resumes what was queued or running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -22,6 +25,20 @@ from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
 
 __all__ = ["serve"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus its own signal handling: uvicorn re-raises a caught
+    SIGTERM once the HTTP side has stopped, which would kill the process before the
+    worker finished its executions. Here the signal only starts the shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def stop_accepting(self) -> None:
+        log.info("shutting down: finishing running executions")
+        self.should_exit = True
 
 log = get_logger(__name__)
 
@@ -38,7 +55,10 @@ async def serve(settings: Settings, *, concurrency: int = 64) -> None:
         log_config=None, access_log=False, proxy_headers=False, server_header=False,
         timeout_graceful_shutdown=10, lifespan="on",
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, server.stop_accepting)
     recovered = await runtime.start()
     if recovered:
         log.info("resuming unfinished executions", count=recovered)

@@ -82,7 +82,8 @@ class ExecutionService:
             id=new.id or uuid.uuid4(), workspace_id=new.workspace_id, workflow_id=new.workflow_id,
             workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
             trigger_type=new.trigger_type, priority=StoredPriority(new.priority.value),
-            input=new.input, parent_execution_id=new.parent_execution_id,
+            input=new.input if new.input is not None else {},
+            parent_execution_id=new.parent_execution_id,
             created_by_id=new.created_by_id, queued_at=now,
         )  # fmt: skip
         queued = ExecutionEvent(

@@ -333,3 +333,37 @@ def test_a_slow_webhook_gets_202_with_the_execution_id(tmp_path: Path) -> None:
         assert done["trigger_type"] == "webhook"
     finally:
         server.stop()
+
+
+def test_sigterm_lets_a_running_execution_finish_before_exiting(server: Serve) -> None:
+    """Graceful shutdown: the node in progress completes and is not run again later."""
+    client = Client(server)
+    register(client)
+    doc = {
+        "name": "slow",
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "slow", "type": "code",
+             "parameters": {"code": "import time\ntime.sleep(1.5)\nreturn items"}},
+        ],
+        "connections": [{"from": "start", "to": "slow"}],
+    }  # fmt: skip
+    flow = workflow(client, doc)
+    queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+
+    def slow_started() -> bool:
+        events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+        return any(e["type"] == "node.started" and e["node_id"] == "slow" for e in events)
+
+    poll(slow_started, "the slow node to start")
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
+    server.start()
+    body = client.ok("POST", "/api/v1/auth/login", 200, json=ADA)
+    client.token = body["access_token"]
+    done = execution_of(client, queued["id"], "completed", "failed")
+    assert done["status"] == "completed"
+    events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    starts = [e for e in events if e["type"] == "node.started" and e["node_id"] == "slow"]
+    assert len(starts) == 1, "the node ran again after the restart"
