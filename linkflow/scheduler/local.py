@@ -10,6 +10,7 @@ schedule continues from now: no burst of catch-up runs.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -18,6 +19,7 @@ from linkflow.observability.logging import get_logger
 from linkflow.queue import Job, JobType, Priority, Queue
 from linkflow.scheduler.timing import next_fire
 from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.retention import purge_expired_executions
 from linkflow.store import (
     Database,
     Execution,
@@ -34,6 +36,8 @@ __all__ = ["LocalScheduler"]
 log = get_logger(__name__)
 
 TICK_S = 0.5
+CLEANUP_EVERY_S = 3600.0
+"""Retention cleanup runs at start and hourly: plans count retention in days."""
 """How often due work is looked for; the resolution of schedules and wait timers."""
 
 
@@ -45,11 +49,17 @@ class LocalScheduler:
         self._woken: set[str] = set()
 
     async def run(self) -> None:
+        last_cleanup = -CLEANUP_EVERY_S
         while True:
             try:
                 await self.tick()
+                if time.monotonic() - last_cleanup >= CLEANUP_EVERY_S:
+                    last_cleanup = time.monotonic()
+                    purged = await purge_expired_executions(self.database, datetime.now(UTC))
+                    if purged:
+                        log.info("deleted executions past their plan's retention", count=purged)
             except Exception:
-                log.exception("scheduler tick failed")
+                log.exception("scheduler tick failed")  # retried on the next tick
             await asyncio.sleep(TICK_S)
 
     async def tick(self, now: datetime | None = None) -> int:

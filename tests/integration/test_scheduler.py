@@ -98,3 +98,39 @@ def test_six_field_cron_has_seconds_first() -> None:
     fire = next_fire(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), cron="*/15 * * * * *",
                      interval_s=None)  # fmt: skip
     assert fire == datetime(2026, 1, 1, 0, 0, 15, tzinfo=UTC)
+
+
+async def test_finished_executions_past_the_plans_retention_are_deleted(
+    database: Database,
+) -> None:
+    """A workspace with no subscription is on the free plan: its old runs go, recent stay."""
+    from linkflow.services.retention import purge_expired_executions
+    from linkflow.store import ExecutionEvent, ExecutionStatus, Plan
+
+    async with database.session() as session:
+        free_days = await session.scalar(select(Plan.retention_days).where(Plan.code == "free"))
+    assert free_days is not None
+    workflow_id, _ = await _active_schedule(database)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    async with database.transaction() as session:
+        workflow = await session.get(Workflow, workflow_id)
+        assert workflow is not None
+        rows = {
+            age: Execution(workspace_id=workflow.workspace_id, workflow_id=workflow_id,
+                           workflow_version=1, status=ExecutionStatus.COMPLETED,
+                           completed_at=now - timedelta(days=age))
+            for age in (free_days + 1, free_days - 1)
+        }  # fmt: skip
+        session.add_all(rows.values())
+        await session.flush()
+        session.add(ExecutionEvent(execution_id=rows[free_days + 1].id, seq=1,
+                                   type="execution.queued", data={}))  # fmt: skip
+    assert await purge_expired_executions(database, now) >= 1
+    left = {row.id for row in await _executions(database, workflow_id)}
+    assert rows[free_days + 1].id not in left
+    assert rows[free_days - 1].id in left
+    async with database.session() as session:
+        orphans = await session.scalars(
+            select(ExecutionEvent).where(ExecutionEvent.execution_id == rows[free_days + 1].id)
+        )
+        assert orphans.all() == []
