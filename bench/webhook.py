@@ -118,7 +118,12 @@ def main() -> None:
             print(f"peak RSS: {peak:.0f} MiB")
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print("serve did not stop within 30 s of SIGTERM; killed")
+                server.kill()
+                server.wait(timeout=10)
 
 
 if __name__ == "__main__":

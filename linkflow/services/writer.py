@@ -110,6 +110,16 @@ class GroupCommitWriter:
         )  # fmt: skip
         future.add_done_callback(_ignore_outcome)
 
+    def replace_node_executions_nowait(
+        self, execution_id: uuid.UUID, rows: Sequence[NodeExecution]
+    ) -> None:
+        """`replace_node_executions`, queued in order; nobody waits for it."""
+        future = self._enqueue(
+            _Op(asyncio.get_running_loop().create_future(), rows=rows,
+                replace_nodes_of=execution_id)
+        )  # fmt: skip
+        future.add_done_callback(_ignore_outcome)
+
     def execute_nowait(self, statement: Executable) -> None:
         """Queue a statement (a counter increment); nobody waits for it."""
         future = self._enqueue(_Op(asyncio.get_running_loop().create_future(), statement=statement))

@@ -305,10 +305,11 @@ class Worker:
             )
             for summary in result.node_summaries()
         ]  # fmt: skip
-        await asyncio.gather(
-            self.writer.replace_node_executions(row.id, nodes),
-            self.writer.update_execution(row.id, **values),
-        )
+        # Queued behind the run's events; nobody waits: if the process dies before they
+        # are written, the row still says running, recovery runs the job again, and the
+        # replay (the history is complete) projects the outcome then.
+        self.writer.replace_node_executions_nowait(row.id, nodes)
+        self.writer.update_execution_nowait(row.id, **values)
 
     async def _project_invalid(self, row: Execution, invalid: InvalidWorkflow) -> None:
         message = str(invalid) or "the workflow version of this execution no longer exists"
