@@ -141,7 +141,7 @@ def build_runtime(settings: Settings, database: Database, *, concurrency: int = 
     plane = Plane(
         engine=engine, bus=bus,
         workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),
-        executions=ExecutionViews(database, writer, executions, cancels),
+        executions=ExecutionViews(database, writer, executions, cancels, bus),
         webhooks=webhooks,
         variables=variables, public_url=public_url(settings), schedules=Schedules(database),
         credentials=Credentials(database, box, http,

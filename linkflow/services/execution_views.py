@@ -41,6 +41,13 @@ from linkflow.worker.consumer import CancelRegistry
 __all__ = ["ExecutionFilter", "ExecutionViews", "execution_json"]
 
 _FINISHED = {"completed", "failed", "cancelled", "timeout"}
+_STATUS_OF_EVENT = {
+    "execution.completed": "completed", "execution.failed": "failed",
+    "execution.cancelled": "cancelled", "execution.timed_out": "timeout",
+    "execution.waiting": "waiting",
+}  # fmt: skip
+PROJECTION_WAIT_S = 5.0
+"""How long a waiting caller gives the row to catch up with the history."""
 _END_EVENTS = frozenset(
     {"execution.completed", "execution.failed", "execution.cancelled", "execution.timed_out",
      "execution.waiting"}
@@ -89,11 +96,13 @@ class ExecutionViews:
         writer: GroupCommitWriter,
         executions: ExecutionService,
         cancels: CancelRegistry,
+        bus: LocalBus | None = None,
     ) -> None:
         self.database = database
         self.writer = writer
         self.executions = executions
         self.cancels = cancels
+        self.bus = bus
 
     async def start_and_wait(
         self,
@@ -116,8 +125,22 @@ class ExecutionViews:
                 except TimeoutError:
                     break
                 if message["event"] in _END_EVENTS:
-                    break
+                    return await self._projected(access, execution_id, message["event"])
         return await self.get(access, execution_id)
+
+    async def _projected(
+        self, access: WorkspaceAccess, execution_id: uuid.UUID, event: str
+    ) -> dict[str, Any]:
+        """The execution once its row shows what `event` said (the worker writes the row
+        right behind the event, without waiting)."""
+        wanted = _STATUS_OF_EVENT[event]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROJECTION_WAIT_S
+        while True:
+            body = await self.get(access, execution_id)
+            if body["status"] == wanted or loop.time() > deadline:
+                return body
+            await asyncio.sleep(0.005)
 
     async def start(
         self,
@@ -179,7 +202,7 @@ class ExecutionViews:
             statement = statement.where(Execution.queued_at < where.until)
         async with self.database.session() as session:
             rows: Page[Execution] = await page(
-                session, cast(Any, statement), created_at=Execution.queued_at,
+                session, cast(Any, statement), created_at=Execution.created_at,
                 row_id=Execution.id, limit=limit, cursor=cursor,
             )  # fmt: skip
         return Page([execution_json(row, None) for row in rows.items], rows.next_cursor)
@@ -220,6 +243,14 @@ class ExecutionViews:
         await self.writer.update_execution(
             execution_id, status=ExecutionStatus.CANCELLED, completed_at=datetime.now(UTC)
         )
+        if self.bus is not None:
+            channel = f"execution.{execution_id}"
+            self.bus.publish(channel, {
+                "event": event.type, "channel": channel,
+                "data": {"execution_id": str(execution_id), "seq": event.seq, "node_id": None,
+                         **event.data},
+                "timestamp": (event.created_at or datetime.now(UTC)).isoformat(),
+            })  # fmt: skip
 
     async def retry(
         self, access: WorkspaceAccess, execution_id: uuid.UUID, *, from_failed: bool

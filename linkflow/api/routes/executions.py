@@ -70,11 +70,13 @@ async def cancel_execution(
 
 @router.post("/{execution_id}/retry", status_code=202)
 async def retry_execution(
-    execution_id: uuid.UUID, body: RetryIn, access: CurrentWorkspace, plane: PlaneServices
-) -> RetriedOut:
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices,
+    body: RetryIn | None = None,
+) -> RetriedOut:  # fmt: skip
     """A new execution of the same version and input; `from_failed` reuses the outputs
     of the nodes that completed."""
-    new_id = await plane.executions.retry(access, execution_id, from_failed=body.from_failed)
+    from_failed = body.from_failed if body is not None else False
+    new_id = await plane.executions.retry(access, execution_id, from_failed=from_failed)
     return RetriedOut(id=new_id, status="queued", parent_execution_id=execution_id)
 
 
@@ -91,15 +93,18 @@ async def execution_events(
     execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
 ) -> StreamingResponse:
     """Server-sent events: the history so far, then live events until the execution ends."""
-    history = await plane.executions.logs(access, execution_id)
+    await plane.executions.get(access, execution_id)  # 404 before the stream starts
     channel = f"execution.{execution_id}"
 
     async def stream() -> AsyncIterator[bytes]:
+        # Subscribe before reading the history, so no event falls between the two.
         async with plane.bus.subscribe(channel) as live:
             seen = 0
-            for event in history:
+            for event in await plane.executions.logs(access, execution_id):
                 seen = event["seq"]
-                yield _sse(event["type"], channel, event, event["timestamp"])
+                data = {"execution_id": str(execution_id), "seq": event["seq"],
+                        "node_id": event["node_id"], **event["data"]}  # fmt: skip
+                yield _sse(event["type"], channel, data, event["timestamp"])
                 if event["type"] in _TERMINAL:
                     return
             while True:

@@ -184,10 +184,11 @@ async def delete_workflow(
 
 @router.post("/{workflow_id}/clone", status_code=201)
 async def clone_workflow(
-    workflow_id: uuid.UUID, body: CloneIn, access: CurrentWorkspace, actor: CurrentActor,
-    plane: PlaneServices,
+    workflow_id: uuid.UUID, access: CurrentWorkspace, actor: CurrentActor,
+    plane: PlaneServices, body: CloneIn | None = None,
 ) -> WorkflowOut:  # fmt: skip
-    return out(plane, await plane.workflows.clone(access, actor, workflow_id, body.name))
+    name = body.name if body is not None else None
+    return out(plane, await plane.workflows.clone(access, actor, workflow_id, name))
 
 
 @router.post("/{workflow_id}/activate")
@@ -246,10 +247,12 @@ async def export_workflow(
 
 @router.post("/{workflow_id}/execute", status_code=202, response_model=None)
 async def execute_workflow(
-    workflow_id: uuid.UUID, body: ExecuteIn, access: CurrentWorkspace, plane: PlaneServices
-) -> QueuedOut | JSONResponse:
+    workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices,
+    body: ExecuteIn | None = None,
+) -> QueuedOut | JSONResponse:  # fmt: skip
     """Queue a run of the current version; with `wait`, answer with the finished
     execution (up to 30 s, then 202)."""
+    body = body or ExecuteIn()
     priority = Priority(body.priority)
     if not body.wait:
         execution_id = await plane.executions.start(access, workflow_id, body.input, priority)

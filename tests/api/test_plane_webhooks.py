@@ -1,0 +1,248 @@
+"""`ANY /webhooks/{endpoint_id}[/{path}]`: the public endpoints of webhook triggers, their three
+response modes, their checks (signature, address, size, method, path) and their counters."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from linkflow.services.workflows import webhook_id
+from linkflow.store import Webhook
+from tests.api._plane import PlaneApi, assert_problem, manual_doc, plane_api, webhook_doc
+from tests.api._support import Account, eventually
+
+__all__ = ["plane_api"]  # the fixture, imported for pytest
+
+SECRET = "hook-secret-4c1d"
+
+
+async def hook_url(plane: PlaneApi, account: Account, doc: dict[str, Any]) -> str:
+    """Create and activate `doc`; the URL of its one webhook."""
+    flow = await plane.workflow(account, doc, activate=True)
+    (hook,) = flow["webhooks"]
+    url: str = hook["url"]
+    return url
+
+
+def endpoint_of(url: str) -> uuid.UUID:
+    return uuid.UUID(url.split("/webhooks/", 1)[1].split("/", 1)[0])
+
+
+def signature(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class TestResponseModes:
+    async def test_last_node_answers_with_the_last_nodes_first_item(self, plane_api: PlaneApi):
+        """`last_node`: 200 and the computed item, in the same call."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(response_mode="last_node"))
+        answer = await plane_api.client.post(url, json={"n": 5})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"seen": {"n": 5}}
+        assert answer.headers["content-type"].startswith("application/json")
+
+    async def test_the_request_reaches_the_workflow_as_one_item(self, plane_api: PlaneApi):
+        """The trigger's item is `{method, path, headers, query, body}` of the call."""
+        me = await plane_api.user()
+        doc = webhook_doc(after=[], response_mode="last_node", method="GET", path="look/here")
+        url = await hook_url(plane_api, me, doc)
+        answer = await plane_api.client.get(url, params={"q": "1"}, headers={"X-Custom": "v"})
+        assert answer.status_code == 200, answer.text
+        item = answer.json()
+        assert (item["method"], item["path"], item["query"]) == ("GET", "look/here", {"q": "1"})
+        assert item["headers"]["x-custom"] == "v"
+        assert item["body"] is None
+
+    async def test_immediately_answers_202_with_the_execution_id(self, plane_api: PlaneApi):
+        """`immediately`: 202 with the execution id; that webhook run then completes."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(response_mode="immediately"))
+        answer = await plane_api.client.post(url, json={"n": 1})
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["status"] == "queued"
+        done = await plane_api.execution(me, answer.json()["execution_id"])
+        assert (done["status"], done["trigger_type"]) == ("completed", "webhook")
+        assert done["input"]["body"] == {"n": 1}
+        assert done["output"] == [{"seen": {"n": 1}}]
+
+    async def test_respond_node_answers_with_its_status_headers_and_body(self, plane_api: PlaneApi):
+        """`respond_node`: the respond_to_webhook node's status, headers and evaluated body."""
+        me = await plane_api.user()
+        respond = {
+            "id": "reply",
+            "type": "respond_to_webhook",
+            "parameters": {
+                "status": 201,
+                "headers": {"X-Reply": "yes"},
+                "body": {"got": "{{ json.body.n }}"},
+            },
+        }
+        doc = webhook_doc(after=[respond], response_mode="respond_node")
+        url = await hook_url(plane_api, me, doc)
+        answer = await plane_api.client.post(url, json={"n": 7})
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["x-reply"] == "yes"
+        assert answer.json() == {"got": 7}
+
+    async def test_a_failing_workflow_answers_500_with_the_execution_id(self, plane_api: PlaneApi):
+        """`last_node` and the workflow fails: 500 naming the execution and the error."""
+        me = await plane_api.user()
+        boom = {"id": "boom", "type": "stop_and_error", "parameters": {"message": "no way"}}
+        url = await hook_url(plane_api, me, webhook_doc(after=[boom], response_mode="last_node"))
+        answer = await plane_api.client.post(url, json={})
+        assert answer.status_code == 500, answer.text
+        body = answer.json()
+        assert "no way" in body["error"]["message"]
+        failed = await plane_api.execution(me, body["execution_id"])
+        assert failed["status"] == "failed"
+
+
+class TestChecks:
+    async def test_a_secret_requires_the_hmac_signature_of_the_raw_body(self, plane_api: PlaneApi):
+        """With `secret`: no signature or a wrong one is 401; `sha256=<hex HMAC>` passes."""
+        me = await plane_api.user()
+        doc = webhook_doc(response_mode="last_node", secret=SECRET)
+        url = await hook_url(plane_api, me, doc)
+        body = b'{"n": 3}'
+        json_type = {"content-type": "application/json"}
+        missing = await plane_api.client.post(url, content=body, headers=json_type)
+        assert_problem(missing, 401, "invalid_signature")
+        for wrong in (
+            signature(body, "other-secret"),
+            signature(b'{"n": 4}'),
+            signature(body).removeprefix("sha256="),
+            "sha256=zz",
+        ):
+            refused = await plane_api.client.post(
+                url, content=body, headers={**json_type, "X-LinkFlow-Signature": wrong}
+            )
+            assert_problem(refused, 401, "invalid_signature")
+        signed = await plane_api.client.post(
+            url, content=body, headers={**json_type, "X-LinkFlow-Signature": signature(body)}
+        )
+        assert signed.status_code == 200, signed.text
+        assert signed.json() == {"seen": {"n": 3}}
+
+    async def test_an_ip_allowlist_without_the_caller_is_403(self, plane_api: PlaneApi):
+        """The caller (127.0.0.1) outside `ip_allowlist` is refused; inside it passes."""
+        me = await plane_api.user()
+        elsewhere = await hook_url(plane_api, me, webhook_doc(ip_allowlist=["10.0.0.0/8"]))
+        assert_problem(await plane_api.client.post(elsewhere, json={}), 403, "ip_not_allowed")
+        here = await hook_url(plane_api, me, webhook_doc(ip_allowlist=["127.0.0.0/8"]))
+        assert (await plane_api.client.post(here, json={})).status_code == 202
+
+    async def test_a_body_over_max_body_bytes_is_413(self, plane_api: PlaneApi):
+        """`max_body_bytes: 16`: 17 bytes are refused with 413, 16 bytes pass."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(max_body_bytes=16))
+        too_big = await plane_api.client.post(url, content=b"x" * 17)
+        assert_problem(too_big, 413)
+        assert (await plane_api.client.post(url, content=b"x" * 16)).status_code == 202
+
+    async def test_a_wrong_method_is_405(self, plane_api: PlaneApi):
+        """A POST webhook called with GET or PUT: 405."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(method="POST"))
+        assert_problem(await plane_api.client.get(url), 405, "method_not_allowed")
+        assert_problem(await plane_api.client.put(url, json={}), 405, "method_not_allowed")
+
+    async def test_an_unknown_endpoint_is_404(self, plane_api: PlaneApi):
+        """A random endpoint id is 404; a malformed one is a 4xx, never a 500."""
+        unknown = await plane_api.client.post(f"/webhooks/{uuid.uuid4()}", json={})
+        assert_problem(unknown, 404, "webhook_not_found")
+        with_path = await plane_api.client.post(f"/webhooks/{uuid.uuid4()}/a/b", json={})
+        assert_problem(with_path, 404, "webhook_not_found")
+        malformed = await plane_api.client.post("/webhooks/not-an-id", json={})
+        assert 400 <= malformed.status_code < 500, malformed.text
+
+    async def test_a_wrong_path_is_404(self, plane_api: PlaneApi):
+        """The endpoint id with another path than the trigger's is 404, as for an unknown id."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(path="orders"))
+        assert_problem(await plane_api.client.post(url + "x", json={}), 404, "webhook_not_found")
+        bare = url.removesuffix("/orders")
+        assert_problem(await plane_api.client.post(bare, json={}), 404, "webhook_not_found")
+
+    async def test_the_webhook_of_an_inactive_workflow_is_404(self, plane_api: PlaneApi):
+        """A draft workflow's endpoint (its future URL) answers 404 like an unknown one."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, webhook_doc())
+        endpoint = webhook_id(uuid.UUID(flow["id"]), "hook")
+        response = await plane_api.client.post(f"/webhooks/{endpoint}", json={})
+        assert_problem(response, 404, "webhook_not_found")
+
+    async def test_malformed_json_is_a_4xx_problem_and_starts_nothing(self, plane_api: PlaneApi):
+        """A broken body under `content-type: application/json`: 422 invalid_json, no run."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, webhook_doc(), activate=True)
+        (hook,) = flow["webhooks"]
+        response = await plane_api.client.post(
+            hook["url"], content=b'{"n": ', headers={"content-type": "application/json"}
+        )
+        assert_problem(response, 422, "invalid_json")
+        runs = await plane_api.client.get(
+            "/api/v1/executions", params={"workflow_id": flow["id"]}, headers=me.headers
+        )
+        assert runs.json()["data"] == []
+
+    async def test_no_account_is_needed_and_a_bad_token_is_ignored(self, plane_api: PlaneApi):
+        """Webhooks are public: a garbage Authorization header changes nothing."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(response_mode="last_node"))
+        answer = await plane_api.client.post(
+            url, json={"n": 1}, headers={"Authorization": "Bearer nonsense"}
+        )
+        assert answer.status_code == 200, answer.text
+
+
+class TestTestUrls:
+    async def test_a_test_url_serves_an_inactive_workflow_once(self, plane_api: PlaneApi):
+        """A draft's test URL (`POST .../test-webhook`) answers one call, then is 404."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, webhook_doc(response_mode="last_node", path="try"))
+        armed = await plane_api.client.post(
+            f"/api/v1/workflows/{flow['id']}/test-webhook", headers=me.headers
+        )
+        assert armed.status_code == 200, armed.text
+        (hook,) = armed.json()
+        assert (hook["node_id"], hook["method"]) == ("hook", "POST")
+        assert hook["url"].startswith("http://testserver/webhooks/")
+        assert hook["url"].endswith("/try")
+        first = await plane_api.client.post(hook["url"], json={"n": 1})
+        assert first.status_code == 200, first.text
+        assert first.json() == {"seen": {"n": 1}}
+        assert_problem(await plane_api.client.post(hook["url"], json={}), 404)
+        again = await plane_api.client.get(f"/api/v1/workflows/{flow['id']}", headers=me.headers)
+        assert (again.json()["status"], again.json()["webhooks"]) == ("draft", [])
+
+    async def test_a_test_url_needs_a_webhook_trigger(self, plane_api: PlaneApi):
+        """A workflow without a webhook trigger has no test URL: 422 no_webhook_trigger."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, manual_doc())
+        response = await plane_api.client.post(
+            f"/api/v1/workflows/{flow['id']}/test-webhook", headers=me.headers
+        )
+        assert_problem(response, 422, "no_webhook_trigger")
+
+
+class TestCounters:
+    async def test_calls_are_counted_with_the_time_of_the_last(self, plane_api: PlaneApi):
+        """Two accepted calls (and one refused): call_count 2 and last_called_at set."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc())
+        endpoint = endpoint_of(url)
+        assert (await plane_api.client.get(url)).status_code == 405
+        for _ in range(2):
+            assert (await plane_api.client.post(url, json={})).status_code == 202
+
+        async def counted() -> Webhook | None:
+            async with plane_api.container.database.session() as session:
+                row = (await session.scalars(select(Webhook).where(Webhook.id == endpoint))).one()
+            return row if row.call_count == 2 and row.last_called_at is not None else None
+
+        await eventually(counted, what="the webhook's counter to reach 2")
