@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, TextClause, delete, exists, func, literal, select, text
 
 from linkflow.engine import CompiledWorkflow, Engine, InvalidWorkflow
 from linkflow.security.rbac import Permission
@@ -176,13 +176,12 @@ class WorkflowService:
             statement = statement.where(
                 func.lower(Workflow.name).like(f"%{escaped.lower()}%", escape="\\")
             )
+        if tag is not None:
+            statement = statement.where(_has_tag(self.database.dialect, tag))
         async with self.database.session() as session:
             result: Page[Workflow] = await page(
                 session, cast(Any, statement), created_at=Workflow.created_at,
                 row_id=Workflow.id, limit=limit, cursor=cursor)  # fmt: skip
-        if tag is not None:
-            # Tags are a JSON list on SQLite: filter the page in Python, on both engines.
-            result = Page([w for w in result.items if tag in (w.tags or [])], result.next_cursor)
         return result
 
     async def update(
@@ -363,6 +362,17 @@ class WorkflowService:
                 )
             )
             return {str(row_id): name for row_id, name in rows}
+
+
+def _has_tag(dialect: str, tag: str) -> ColumnElement[bool] | TextClause:
+    """`tag` is among the workflow's tags: an array on PostgreSQL, a JSON list on SQLite."""
+    if dialect == "postgresql":
+        return text("workflows.tags @> ARRAY[:tag]::text[]").bindparams(tag=tag)
+    return exists(
+        select(literal(1)).select_from(func.json_each(Workflow.tags)).where(
+            text("json_each.value = :tag").bindparams(tag=tag)
+        )
+    )
 
 
 async def _get(session: Any, workspace_id: uuid.UUID, workflow_id: uuid.UUID) -> Workflow:

@@ -139,6 +139,20 @@ class TestList:
         assert await names(search="%") == {gamma["name"]}
         assert await names(search="_") == set()
 
+    async def test_the_tag_filter_applies_before_paging(self, plane_api: PlaneApi):
+        """Regression: the tag was applied to a fetched page, so page 1 could come back
+        empty with a next_cursor while an older workflow had the tag."""
+        me = await plane_api.user()
+        tagged = await plane_api.workflow(me, {**manual_doc("Old tagged"), "tags": ["rare"]})
+        for name in ("Newer one", "Newer two"):
+            await plane_api.workflow(me, manual_doc(name))
+        response = await plane_api.client.get(
+            WORKFLOWS, params={"tag": "rare", "limit": "1"}, headers=me.headers
+        )
+        assert response.status_code == 200, response.text
+        assert [w["id"] for w in response.json()["data"]] == [tagged["id"]]
+        assert response.json()["next_cursor"] is None
+
     async def test_an_unknown_status_filter_is_422(self, plane_api: PlaneApi):
         """`status` must be a workflow status."""
         me = await plane_api.user()
