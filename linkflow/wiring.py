@@ -27,6 +27,7 @@ from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.executions import ExecutionService
 from linkflow.services.local_workflows import LocalWorkflowRunner
+from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
 from linkflow.services.webhooks import WebhookService
@@ -133,9 +134,14 @@ def build_runtime(settings: Settings, database: Database, *, concurrency: int = 
     engine = Engine(services=services)
     variables = Variables(database)
     executions = ExecutionService(database, writer, queue)
+    assert settings.secret_key is not None
     worker = Worker(database=database, writer=writer, queue=queue, engine=engine, bus=bus,
                     cancels=cancels, concurrency=concurrency, variables=variables,
                     credentials=resolver, fresh=executions.fresh)  # fmt: skip
+    resume_links = ResumeLinks(database, queue, worker.resumes,
+                               settings.secret_key.get_secret_value().encode(),
+                               public_url(settings))  # fmt: skip
+    worker.resume_url = resume_links.url
     webhooks = WebhookService(database, writer, executions, bus, box,
                               answer_timeout_s=settings.webhook_answer_timeout_s)  # fmt: skip
     plane = Plane(
@@ -144,6 +150,7 @@ def build_runtime(settings: Settings, database: Database, *, concurrency: int = 
         executions=ExecutionViews(database, writer, executions, cancels, bus),
         webhooks=webhooks,
         variables=variables, public_url=public_url(settings), schedules=Schedules(database),
+        resume_links=resume_links,
         credentials=Credentials(database, box, http,
                                 AddressPolicy(allow_private=settings.http_allow_private),
                                 refresher=resolver.refresher),

@@ -16,6 +16,7 @@ from linkflow.bus import LocalBus
 from linkflow.engine import Engine
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
+from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
 from linkflow.services.webhooks import WebhookService
@@ -34,6 +35,7 @@ class Plane:
     variables: Variables
     credentials: Credentials
     schedules: Schedules
+    resume_links: ResumeLinks
     public_url: str
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,8 +110,10 @@ class Worker:
         variables: Variables | None = None,
         credentials: ExecutionCredentials | None = None,
         fresh: dict[uuid.UUID, Fresh] | None = None,
+        resume_url: Callable[[uuid.UUID], str] | None = None,
     ) -> None:
         self.fresh = fresh
+        self.resume_url = resume_url
         self.variables = variables
         self.credentials = credentials
         self.database = database
@@ -261,6 +264,7 @@ class Worker:
             execution_id=str(row.id), workflow_id=str(row.workflow_id),
             workflow_name=workflow.document.name, workflow_version=row.workflow_version,
             attempt=row.attempt, variables=variables,
+            resume_url=self.resume_url(row.id) if self.resume_url else None,
         )  # fmt: skip
 
     def _publisher(self, row: Execution) -> Any:

@@ -367,3 +367,37 @@ def test_sigterm_lets_a_running_execution_finish_before_exiting(server: Serve) -
     events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
     starts = [e for e in events if e["type"] == "node.started" and e["node_id"] == "slow"]
     assert len(starts) == 1, "the node ran again after the restart"
+
+
+def test_a_wait_is_resumed_through_its_resume_url(server: Serve) -> None:
+    """`execution.resume_url` (known before the wait) resumes it; the caller's body arrives."""
+    client = Client(server)
+    register(client)
+    doc = {
+        "name": "approval",
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "link", "type": "set",
+             "parameters": {"fields": {"url": "{{ execution.resume_url }}"}}},
+            {"id": "approval", "type": "wait", "parameters": {"resume": "webhook"}},
+            {"id": "after", "type": "set",
+             "parameters": {"fields": {"approved": "{{ json.resume.body.ok }}"}}},
+        ],
+        "connections": [{"from": "start", "to": "link"}, {"from": "link", "to": "approval"},
+                        {"from": "approval", "to": "after"}],
+    }  # fmt: skip
+    flow = workflow(client, doc)
+    queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    execution_of(client, queued["id"], "waiting")
+    events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    link = next(e for e in events if e["type"] == "node.completed" and e["node_id"] == "link")
+    url = link["data"]["outputs"]["main"][0]["json"]["url"]
+    assert url.startswith(f"{server.url}/webhooks/resume/{queued['id']}/")
+    forged = httpx.post(url[:-4] + "0000", json={"ok": True}, timeout=30)
+    assert forged.status_code == 404
+    resumed = httpx.post(url, json={"ok": True}, timeout=30)
+    assert resumed.status_code == 202
+    done = execution_of(client, queued["id"], "completed", "failed")
+    assert done["output"][0]["approved"] is True
+    again = httpx.post(url, json={"ok": True}, timeout=30)
+    assert again.status_code == 409

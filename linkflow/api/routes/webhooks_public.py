@@ -39,6 +39,24 @@ async def _call(
                     media_type="application/json")  # fmt: skip
 
 
+@router.api_route("/resume/{execution_id}/{token}", methods=METHODS, include_in_schema=False)
+async def resume_waiting_execution(
+    execution_id: uuid.UUID, token: str, request: Request, plane: PlaneServices
+) -> Response:
+    """A wait node's resume URL (`execution.resume_url`): what the caller sends reaches the
+    workflow as the items' `resume` (method, headers, query, body)."""
+    body = await request.body()
+    try:
+        parsed: object = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        parsed = body.decode("utf-8", "replace")
+    payload = {"method": request.method, "headers": dict(request.headers),
+               "query": dict(request.query_params), "body": parsed}  # fmt: skip
+    await plane.resume_links.resume(execution_id, token, payload)
+    return Response(orjson.dumps({"execution_id": str(execution_id), "status": "resuming"}),
+                    status_code=202, media_type="application/json")  # fmt: skip
+
+
 @router.api_route("/{endpoint_id}", methods=METHODS, include_in_schema=False)
 async def webhook(endpoint_id: uuid.UUID, request: Request, plane: PlaneServices) -> Response:
     return await _call(endpoint_id, "", request, plane)
