@@ -78,7 +78,8 @@ class RunResult:
         return lineage
 
     def node_summaries(self) -> list[dict[str, Any]]:
-        """Per node run: the contract's `nodes` entries of an execution."""
+        """Per node run: the contract's `nodes` entries of an execution; nodes that never
+        ran because nothing reached them are listed as skipped, after those that ran."""
         waiting = self.state.waiting or {}
         summaries = []
         for node_run in self.state.iter_runs():
@@ -95,4 +96,11 @@ class RunResult:
                 "completed_at": node_run.completed_at, "duration_ms": duration,
                 "error": node_run.error,
             })  # fmt: skip
+        for node_id in self.state.graph.order:
+            if self.skipped(node_id) and not self.state.runs[node_id]:
+                summaries.append({
+                    "node_id": node_id, "run": 0, "status": "skipped", "attempts": 0,
+                    "items_in": 0, "items_out": 0, "started_at": None, "completed_at": None,
+                    "duration_ms": None, "error": None,
+                })  # fmt: skip
         return summaries

@@ -182,7 +182,11 @@ class ExecutionViews:
                 await session.scalars(
                     select(NodeExecution)
                     .where(NodeExecution.execution_id == execution_id)
-                    .order_by(NodeExecution.started_at, NodeExecution.node_id)
+                    .order_by(
+                        NodeExecution.started_at.is_(None),  # skipped nodes last
+                        NodeExecution.started_at,
+                        NodeExecution.node_id,
+                    )
                 )
             ).all()
         return execution_json(row, list(nodes))

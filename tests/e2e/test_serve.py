@@ -147,7 +147,10 @@ def test_webhook_to_answer_to_execution_details(server: Serve) -> None:
     detail = client.ok("GET", f"/api/v1/executions/{run['id']}")
     assert detail["status"] == "completed"
     assert detail["trigger_type"] == "webhook"
-    assert [n["node_id"] for n in detail["nodes"]] == ["hook", "check", "adult", "join"]
+    assert [(n["node_id"], n["status"]) for n in detail["nodes"]] == [
+        ("hook", "completed"), ("check", "completed"), ("adult", "completed"),
+        ("join", "completed"), ("minor", "skipped"),
+    ]  # fmt: skip
     events = client.ok("GET", f"/api/v1/executions/{run['id']}/logs")
     assert events[0]["type"] == "execution.queued"
     assert events[-1]["type"] == "execution.completed"

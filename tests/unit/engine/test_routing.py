@@ -197,3 +197,11 @@ async def test_expressions_see_vars_execution_and_trigger_items() -> None:
     assert eng_result.output[0]["first"] == 1
     assert eng_result.output[0]["mode"] == "manual"
     assert eng_result.output[0]["wf"] == "test"
+
+
+async def test_node_summaries_list_skipped_nodes_after_those_that_ran() -> None:
+    """A branch nothing reached is reported as skipped, so a user sees why it is empty."""
+    result = await run(_greet_adults(), [{"name": "Ada", "age": 36}])
+    summaries = [(s["node_id"], s["status"]) for s in result.node_summaries()]
+    assert summaries == [("start", "completed"), ("check", "completed"), ("adult", "completed"),
+                         ("join", "completed"), ("minor", "skipped")]  # fmt: skip
