@@ -13,9 +13,21 @@ import uuid
 from collections.abc import Sequence
 
 from linkflow.engine import Event, EventType, HistoryConflict
-from linkflow.store import Database, EventRepository, StoreConflict
+from linkflow.store import Database, EventRepository, ExecutionEvent, StoreConflict
 
-__all__ = ["DatabaseHistory"]
+__all__ = ["DatabaseHistory", "event_from_row", "read_events"]
+
+
+def event_from_row(row: ExecutionEvent) -> Event:
+    """An `execution_events` row as the engine's event."""
+    return Event(row.seq, EventType(row.type), row.node_id, dict(row.data), row.created_at)
+
+
+async def read_events(database: Database, execution_id: uuid.UUID) -> list[Event]:
+    """An execution's whole history, in `seq` order."""
+    async with database.session() as session:
+        rows = await EventRepository(session).read(execution_id)
+        return [event_from_row(row) for row in rows]
 
 
 class DatabaseHistory:
@@ -26,12 +38,7 @@ class DatabaseHistory:
         self.execution_id = execution_id
 
     async def read(self) -> Sequence[Event]:
-        async with self.database.session() as session:
-            rows = await EventRepository(session).read(self.execution_id)
-            return [
-                Event(row.seq, EventType(row.type), row.node_id, row.data, row.created_at)
-                for row in rows
-            ]
+        return await read_events(self.database, self.execution_id)
 
     async def flush(self) -> None:
         """Each append is its own committed transaction: nothing is pending."""

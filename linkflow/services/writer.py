@@ -26,12 +26,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Executable, delete, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from linkflow.engine import Event, EventType, HistoryConflict
+from linkflow.engine import Event, HistoryConflict
 from linkflow.observability.logging import get_logger
+from linkflow.services.history import read_events
 from linkflow.store import (
     Base,
     Database,
-    EventRepository,
     Execution,
     ExecutionEvent,
     NewEvent,
@@ -298,12 +298,7 @@ class WriterHistory:
         if self._known is not None:
             known, self._known = self._known, None
             return known
-        async with self.writer.database.session() as session:
-            rows = await EventRepository(session).read(self.execution_id)
-            return [
-                Event(row.seq, EventType(row.type), row.node_id, row.data, row.created_at)
-                for row in rows
-            ]
+        return await read_events(self.writer.database, self.execution_id)
 
     async def append(self, event: Event) -> None:
         self._pending.append(self.writer.append_nowait(self.execution_id, event))

@@ -29,7 +29,6 @@ from linkflow.engine import (
     CompiledWorkflow,
     Engine,
     Event,
-    EventType,
     ExecutionInfo,
     HistoryConflict,
     InvalidWorkflow,
@@ -40,6 +39,7 @@ from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Job, Queue, QueueClosed
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.executions import Fresh
+from linkflow.services.history import event_from_row
 from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import (
@@ -177,7 +177,7 @@ class Worker:
         row: Execution | None
         if fresh is not None:
             row, start_node = fresh.row, fresh.start_node
-            known: list[Event] | None = [_event_of(fresh.queued)]
+            known: list[Event] | None = [event_from_row(fresh.queued)]
         else:
             row, start_node = await self._load(execution_id)
             known = None
@@ -321,10 +321,6 @@ class Worker:
             row.id, status=ExecutionStatus.FAILED, completed_at=datetime.now(UTC),
             error={"message": message, "node_id": None},
         )  # fmt: skip
-
-
-def _event_of(row: ExecutionEvent) -> Event:
-    return Event(row.seq, EventType(row.type), row.node_id, dict(row.data), row.created_at)
 
 
 def _due(row: Execution) -> bool:

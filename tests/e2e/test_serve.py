@@ -131,6 +131,12 @@ def execution_of(client: Client, execution_id: str, *statuses: str) -> dict[str,
     return dict(poll(done, f"execution {execution_id} to be {statuses}"))
 
 
+def started(client: Client, execution_id: str, node_id: str) -> bool:
+    """Whether the execution's history shows `node_id` started."""
+    events = client.ok("GET", f"/api/v1/executions/{execution_id}/logs")
+    return any(e["type"] == "node.started" and e["node_id"] == node_id for e in events)
+
+
 def test_webhook_to_answer_to_execution_details(server: Serve) -> None:
     """Register, create, activate, call the webhook, get the answer, read the execution."""
     client = Client(server)
@@ -234,11 +240,7 @@ def test_sigkill_during_a_run_then_restart_completes_the_execution(server: Serve
     queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202,
                        json={"input": {"n": 1}})  # fmt: skip
 
-    def slow_started() -> bool:
-        events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
-        return any(e["type"] == "node.started" and e["node_id"] == "slow" for e in events)
-
-    poll(slow_started, "the slow node to start")
+    poll(lambda: started(client, queued["id"], "slow"), "the slow node to start")
     server.kill()
     server.start()
     client.token = ""
@@ -354,11 +356,7 @@ def test_sigterm_lets_a_running_execution_finish_before_exiting(server: Serve) -
     flow = workflow(client, doc)
     queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
 
-    def slow_started() -> bool:
-        events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
-        return any(e["type"] == "node.started" and e["node_id"] == "slow" for e in events)
-
-    poll(slow_started, "the slow node to start")
+    poll(lambda: started(client, queued["id"], "slow"), "the slow node to start")
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
