@@ -22,6 +22,7 @@ import uuid
 from typing import Final
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from linkflow.api.errors import internal_error, render_error
@@ -109,6 +110,10 @@ class EdgeMiddleware:
             await self.app(scope, receive, send_with_headers)
         except RateLimited as limited:
             await render_error(limited)(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            # The caller hung up before sending its whole body: nobody to answer, no fault.
+            status = 499
+            log.info("request.client_disconnected", method=scope["method"], path=path)
         except Exception:
             log.exception("request.failed", method=scope["method"], path=path)
             if response_started:

@@ -43,7 +43,12 @@ def configure_logging(
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: rich's (the default) prints every frame's locals, which may
+        # hold a secret, and takes ~0.1 s of CPU per traceback: a burst of them stalls
+        # every request in flight.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -8,6 +8,7 @@ import hmac
 import uuid
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 
 from linkflow.services.workflows import webhook_id
@@ -246,3 +247,38 @@ class TestCounters:
             return row if row.call_count == 2 and row.last_called_at is not None else None
 
         await eventually(counted, what="the webhook's counter to reach 2")
+
+
+class TestCallerHangsUp:
+    async def test_a_caller_leaving_mid_body_is_an_info_line_and_no_execution(
+        self, plane_api: PlaneApi
+    ):
+        """No 500, no traceback, nothing started: the caller left before its body arrived."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(response_mode="last_node"))
+        app = plane_api.client._transport.app  # type: ignore[attr-defined]
+        path = url.removeprefix("http://testserver")
+        scope = {
+            "type": "http", "method": "POST", "path": path, "raw_path": path.encode(),
+            "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
+            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+        messages = iter([{"type": "http.request", "body": b'{"n": ', "more_body": True},
+                         {"type": "http.disconnect"}])  # fmt: skip
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return next(messages)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        with structlog.testing.capture_logs() as logs:
+            await app(scope, receive, send)
+        events = [entry["event"] for entry in logs]
+        assert "request.failed" not in events
+        assert "request.client_disconnected" in events
+        assert not [message for message in sent if message.get("status") == 500]
+        listed = await plane_api.client.get("/api/v1/executions", headers=me.headers)
+        assert listed.json()["data"] == []

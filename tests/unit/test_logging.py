@@ -38,3 +38,24 @@ def test_console_logs_are_readable_lines() -> None:
     assert "hidden" not in text
     assert "shown" in text
     assert "count=2" in text
+
+
+def test_console_tracebacks_show_no_local_variables() -> None:
+    """A logged exception names the frames, but never the values of their locals
+    (a password or token in a local must not reach the log)."""
+    out = io.StringIO()
+    configure_logging(level="info", json=False, stream=out)
+
+    def failing() -> None:
+        secret = "hunter2-very-secret"  # noqa: S105 - the value the log must not show
+        raise ValueError(f"boom {len(secret)}")
+
+    try:
+        failing()
+    except ValueError:
+        get_logger("test").exception("it failed")
+    text = out.getvalue()
+    assert "it failed" in text
+    assert "ValueError: boom 19" in text
+    assert "in failing" in text
+    assert "hunter2-very-secret" not in text
