@@ -47,7 +47,7 @@ def test_console_tracebacks_show_no_local_variables() -> None:
     configure_logging(level="info", json=False, stream=out)
 
     def failing() -> None:
-        secret = "hunter2-very-secret"  # noqa: S105 - the value the log must not show
+        secret = "hunter2-very-secret"
         raise ValueError(f"boom {len(secret)}")
 
     try:
