@@ -363,6 +363,8 @@ def serve(
     Embedded defaults: SQLite under the data dir (migrated on start), an
     in-process queue rebuilt from the database on start, in-process pub/sub.
     """
+    import uvloop
+
     from linkflow.serve import serve as run_serve
 
     settings = _settings()
@@ -370,7 +372,9 @@ def serve(
     settings = settings.model_copy(update=updates) if updates else settings
     _prepare_database(settings)
     try:
-        asyncio.run(run_serve(settings, concurrency=concurrency))
+        # uvloop: the event loop's own work (sockets, timers, callbacks) in C.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run_serve(settings, concurrency=concurrency))
     except ConfigError as error:
         raise _fail(str(error)) from None
     except KeyboardInterrupt:

@@ -51,7 +51,7 @@ async def serve(settings: Settings, *, concurrency: int = 64) -> None:
     runtime = build_runtime(settings, container.database, concurrency=concurrency)
     app = create_app(container, plane=runtime.plane)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="asyncio", http="httptools",
+        app, host=settings.host, port=settings.port, loop="none", http="httptools",
         log_config=None, access_log=False, proxy_headers=False, server_header=False,
         timeout_graceful_shutdown=10, lifespan="on",
     )  # fmt: skip

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from linkflow.api.container import Container
@@ -40,10 +41,11 @@ from linkflow.api.routes import (
     schedules,
     users,
     variables,
-    webhooks_public,
     workflows,
     workspaces,
 )
+from linkflow.api.webhook_gateway import PREFIX as WEBHOOK_PREFIX
+from linkflow.api.webhook_gateway import WebhookGateway
 
 if TYPE_CHECKING:
     from linkflow.api.plane import Plane
@@ -66,7 +68,9 @@ _ALLOWED_HEADERS = [
 ]
 
 
-def _middleware(container: Container) -> list[Middleware]:
+def _middleware(container: Container, *, webhooks: bool = False) -> list[Middleware]:
+    """The middleware stack, outermost first; `webhooks`: the stack of the webhook gateway
+    (no global body limit, which a webhook's own replaces, and no idempotency keys)."""
     settings = container.settings
     stack: list[Middleware] = []
     if settings.trusted_proxies:
@@ -85,6 +89,8 @@ def _middleware(container: Container) -> list[Middleware]:
                 max_age=600,
             )
         )
+    if webhooks:
+        return stack
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
     stack.append(
         Middleware(
@@ -94,6 +100,28 @@ def _middleware(container: Container) -> list[Middleware]:
         )
     )
     return stack
+
+
+class LinkFlowAPI(FastAPI):
+    """FastAPI, with `/webhooks/` paths sent to the webhook gateway before routing."""
+
+    webhook_gateway: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.webhook_gateway is not None
+            and scope["type"] == "http"
+            and scope["path"].startswith(WEBHOOK_PREFIX)
+        ):
+            await self.webhook_gateway(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _wrap(app: ASGIApp, stack: list[Middleware]) -> ASGIApp:
+    for cls, args, kwargs in reversed(stack):
+        app = cls(app, *args, **kwargs)
+    return app
 
 
 def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
@@ -114,7 +142,7 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         finally:
             await container.aclose()
 
-    app = FastAPI(
+    app = LinkFlowAPI(
         title="LinkFlow API",
         version=API_VERSION,
         description=DESCRIPTION,
@@ -130,10 +158,11 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         app.include_router(module.router)
     if plane is not None:
         app.state.plane = plane
-        plane_routers = (workflows, executions, schedules, variables, credentials, nodes,
-                         webhooks_public)  # fmt: skip
-        for module in plane_routers:
+        for module in (workflows, executions, schedules, variables, credentials, nodes):
             app.include_router(module.router)
+        gateway = WebhookGateway(plane.webhooks, plane.resume_links,
+                                 max_body_bytes=container.settings.max_body_bytes)  # fmt: skip
+        app.webhook_gateway = _wrap(gateway, _middleware(container, webhooks=True))
     install_openapi(app)
     return app
 

@@ -35,6 +35,7 @@ from linkflow.store import (
     NodeExecution,
     TriggerType,
     Workflow,
+    new_id,
 )
 from linkflow.worker.consumer import CancelRegistry
 
@@ -114,7 +115,7 @@ class ExecutionViews:
         limit_s: float,
     ) -> dict[str, Any]:
         """Queue a run and wait (at most `limit_s`) for it to end; the execution as it is."""
-        execution_id = uuid.uuid4()
+        execution_id = new_id()
         async with bus.subscribe(f"execution.{execution_id}") as events:
             await self.start(access, workflow_id, input, priority, execution_id=execution_id)
             loop = asyncio.get_running_loop()
@@ -269,19 +270,19 @@ class ExecutionViews:
                               ExecutionStatus.CANCELLED):  # fmt: skip
             raise Conflict("only a failed, timed-out or cancelled execution can be retried",
                            code="not_retryable")  # fmt: skip
-        new_id = uuid.uuid4()
+        retry_id = new_id()
         carried = _completed_prefix(events)
         await self.executions.create(
             NewExecution(
                 workspace_id=row.workspace_id, workflow_id=row.workflow_id,
                 workflow_version=row.workflow_version, input=row.input,
-                trigger_type=TriggerType.RETRY, parent_execution_id=row.id, id=new_id,
+                trigger_type=TriggerType.RETRY, parent_execution_id=row.id, id=retry_id,
                 created_by_id=access.principal.user_id,
                 start_node=_start_node(events),
             ),
             carried=[(e.type, e.node_id, e.data, e.created_at) for e in carried],
         )  # fmt: skip
-        return new_id
+        return retry_id
 
     async def _row(
         self, session: Any, access: WorkspaceAccess, execution_id: uuid.UUID

@@ -23,21 +23,46 @@ from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
     Database,
     Execution,
-    ExecutionEvent,
     ExecutionStatus,
+    NewEvent,
     TriggerType,
+    new_id,
 )
 from linkflow.store import Priority as StoredPriority
 
-__all__ = ["ExecutionService", "Fresh", "NewExecution"]
+__all__ = ["ExecutionRecord", "ExecutionService", "Fresh", "NewExecution"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """What a worker needs of an `executions` row to run it."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    workflow_id: uuid.UUID
+    workflow_version: int
+    status: ExecutionStatus
+    trigger_type: TriggerType
+    input: Any
+    attempt: int = 1
+    wait_until: datetime | None = None
+
+    @classmethod
+    def of(cls, row: Execution) -> ExecutionRecord:
+        return cls(
+            id=row.id, workspace_id=row.workspace_id, workflow_id=row.workflow_id,
+            workflow_version=row.workflow_version, status=row.status,
+            trigger_type=row.trigger_type, input=row.input, attempt=row.attempt,
+            wait_until=row.wait_until,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class Fresh:
-    """A just-created execution: its row, its only event, and where it starts."""
+    """A just-created execution: its record, its only event, and where it starts."""
 
-    row: Execution
-    queued: ExecutionEvent
+    row: ExecutionRecord
+    queued: NewEvent
     start_node: str | None
 
 
@@ -78,31 +103,35 @@ class ExecutionService:
         steps of the execution it retries, so they are replayed, not run.
         """
         now = datetime.now(UTC)
-        row = Execution(
-            id=new.id or uuid.uuid4(), workspace_id=new.workspace_id, workflow_id=new.workflow_id,
-            workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
-            trigger_type=new.trigger_type, priority=StoredPriority(new.priority.value),
-            input=new.input if new.input is not None else {},
-            parent_execution_id=new.parent_execution_id,
-            created_by_id=new.created_by_id, queued_at=now,
-        )  # fmt: skip
-        queued = ExecutionEvent(
-            execution_id=row.id, seq=1, type=EventType.EXECUTION_QUEUED.value, node_id=None,
-            data={"trigger_type": new.trigger_type.value, "priority": new.priority.value,
-                  "start_node": new.start_node},
-            created_at=now,
+        execution_id = new.id or new_id()
+        payload = new.input if new.input is not None else {}
+        values = {
+            "id": execution_id, "workspace_id": new.workspace_id, "workflow_id": new.workflow_id,
+            "workflow_version": new.workflow_version, "status": ExecutionStatus.QUEUED,
+            "trigger_type": new.trigger_type, "priority": StoredPriority(new.priority.value),
+            "input": payload, "parent_execution_id": new.parent_execution_id,
+            "created_by_id": new.created_by_id, "queued_at": now, "attempt": 1,
+        }  # fmt: skip
+        queued = NewEvent(
+            execution_id, 1, EventType.EXECUTION_QUEUED.value, None,
+            {"trigger_type": new.trigger_type.value, "priority": new.priority.value,
+             "start_node": new.start_node},
+            now,
         )  # fmt: skip
         copies = [
-            ExecutionEvent(
-                execution_id=row.id, seq=seq, type=type_, node_id=node_id, data=data, created_at=at
-            )
+            NewEvent(execution_id, seq, type_, node_id, data, at)
             for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
         ]
-        await self.writer.insert(row, queued, *copies)
+        await self.writer.create_execution(values, queued, *copies)
         if not copies:
-            self.fresh[row.id] = Fresh(row, queued, new.start_node)
-        await self.queue.enqueue(_job(row.id, new.priority))
-        return row.id
+            record = ExecutionRecord(
+                id=execution_id, workspace_id=new.workspace_id, workflow_id=new.workflow_id,
+                workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
+                trigger_type=new.trigger_type, input=payload,
+            )  # fmt: skip
+            self.fresh[execution_id] = Fresh(record, queued, new.start_node)
+        await self.queue.enqueue(_job(execution_id, new.priority))
+        return execution_id
 
     async def recover(self) -> int:
         """Re-enqueue every queued or running execution; returns how many."""

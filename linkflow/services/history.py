@@ -13,13 +13,14 @@ import uuid
 from collections.abc import Sequence
 
 from linkflow.engine import Event, EventType, HistoryConflict
-from linkflow.store import Database, EventRepository, ExecutionEvent, StoreConflict
+from linkflow.store import Database, EventRepository, ExecutionEvent, NewEvent, StoreConflict
 
 __all__ = ["DatabaseHistory", "event_from_row", "read_events"]
 
 
-def event_from_row(row: ExecutionEvent) -> Event:
-    """An `execution_events` row as the engine's event."""
+def event_from_row(row: ExecutionEvent | NewEvent) -> Event:
+    """An `execution_events` row (stored, or about to be) as the engine's event."""
+    assert row.created_at is not None
     return Event(row.seq, EventType(row.type), row.node_id, dict(row.data), row.created_at)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -11,6 +10,7 @@ from sqlalchemy import select
 
 from linkflow.security.rbac import Permission
 from linkflow.services import audit
+from linkflow.services._ttl_cache import TTLCache
 from linkflow.services.context import Actor, WorkspaceAccess
 from linkflow.services.errors import Conflict, FieldProblem, Invalid, NotFound
 from linkflow.store import Database, Variable, VariableRepository
@@ -30,7 +30,7 @@ shows within this long; one made through this process shows at once."""
 class Variables:
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._cache: dict[uuid.UUID, tuple[float, dict[str, str]]] = {}
+        self._cache: TTLCache[uuid.UUID, dict[str, str]] = TTLCache(CACHE_TTL_S)
 
     @staticmethod
     def _check(key: str, value: str) -> None:
@@ -55,14 +55,12 @@ class Variables:
 
     async def mapping(self, workspace_id: uuid.UUID) -> dict[str, str]:
         """The workspace's variables for an execution (read at most once a second)."""
-        now = time.monotonic()
-        cached = self._cache.get(workspace_id)
-        if cached is not None and now - cached[0] < CACHE_TTL_S:
-            return cached[1]
-        async with self.database.session() as session:
-            values = dict(await VariableRepository(session, workspace_id).as_mapping())
-        self._cache[workspace_id] = (now, values)
-        return values
+
+        async def load() -> dict[str, str]:
+            async with self.database.session() as session:
+                return dict(await VariableRepository(session, workspace_id).as_mapping())
+
+        return await self._cache.get(workspace_id, load)
 
     async def get(self, access: WorkspaceAccess, variable_id: uuid.UUID) -> Variable:
         access.require(Permission.VARIABLES_READ)
@@ -77,7 +75,7 @@ class Variables:
             if await repo.get_by_key(key) is not None:
                 raise Conflict(f"a variable {key!r} exists already", code="variable_exists")
             row = await repo.add(Variable(key=key, value=value))
-            self._cache.pop(access.workspace_id, None)
+            self._cache.forget(access.workspace_id)
             await audit.record(session, actor, "variable.created", "variable", row.id,
                                workspace_id=access.workspace_id, new={"key": key})  # fmt: skip
             return row
@@ -95,7 +93,7 @@ class Variables:
             old = {"key": row.key}
             row.key, row.value = key, value
             row.updated_at = datetime.now(UTC)
-            self._cache.pop(access.workspace_id, None)
+            self._cache.forget(access.workspace_id)
             await audit.record(session, actor, "variable.updated", "variable", row.id,
                                workspace_id=access.workspace_id, old=old,
                                new={"key": key})  # fmt: skip
@@ -106,7 +104,7 @@ class Variables:
         async with self.database.transaction() as session:
             row = await self._row(session, access, variable_id)
             await session.delete(row)
-            self._cache.pop(access.workspace_id, None)
+            self._cache.forget(access.workspace_id)
             await audit.record(session, actor, "variable.deleted", "variable", row.id,
                                workspace_id=access.workspace_id, old={"key": row.key})  # fmt: skip
 

@@ -21,19 +21,19 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from linkflow.bus import LocalBus
 from linkflow.queue import Priority
 from linkflow.security.secretbox import SecretBox
+from linkflow.services._ttl_cache import TTLCache
 from linkflow.services.errors import (
     Forbidden,
     Invalid,
@@ -52,9 +52,10 @@ from linkflow.store import (
     WebhookResponseMode,
     Workflow,
     WorkflowStatus,
+    new_id,
 )
 
-__all__ = ["WebhookAnswer", "WebhookCall", "WebhookService"]
+__all__ = ["Endpoint", "WebhookAnswer", "WebhookCall", "WebhookService"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 ENDPOINT_CACHE_TTL_S = 1.0
@@ -86,7 +87,7 @@ class WebhookAnswer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Endpoint:
+class Endpoint:
     webhook: Webhook
     version: int
 
@@ -108,19 +109,28 @@ class WebhookService:
         self.bus = bus
         self.box = box
         self.answer_timeout_s = answer_timeout_s
-        self._endpoints: dict[uuid.UUID, tuple[float, _Endpoint]] = {}
+        self._endpoints: TTLCache[uuid.UUID, Endpoint] = TTLCache(
+            ENDPOINT_CACHE_TTL_S, max_entries=ENDPOINT_CACHE_SIZE
+        )
 
     def forget(self) -> None:
         """Drop cached endpoints (a workflow was activated, changed or deactivated)."""
         self._endpoints.clear()
 
-    async def handle(self, call: WebhookCall) -> WebhookAnswer:
-        endpoint = await self._endpoint(call.endpoint_id)
+    def body_limit(self, endpoint: Endpoint) -> int:
+        """The most a call to `endpoint` may send, in bytes."""
+        return endpoint.webhook.max_body_bytes or DEFAULT_MAX_BODY_BYTES
+
+    async def handle(self, call: WebhookCall, endpoint: Endpoint | None = None) -> WebhookAnswer:
+        """Check `call` and start its execution; the answer its response mode asks for.
+        `endpoint` is `self.endpoint(call.endpoint_id)` when the caller has it already."""
+        if endpoint is None:
+            endpoint = await self.endpoint(call.endpoint_id)
         webhook = endpoint.webhook
-        self._check(webhook, call)
+        self._check(endpoint, call)
         if webhook.is_test and not await self._use_test_url(webhook.id):
             raise NotFound("there is no active webhook here", code="webhook_not_found")
-        execution_id = uuid.uuid4()
+        execution_id = new_id()
         new = NewExecution(
             workspace_id=webhook.workspace_id, workflow_id=webhook.workflow_id,
             workflow_version=endpoint.version, input=_item(call), id=execution_id,
@@ -135,20 +145,12 @@ class WebhookService:
             await self.executions.create(new)
             return await self._answer(events, execution_id, mode)
 
-    async def _endpoint(self, endpoint_id: uuid.UUID) -> _Endpoint:
+    async def endpoint(self, endpoint_id: uuid.UUID) -> Endpoint:
         """The active endpoint, read at most once a second (changes made through this
         process clear the cache at once)."""
-        now = time.monotonic()
-        cached = self._endpoints.get(endpoint_id)
-        if cached is not None and now - cached[0] < ENDPOINT_CACHE_TTL_S:
-            return cached[1]
-        endpoint = await self._load_endpoint(endpoint_id)
-        if len(self._endpoints) > ENDPOINT_CACHE_SIZE:
-            self._endpoints.clear()
-        self._endpoints[endpoint_id] = (now, endpoint)
-        return endpoint
+        return await self._endpoints.get(endpoint_id, partial(self._load_endpoint, endpoint_id))
 
-    async def _load_endpoint(self, endpoint_id: uuid.UUID) -> _Endpoint:
+    async def _load_endpoint(self, endpoint_id: uuid.UUID) -> Endpoint:
         statement = (
             select(Webhook, Workflow.version)
             .join(Workflow, Workflow.id == Webhook.workflow_id)
@@ -162,23 +164,31 @@ class WebhookService:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
             raise NotFound("there is no active webhook here", code="webhook_not_found")
-        return _Endpoint(row[0], row[1])
+        return Endpoint(row[0], row[1])
 
     async def _use_test_url(self, webhook_id: uuid.UUID) -> bool:
         """A test URL serves one call: the first caller deletes it (and wins)."""
-        self._endpoints.pop(webhook_id, None)
+        self._endpoints.forget(webhook_id)
         async with self.database.transaction() as session:
             result = await session.execute(delete(Webhook).where(Webhook.id == webhook_id))
         return bool(getattr(result, "rowcount", 0))
 
-    def _check(self, webhook: Webhook, call: WebhookCall) -> None:
-        if call.method.upper() != webhook.method.upper():
+    def admit(
+        self, endpoint: Endpoint, method: str, path: str, client_ip: str | None
+    ) -> None:
+        """The checks that need no body: method, path and address."""
+        webhook = endpoint.webhook
+        if method.upper() != webhook.method.upper():
             raise MethodNotAllowed(f"this webhook accepts {webhook.method} only")
-        if webhook.path and call.path.strip("/") != webhook.path.strip("/"):
+        if webhook.path and path.strip("/") != webhook.path.strip("/"):
             raise NotFound("there is no active webhook here", code="webhook_not_found")
-        if webhook.ip_allowlist and not _allowed(call.client_ip, webhook.ip_allowlist):
+        if webhook.ip_allowlist and not _allowed(client_ip, webhook.ip_allowlist):
             raise Forbidden("your address may not call this webhook", code="ip_not_allowed")
-        limit = webhook.max_body_bytes or DEFAULT_MAX_BODY_BYTES
+
+    def _check(self, endpoint: Endpoint, call: WebhookCall) -> None:
+        self.admit(endpoint, call.method, call.path, call.client_ip)
+        webhook = endpoint.webhook
+        limit = self.body_limit(endpoint)
         if len(call.body) > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
         if webhook.secret_encrypted is not None:
@@ -187,11 +197,7 @@ class WebhookService:
 
     def _count(self, webhook_id: uuid.UUID) -> None:
         """Count the call; a counter is not worth a wait on the caller's path."""
-        self.writer.execute_nowait(
-            update(Webhook)
-            .where(Webhook.id == webhook_id)
-            .values(call_count=Webhook.call_count + 1, last_called_at=datetime.now(UTC))
-        )
+        self.writer.count_webhook_call_nowait(webhook_id)
 
     async def _answer(
         self, events: Any, execution_id: uuid.UUID, mode: WebhookResponseMode

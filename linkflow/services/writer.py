@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, delete, inspect, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Executable, inspect, select
 
 from linkflow.engine import Event, HistoryConflict
 from linkflow.observability.logging import get_logger
@@ -32,11 +31,10 @@ from linkflow.services.history import read_events
 from linkflow.store import (
     Base,
     Database,
-    Execution,
     ExecutionEvent,
     NewEvent,
-    NodeExecution,
 )
+from linkflow.store.bulk import BulkStatements
 
 __all__ = ["DEFAULT_MAX_BATCH", "GroupCommitWriter", "WriterHistory"]
 
@@ -53,8 +51,12 @@ class _Op:
     execution_id: uuid.UUID | None = None
     values: dict[str, Any] = field(default_factory=dict)
     rows: Sequence[Base] = ()
+    new_execution: dict[str, Any] | None = None
+    """The columns of an `executions` row to insert."""
     replace_nodes_of: uuid.UUID | None = None
-    """Delete this execution's node_executions rows before inserting `rows`."""
+    """Make `node_rows` this execution's node_executions rows."""
+    node_rows: Sequence[dict[str, Any]] = ()
+    webhook_called: uuid.UUID | None = None
     statement: Executable | None = None
 
 
@@ -67,6 +69,7 @@ class GroupCommitWriter:
         self._pending: asyncio.Queue[_Op] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._sqlite = database.sqlite_writer_engine()
+        self._statements = BulkStatements(database.engine.dialect)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="linkflow-writer")
         self.batches = 0
         self.ops = 0
@@ -111,19 +114,37 @@ class GroupCommitWriter:
         future.add_done_callback(_ignore_outcome)
 
     def replace_node_executions_nowait(
-        self, execution_id: uuid.UUID, rows: Sequence[NodeExecution]
+        self, execution_id: uuid.UUID, rows: Sequence[dict[str, Any]]
     ) -> None:
-        """`replace_node_executions`, queued in order; nobody waits for it."""
+        """Make `rows` (the columns of each, see `BulkStatements.NODE_COLUMNS`) the
+        execution's node_executions, queued in order; nobody waits for it."""
         future = self._enqueue(
-            _Op(asyncio.get_running_loop().create_future(), rows=rows,
+            _Op(asyncio.get_running_loop().create_future(), node_rows=rows,
                 replace_nodes_of=execution_id)
         )  # fmt: skip
         future.add_done_callback(_ignore_outcome)
 
+    def count_webhook_call_nowait(self, webhook_id: uuid.UUID) -> None:
+        """Add one to the webhook's `call_count` and stamp `last_called_at` (the calls of
+        a batch are added up into one update); nobody waits for it."""
+        future = self._enqueue(
+            _Op(asyncio.get_running_loop().create_future(), webhook_called=webhook_id,
+                values={"at": datetime.now(UTC)})
+        )  # fmt: skip
+        future.add_done_callback(_ignore_outcome)
+
     def execute_nowait(self, statement: Executable) -> None:
-        """Queue a statement (a counter increment); nobody waits for it."""
+        """Queue a statement; nobody waits for it."""
         future = self._enqueue(_Op(asyncio.get_running_loop().create_future(), statement=statement))
         future.add_done_callback(_ignore_outcome)
+
+    async def create_execution(self, values: dict[str, Any], *events: NewEvent) -> None:
+        """Durably insert an execution row (`BulkStatements.EXECUTION_COLUMNS`) and its
+        first events, in one batch."""
+        loop = asyncio.get_running_loop()
+        self._enqueue(_Op(loop.create_future(), new_execution=values))
+        pending = [self._enqueue(_Op(loop.create_future(), event=event)) for event in events]
+        await asyncio.gather(*pending)
 
     async def append(self, execution_id: uuid.UUID, event: Event) -> None:
         """Durably append `event`; `HistoryConflict` if its seq is taken."""
@@ -139,13 +160,6 @@ class GroupCommitWriter:
     async def insert(self, *rows: Base) -> None:
         """Durably insert new rows (e.g. an execution and its first event)."""
         await self._submit(_Op(asyncio.get_running_loop().create_future(), rows=rows))
-
-    async def replace_node_executions(
-        self, execution_id: uuid.UUID, rows: Sequence[NodeExecution]
-    ) -> None:
-        """Durably make `rows` the execution's node_executions (a projection of its history)."""
-        future = asyncio.get_running_loop().create_future()
-        await self._submit(_Op(future, rows=rows, replace_nodes_of=execution_id))
 
     async def execute(self, statement: Executable) -> None:
         """Durably run one write statement (e.g. a counter increment) in a batch."""
@@ -169,18 +183,21 @@ class GroupCommitWriter:
                     self._pending.task_done()
 
     async def _write(self, batch: Sequence[_Op]) -> None:
+        statements = self._statements
         if self._sqlite is not None:
             loop = asyncio.get_running_loop()
-            refused = await loop.run_in_executor(self._thread, _write_sqlite, self._sqlite, batch)
+            refused = await loop.run_in_executor(
+                self._thread, _write_sqlite, self._sqlite, statements, batch
+            )
         else:
             async with self.database.engine.begin() as connection:
-                refused = await connection.run_sync(_write_batch, batch)
+                refused = await connection.run_sync(_write_batch, statements, batch)
         self.batches += 1
         self.ops += len(batch)
         for op in batch:
             if op.done.done():
                 continue
-            if op.event is not None and (op.event.execution_id, op.event.seq) in refused:
+            if op.event is not None and (op.event.execution_id.hex, op.event.seq) in refused:
                 op.done.set_exception(
                     HistoryConflict(f"event {op.event.seq} of {op.event.execution_id} is taken")
                 )
@@ -188,30 +205,67 @@ class GroupCommitWriter:
                 op.done.set_result(None)
 
 
-def _write_sqlite(engine: Engine, batch: Sequence[_Op]) -> set[tuple[uuid.UUID, int]]:
+def _write_sqlite(
+    engine: Engine, statements: BulkStatements, batch: Sequence[_Op]
+) -> set[tuple[str, int]]:
     with engine.begin() as connection:
-        return _write_batch(connection, batch)
+        return _write_batch(connection, statements, batch)
 
 
-def _write_batch(connection: Connection, batch: Sequence[_Op]) -> set[tuple[uuid.UUID, int]]:
+def _write_batch(
+    connection: Connection, statements: BulkStatements, batch: Sequence[_Op]
+) -> set[tuple[str, int]]:
     """One batch in one transaction (synchronous: run in the writer thread, or on the
-    async connection through `run_sync`); returns the refused (execution, seq) pairs."""
+    async connection through `run_sync`); returns the refused (execution hex, seq) pairs.
+
+    The batch's ops are folded first: the updates of one execution merge into one
+    (later values win), node_executions replacements keep the last per execution,
+    and webhook calls add up. Then each kind of write is one `executemany`, in an
+    order that respects references: new executions, other new rows, events,
+    node_executions, execution updates, webhook counts, other statements.
+    """
+    statements.insert_execution.run(
+        connection, [op.new_execution for op in batch if op.new_execution is not None]
+    )
+    _insert_rows(connection, [row for op in batch for row in op.rows])
+    events = [_event_values(op.event) for op in batch if op.event is not None]
+    refused = statements.insert_events(connection, events) if events else set()
+    if refused:
+        refused = _taken_by_others(connection, [op.event for op in batch if op.event], refused)
+    nodes: dict[uuid.UUID, Sequence[dict[str, Any]]] = {}
+    updates: dict[uuid.UUID, dict[str, Any]] = {}
+    calls: dict[uuid.UUID, dict[str, Any]] = {}
     for op in batch:
         if op.replace_nodes_of is not None:
-            connection.execute(
-                delete(NodeExecution).where(NodeExecution.execution_id == op.replace_nodes_of)
-            )
-    _insert_rows(connection, [row for op in batch for row in op.rows])
-    events = [op.event for op in batch if op.event is not None]
-    refused = _append_events(connection, events) if events else set()
-    for op in batch:
+            nodes[op.replace_nodes_of] = op.node_rows
         if op.execution_id is not None and op.values:
-            connection.execute(
-                update(Execution).where(Execution.id == op.execution_id).values(**op.values)
-            )
+            updates.setdefault(op.execution_id, {}).update(op.values)
+        if op.webhook_called is not None:
+            hook = op.webhook_called
+            call = calls.setdefault(hook, {"webhook_id": hook, "calls": 0})
+            call["calls"] += 1
+            call["at"] = op.values["at"]
+    if nodes:
+        statements.delete_nodes.run(connection, [{"execution_id": key} for key in nodes])
+        statements.insert_node.run(connection, [row for rows in nodes.values() for row in rows])
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for execution_id, values in updates.items():
+        by_columns.setdefault(tuple(sorted(values)), []).append(
+            {**values, "execution_id": execution_id}
+        )
+    for columns, rows in by_columns.items():
+        statements.update_execution(columns).run(connection, rows)
+    statements.count_calls.run(connection, list(calls.values()))
+    for op in batch:
         if op.statement is not None:
             connection.execute(op.statement)
     return refused
+
+
+def _event_values(event: NewEvent) -> dict[str, Any]:
+    return {"execution_id": event.execution_id, "seq": event.seq, "type": event.type,
+            "node_id": event.node_id, "data": event.data,
+            "created_at": event.created_at or datetime.now(UTC)}  # fmt: skip
 
 
 def _insert_rows(connection: Connection, rows: Sequence[Base]) -> None:
@@ -228,44 +282,25 @@ def _insert_rows(connection: Connection, rows: Sequence[Base]) -> None:
         connection.execute(table.insert(), values_list)
 
 
-def _append_events(
-    connection: Connection, events: Sequence[NewEvent]
-) -> set[tuple[uuid.UUID, int]]:
-    """Insert events, skipping taken (execution, seq) pairs; returns the pairs skipped.
-
-    One compiled statement run as `executemany` (no RETURNING): when the row count
-    says every event went in, which is nearly always, nothing more is asked.
-    """
-    now = datetime.now(UTC)
-    rows = [
-        {"execution_id": e.execution_id, "seq": e.seq, "type": e.type, "node_id": e.node_id,
-         "data": e.data, "created_at": e.created_at or now}
-        for e in events
-    ]  # fmt: skip
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(ExecutionEvent).on_conflict_do_nothing(
-        index_elements=["execution_id", "seq"]
-    )
-    result = connection.execute(statement, rows)
-    if result.rowcount == len(rows):
-        return set()
-    return _taken_by_others(connection, events, now)
-
-
 def _taken_by_others(
-    connection: Connection, events: Sequence[NewEvent], written_at: datetime
-) -> set[tuple[uuid.UUID, int]]:
-    """Which of `events` were refused: their (execution, seq) holds another event."""
+    connection: Connection, events: Sequence[NewEvent], skipped: set[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Which `skipped` events were refused: their (execution, seq) holds another event.
+    One that holds this very event (the same type and time: a retried write that had
+    gone through) is not refused."""
     refused = set()
     for event in events:
+        key = (event.execution_id.hex, event.seq)
+        if key not in skipped:
+            continue
         stored = connection.execute(
             select(ExecutionEvent.type, ExecutionEvent.created_at).where(
                 ExecutionEvent.execution_id == event.execution_id,
                 ExecutionEvent.seq == event.seq,
             )
         ).one()
-        if stored.type != event.type or stored.created_at != (event.created_at or written_at):
-            refused.add((event.execution_id, event.seq))
+        if stored.type != event.type or stored.created_at != event.created_at:
+            refused.add(key)
     return refused
 
 

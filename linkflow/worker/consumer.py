@@ -38,7 +38,7 @@ from linkflow.engine import (
 from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Job, Queue, QueueClosed
 from linkflow.services.credential_resolver import ExecutionCredentials
-from linkflow.services.executions import Fresh
+from linkflow.services.executions import ExecutionRecord, Fresh
 from linkflow.services.history import event_from_row
 from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
@@ -47,7 +47,6 @@ from linkflow.store import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
-    NodeExecution,
     NodeExecutionStatus,
     Workflow,
     WorkflowVersion,
@@ -174,7 +173,7 @@ class Worker:
     async def execute(self, execution_id: uuid.UUID) -> RunResult | None:
         """Run or resume one execution; None when there is nothing to do."""
         fresh = self.fresh.pop(execution_id, None) if self.fresh is not None else None
-        row: Execution | None
+        row: ExecutionRecord | None
         if fresh is not None:
             row, start_node = fresh.row, fresh.start_node
             known: list[Event] | None = [event_from_row(fresh.queued)]
@@ -204,7 +203,7 @@ class Worker:
         return result
 
     async def _run(
-        self, row: Execution, workflow: CompiledWorkflow, start_node: str | None,
+        self, row: ExecutionRecord, workflow: CompiledWorkflow, start_node: str | None,
         resume: Resume | None, known: list[Event] | None,
     ) -> RunResult:  # fmt: skip
         execution_id = row.id
@@ -217,9 +216,11 @@ class Worker:
             observer=self._publisher(row),
         )  # fmt: skip
 
-    async def _load(self, execution_id: uuid.UUID) -> tuple[Execution | None, str | None]:
+    async def _load(
+        self, execution_id: uuid.UUID
+    ) -> tuple[ExecutionRecord | None, str | None]:
         async with self.database.session() as session:
-            row = await session.get(Execution, execution_id)
+            stored = await session.get(Execution, execution_id)
             first = (
                 await session.scalars(
                     select(ExecutionEvent).where(
@@ -228,9 +229,10 @@ class Worker:
                 )
             ).one_or_none()
         start = first.data.get("start_node") if first is not None else None
+        row = ExecutionRecord.of(stored) if stored is not None else None
         return row, start if isinstance(start, str) else None
 
-    async def _workflow(self, row: Execution) -> CompiledWorkflow:
+    async def _workflow(self, row: ExecutionRecord) -> CompiledWorkflow:
         key = (row.workflow_id, row.workflow_version)
         compiled = self._compiled.get(key)
         if compiled is not None:
@@ -258,7 +260,7 @@ class Worker:
             self._compiled.popitem(last=False)
         return compiled
 
-    async def _info(self, row: Execution, workflow: CompiledWorkflow) -> ExecutionInfo:
+    async def _info(self, row: ExecutionRecord, workflow: CompiledWorkflow) -> ExecutionInfo:
         variables = await self.variables.mapping(row.workspace_id) if self.variables else {}
         return ExecutionInfo(
             execution_id=str(row.id), workflow_id=str(row.workflow_id),
@@ -267,7 +269,7 @@ class Worker:
             resume_url=self.resume_url(row.id) if self.resume_url else None,
         )  # fmt: skip
 
-    def _publisher(self, row: Execution) -> Any:
+    def _publisher(self, row: ExecutionRecord) -> Any:
         execution_channel = f"execution.{row.id}"
         workspace_channel = f"workspace.{row.workspace_id}"
         bus = self.bus
@@ -287,7 +289,7 @@ class Worker:
 
         return publish
 
-    async def _project(self, row: Execution, result: RunResult) -> None:
+    async def _project(self, row: ExecutionRecord, result: RunResult) -> None:
         """Mirror the run's outcome onto the execution's rows (a projection of its history)."""
         state = result.state
         values: dict[str, Any] = {"status": ExecutionStatus(state.status.value)}
@@ -297,16 +299,15 @@ class Worker:
         if waiting is not None:
             until = waiting.get("until")
             values["wait_until"] = datetime.fromisoformat(until) if until else None
+        node_types = state.workflow.nodes
         nodes = [
-            NodeExecution(
-                execution_id=row.id, workspace_id=row.workspace_id, node_id=summary["node_id"],
-                node_type=state.workflow.nodes[summary["node_id"]].spec.type,
-                run_index=summary["run"], status=NodeExecutionStatus(summary["status"]),
-                attempts=summary["attempts"], items_in=summary["items_in"],
-                items_out=summary["items_out"], started_at=summary["started_at"],
-                completed_at=summary["completed_at"], duration_ms=summary["duration_ms"],
-                error=summary["error"],
-            )
+            {"execution_id": row.id, "workspace_id": row.workspace_id,
+             "node_id": summary["node_id"], "node_type": node_types[summary["node_id"]].spec.type,
+             "run_index": summary["run"], "status": NodeExecutionStatus(summary["status"]),
+             "attempts": summary["attempts"], "items_in": summary["items_in"],
+             "items_out": summary["items_out"], "started_at": summary["started_at"],
+             "completed_at": summary["completed_at"], "duration_ms": summary["duration_ms"],
+             "error": summary["error"]}
             for summary in result.node_summaries()
         ]  # fmt: skip
         # Queued behind the run's events; nobody waits: if the process dies before they
@@ -315,7 +316,7 @@ class Worker:
         self.writer.replace_node_executions_nowait(row.id, nodes)
         self.writer.update_execution_nowait(row.id, **values)
 
-    async def _project_invalid(self, row: Execution, invalid: InvalidWorkflow) -> None:
+    async def _project_invalid(self, row: ExecutionRecord, invalid: InvalidWorkflow) -> None:
         message = str(invalid) or "the workflow version of this execution no longer exists"
         await self.writer.update_execution(
             row.id, status=ExecutionStatus.FAILED, completed_at=datetime.now(UTC),
@@ -323,5 +324,5 @@ class Worker:
         )  # fmt: skip
 
 
-def _due(row: Execution) -> bool:
+def _due(row: ExecutionRecord) -> bool:
     return row.wait_until is not None and row.wait_until <= datetime.now(UTC)

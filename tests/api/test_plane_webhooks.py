@@ -145,6 +145,36 @@ class TestChecks:
         assert_problem(too_big, 413)
         assert (await plane_api.client.post(url, content=b"x" * 16)).status_code == 202
 
+    async def test_a_webhook_may_accept_more_than_the_apis_own_body_limit(
+        self, plane_api: PlaneApi
+    ):
+        """The webhook's `max_body_bytes` replaces the API's 1 MiB limit, both ways."""
+        me = await plane_api.user()
+        assert plane_api.settings.max_body_bytes < 1_500_000
+        url = await hook_url(plane_api, me, webhook_doc(max_body_bytes=2 * 1024 * 1024))
+        assert (await plane_api.client.post(url, content=b"x" * 1_500_000)).status_code == 202
+        assert_problem(await plane_api.client.post(url, content=b"x" * 2_100_000), 413)
+
+    async def test_a_chunked_body_is_cut_off_at_the_limit(self, plane_api: PlaneApi):
+        """No Content-Length: the body is read until it passes the limit, then 413."""
+        me = await plane_api.user()
+        url = await hook_url(plane_api, me, webhook_doc(max_body_bytes=1000))
+
+        async def chunks(count: int) -> Any:
+            for _ in range(count):
+                yield b"y" * 300
+
+        assert_problem(await plane_api.client.post(url, content=chunks(4)), 413)
+        assert (await plane_api.client.post(url, content=chunks(3))).status_code == 202
+
+    async def test_a_limit_over_64_mib_is_refused_at_validation(self, plane_api: PlaneApi):
+        """A webhook may not ask to hold more than 64 MiB in memory."""
+        me = await plane_api.user()
+        doc = webhook_doc(max_body_bytes=64 * 1024 * 1024 + 1)
+        created = await plane_api.client.post("/api/v1/workflows", json=doc, headers=me.headers)
+        body = assert_problem(created, 422)
+        assert any("max_body_bytes" in error["field"] for error in body["errors"]), body
+
     async def test_a_wrong_method_is_405(self, plane_api: PlaneApi):
         """A POST webhook called with GET or PUT: 405."""
         me = await plane_api.user()

@@ -15,6 +15,8 @@ __all__ = ["NODES", "WebhookTrigger"]
 METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_BODY_BYTES: Final = 1024 * 1024
 """1 MiB: generous for JSON payloads, small enough that a flood cannot exhaust memory."""
+MAX_BODY_BYTES_CAP: Final = 64 * 1024 * 1024
+"""A call's body is held in memory while its execution starts: this bounds it."""
 
 # URL path characters that need no escaping (RFC 3986 unreserved + "/" + ":" for parameters).
 _PATH: Final = re.compile(r"[A-Za-z0-9._~:/-]*")
@@ -71,7 +73,10 @@ class WebhookTrigger(Node):
             "max_body_bytes": {
                 "type": "integer",
                 "minimum": 1,
-                "description": "Largest accepted request body in bytes (413 when larger).",
+                "maximum": MAX_BODY_BYTES_CAP,
+                "description": (
+                    "Largest accepted request body in bytes (413 when larger); at most 64 MiB."
+                ),
                 "default": MAX_BODY_BYTES,
             },
         },

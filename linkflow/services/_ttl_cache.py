@@ -1,0 +1,70 @@
+"""A small in-process cache of values read from the database, for at most `ttl_s`.
+
+Single-flight: when a value is missing or stale, the first caller loads it and
+every concurrent caller for the same key awaits that one load, so an expiry
+under load costs one query, not one per request in flight. A load that fails
+fails its waiters and caches nothing. Bounded: at `max_entries` it is emptied
+rather than grown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["TTLCache"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TTLCache(Generic[K, V]):
+    def __init__(self, ttl_s: float, *, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._generation = 0
+        """Bumped by `forget`/`clear`: a load that started before is not kept."""
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        entry = self._entries.get(key)
+        if entry is not None and time.monotonic() - entry[0] < self.ttl_s:
+            return entry[1]
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        generation = self._generation
+        try:
+            started = time.monotonic()
+            value = await load()
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters, if any, get it raised
+            raise
+        finally:
+            self._loading.pop(key, None)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        if generation != self._generation:
+            future.set_result(value)
+            return value
+        # Stamped with the load's start: a change committed during the load is not
+        # hidden for longer than `ttl_s`.
+        self._entries[key] = (started, value)
+        future.set_result(value)
+        return value
+
+    def forget(self, key: K) -> None:
+        self._generation += 1
+        self._entries.pop(key, None)
+        self._loading.pop(key, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+        self._loading.clear()

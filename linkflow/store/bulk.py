@@ -1,0 +1,216 @@
+"""Pre-compiled statements for the group-commit writer's hot path.
+
+Building and compiling a SQLAlchemy statement per write costs more than the
+database's own work on that write (cache keys, coercions, parameter
+processing per call). The writer's statements are few and fixed, so they are
+compiled once per dialect here, and each batch only turns its rows into
+parameter tuples (through the same type processors SQLAlchemy would apply,
+so what is stored is identical) and runs them with `exec_driver_sql`, as one
+`executemany` per statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, cast
+
+from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from linkflow.store.models import Execution, ExecutionEvent, NodeExecution, Webhook
+
+__all__ = ["BulkStatements", "Prepared"]
+
+_EXECUTIONS: Final = cast(Table, Execution.__table__)
+_EVENTS: Final = cast(Table, ExecutionEvent.__table__)
+_NODES: Final = cast(Table, NodeExecution.__table__)
+_WEBHOOKS: Final = cast(Table, Webhook.__table__)
+EVENTS_PER_STATEMENT: Final = 512
+"""Most rows of one multi-row event insert (6 parameters each: far below both limits).
+A batch is cut into power-of-two chunks, so at most ten statements are ever compiled."""
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One compiled statement: its SQL and, per positional parameter, its name and
+    the processor of its type."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Processor, ...]
+
+    def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for value, process in zip(
+                (values[name] for name in self.names), self.processors, strict=True
+            )
+        )
+
+    def run(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        params = [self.row(values) for values in rows]
+        if params:
+            connection.exec_driver_sql(self.sql, params)
+
+
+def _prepare(statement: Any, dialect: Dialect, names: Sequence[str] | None = None) -> Prepared:
+    compiled = statement.compile(dialect=dialect, column_keys=names)
+    assert isinstance(compiled, SQLCompiler)
+    order = tuple(compiled.positiontup or ())
+    processors = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
+    )
+    return Prepared(str(compiled), order, processors)
+
+
+def _column_defaults(table: Table) -> dict[str, Callable[[], Any]]:
+    """Python-side defaults of `table`'s columns, as zero-argument callables."""
+    defaults: dict[str, Callable[[], Any]] = {}
+    for column in table.columns:
+        default = column.default
+        arg = getattr(default, "arg", None)
+        if default is None or arg is None:
+            continue
+        if default.is_callable:
+            defaults[column.key] = partial(arg, None)
+        elif default.is_scalar:
+            defaults[column.key] = partial(_constant, arg)
+    return defaults
+
+
+def _constant(value: Any) -> Any:
+    return value
+
+
+class _Insert:
+    """An insert of a fixed set of columns; the other columns get their defaults."""
+
+    def __init__(self, table: Table, dialect: Dialect, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        defaults = _column_defaults(table)
+        self.fill = {
+            column.key: defaults[column.key]
+            for column in table.columns
+            if column.key not in self.names and column.key in defaults
+        }
+        self.prepared = _prepare(insert(table), dialect, [*self.names, *self.fill])
+
+    def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.fill:
+            rows = [{**values, **{k: make() for k, make in self.fill.items()}} for values in rows]
+        self.prepared.run(connection, rows)
+
+
+class BulkStatements:
+    """The writer's statements, compiled for one dialect (SQLite or PostgreSQL)."""
+
+    EXECUTION_COLUMNS: Final = (
+        "id", "workspace_id", "workflow_id", "workflow_version", "status", "trigger_type",
+        "priority", "input", "parent_execution_id", "created_by_id", "queued_at", "attempt",
+    )  # fmt: skip
+    NODE_COLUMNS: Final = (
+        "execution_id", "workspace_id", "node_id", "node_type", "run_index", "status",
+        "attempts", "items_in", "items_out", "started_at", "completed_at", "duration_ms", "error",
+    )  # fmt: skip
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.insert_execution = _Insert(_EXECUTIONS, dialect, self.EXECUTION_COLUMNS)
+        self.insert_node = _Insert(_NODES, dialect, self.NODE_COLUMNS)
+        self.delete_nodes = _prepare(
+            _NODES.delete().where(_NODES.c.execution_id == bindparam("execution_id")), dialect
+        )
+        self.count_calls = _prepare(
+            update(_WEBHOOKS)
+            .where(_WEBHOOKS.c.id == bindparam("webhook_id"))
+            .values(
+                call_count=_WEBHOOKS.c.call_count
+                + bindparam("calls", type_=_WEBHOOKS.c.call_count.type),
+                last_called_at=bindparam("at", type_=_WEBHOOKS.c.last_called_at.type),
+                # Set to itself: a call is not a change of the webhook (no onupdate stamp).
+                updated_at=_WEBHOOKS.c.updated_at,
+            ),
+            dialect,
+        )  # fmt: skip
+        self._updates: dict[tuple[str, ...], Prepared] = {}
+        self._event_row = _prepare(insert(_EVENTS), dialect, _EVENT_COLUMNS)
+        self._event_sql: dict[int, str] = {}
+
+    def update_execution(self, columns: Sequence[str]) -> Prepared:
+        """`UPDATE executions SET <columns> WHERE id = :execution_id` (compiled once per
+        set of columns)."""
+        key = tuple(sorted(columns))
+        prepared = self._updates.get(key)
+        if prepared is None:
+            statement = (
+                update(_EXECUTIONS)
+                .where(_EXECUTIONS.c.id == bindparam("execution_id"))
+                .values({name: bindparam(name, type_=_EXECUTIONS.c[name].type) for name in key})
+            )
+            prepared = self._updates[key] = _prepare(statement, self.dialect)
+        return prepared
+
+    def insert_events(
+        self, connection: Connection, events: Sequence[Mapping[str, Any]]
+    ) -> set[tuple[str, int]]:
+        """Insert `events`, skipping any whose (execution_id, seq) is taken; returns the
+        skipped ones as (execution id in hex, seq)."""
+        inserted: set[tuple[str, int]] = set()
+        start = 0
+        while start < len(events):
+            size = min(EVENTS_PER_STATEMENT, 1 << ((len(events) - start).bit_length() - 1))
+            chunk = events[start : start + size]
+            start += size
+            params: list[Any] = []
+            for values in chunk:
+                params.extend(self._event_row.row(values))
+            result = connection.exec_driver_sql(self._events_sql(len(chunk)), tuple(params))
+            inserted.update((_hex(execution_id), seq) for execution_id, seq in result)
+        return {
+            key for key in ((_hex(e["execution_id"]), e["seq"]) for e in events)
+            if key not in inserted
+        }  # fmt: skip
+
+    def _events_sql(self, count: int) -> str:
+        """A multi-row insert of `count` events that skips taken (execution_id, seq) pairs
+        and returns the pairs it inserted (an executemany cannot say which it skipped).
+        Compiled once per row count; parameters are the rows' values, row after row."""
+        sql = self._event_sql.get(count)
+        if sql is None:
+            postgres = self.dialect.name == "postgresql"
+            dialect_insert = postgresql.insert if postgres else sqlite.insert
+            rows = [
+                {name: bindparam(f"{name}_{i}", type_=_EVENTS.c[name].type)
+                 for name in _EVENT_COLUMNS}
+                for i in range(count)
+            ]  # fmt: skip
+            statement = (
+                dialect_insert(_EVENTS)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["execution_id", "seq"])
+                .returning(_EVENTS.c.execution_id, _EVENTS.c.seq)
+            )
+            compiled = statement.compile(dialect=self.dialect)
+            expected = tuple(f"{name}_{i}" for i in range(count) for name in _EVENT_COLUMNS)
+            assert tuple(compiled.positiontup or ()) == expected
+            sql = self._event_sql[count] = str(compiled)
+        return sql
+
+
+_EVENT_COLUMNS: Final = ("execution_id", "seq", "type", "node_id", "data", "created_at")
+
+
+def _hex(value: Any) -> str:
+    """An id as 32 lower-case hex digits, whatever form the driver gives or takes."""
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    return str(value).replace("-", "").lower()
