@@ -19,11 +19,18 @@ SUBSCRIBER_BUFFER = 1024
 
 
 class Subscription:
-    def __init__(self, channels: frozenset[str]) -> None:
+    def __init__(self, channels: frozenset[str], kinds: frozenset[str] | None = None) -> None:
         self.channels = channels
+        self.kinds = kinds
+        """The `event` values this subscriber wants; None: all."""
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_BUFFER)
 
+    def wants(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
     def deliver(self, message: dict[str, Any]) -> None:
+        if not self.wants(message.get("event", "")):
+            return
         if self.queue.full():
             self.queue.get_nowait()
         self.queue.put_nowait(message)
@@ -45,9 +52,18 @@ class LocalBus:
     def has_subscribers(self, channel: str) -> bool:
         return bool(self._subscribers.get(channel))
 
+    def wants(self, channel: str, kind: str) -> bool:
+        """Whether a message whose `event` is `kind` on `channel` would reach anyone: a
+        publisher asks before building it."""
+        return any(subscription.wants(kind) for subscription in self._subscribers.get(channel, ()))
+
     @asynccontextmanager
-    async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(frozenset(channels))
+    async def subscribe(
+        self, *channels: str, kinds: frozenset[str] | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Receive the messages of `channels` (only those whose `event` is in `kinds`,
+        when given) until the block ends."""
+        subscription = Subscription(frozenset(channels), kinds)
         for channel in channels:
             self._subscribers.setdefault(channel, set()).add(subscription)
         try:

@@ -116,7 +116,7 @@ class ExecutionViews:
     ) -> dict[str, Any]:
         """Queue a run and wait (at most `limit_s`) for it to end; the execution as it is."""
         execution_id = new_id()
-        async with bus.subscribe(f"execution.{execution_id}") as events:
+        async with bus.subscribe(f"execution.{execution_id}", kinds=_END_EVENTS) as events:
             await self.start(access, workflow_id, input, priority, execution_id=execution_id)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + limit_s

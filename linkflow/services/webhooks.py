@@ -66,6 +66,7 @@ _END_EVENTS = frozenset(
     {"execution.completed", "execution.failed", "execution.cancelled", "execution.timed_out",
      "execution.waiting"}
 )  # fmt: skip
+_RESPOND_EVENTS = _END_EVENTS | {"execution.responded"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,8 @@ class WebhookService:
         if mode is WebhookResponseMode.IMMEDIATELY:
             await self.executions.create(new)
             return WebhookAnswer(202, {"execution_id": str(execution_id), "status": "queued"})
-        async with self.bus.subscribe(f"execution.{execution_id}") as events:
+        kinds = _RESPOND_EVENTS if mode is WebhookResponseMode.RESPOND_NODE else _END_EVENTS
+        async with self.bus.subscribe(f"execution.{execution_id}", kinds=kinds) as events:
             await self.executions.create(new)
             return await self._answer(events, execution_id, mode)
 

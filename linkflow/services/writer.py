@@ -8,14 +8,20 @@ one transaction, then wakes the callers. A caller therefore still returns only
 once its write is durable, which is what lets a webhook answer after the
 events it reports are stored.
 
-Ops in a batch are applied in the order they were queued. An event whose
+A batch is folded before it is written (see `_write_batch`): the row updates
+of one execution merge, in the order they were queued. An event whose
 `(execution_id, seq)` is taken is refused alone (its caller gets
 `HistoryConflict`); a failing transaction fails every caller in it.
+
+On SQLite the batch runs in the writer's own thread on its own sqlite3
+connection (one hop per batch, and SQLite works without the GIL); on
+PostgreSQL on a pooled async connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,18 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, inspect, select
+from sqlalchemy import Connection
 
 from linkflow.engine import Event, HistoryConflict
 from linkflow.observability.logging import get_logger
 from linkflow.services.history import read_events
-from linkflow.store import (
-    Base,
-    Database,
-    ExecutionEvent,
-    NewEvent,
-)
-from linkflow.store.bulk import BulkStatements
+from linkflow.store import Database, NewEvent
+from linkflow.store.bulk import BulkStatements, Sink, SQLAlchemySink, SQLiteSink
 
 __all__ = ["DEFAULT_MAX_BATCH", "GroupCommitWriter", "WriterHistory"]
 
@@ -43,6 +44,9 @@ DEFAULT_MAX_BATCH = 2000
 
 log = get_logger(__name__)
 
+Refused = set[tuple[str, int]]
+"""(execution id in hex, seq) of events refused because another event holds the place."""
+
 
 @dataclass(slots=True)
 class _Op:
@@ -50,14 +54,12 @@ class _Op:
     event: NewEvent | None = None
     execution_id: uuid.UUID | None = None
     values: dict[str, Any] = field(default_factory=dict)
-    rows: Sequence[Base] = ()
     new_execution: dict[str, Any] | None = None
     """The columns of an `executions` row to insert."""
     replace_nodes_of: uuid.UUID | None = None
     """Make `node_rows` this execution's node_executions rows."""
     node_rows: Sequence[dict[str, Any]] = ()
     webhook_called: uuid.UUID | None = None
-    statement: Executable | None = None
 
 
 class GroupCommitWriter:
@@ -69,6 +71,10 @@ class GroupCommitWriter:
         self._pending: asyncio.Queue[_Op] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._sqlite = database.sqlite_writer_engine()
+        self._sqlite_connection: sqlite3.Connection | None = None
+        """The writer thread's own connection (SQLite), opened there on first use."""
+        self._sqlite_checkout: Any = None
+        """The pool's handle on it: held, or the pool would take the connection back."""
         self._statements = BulkStatements(database.engine.dialect)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="linkflow-writer")
         self.batches = 0
@@ -87,11 +93,9 @@ class GroupCommitWriter:
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
         if self._sqlite is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sqlite)
             self._sqlite.dispose()
         self._thread.shutdown(wait=False)
-
-    async def _submit(self, op: _Op) -> None:
-        await self._enqueue(op)
 
     def _enqueue(self, op: _Op) -> asyncio.Future[None]:
         if self._task is None:
@@ -99,18 +103,18 @@ class GroupCommitWriter:
         self._pending.put_nowait(op)
         return op.done
 
+    def _new_op(self, **fields: Any) -> _Op:
+        return _Op(asyncio.get_running_loop().create_future(), **fields)
+
     def append_nowait(self, execution_id: uuid.UUID, event: Event) -> asyncio.Future[None]:
         """Queue `event` for the next batch; the future resolves once it is durable."""
         new = NewEvent(execution_id, event.seq, event.type.value, event.node_id, event.data,
                        event.timestamp)  # fmt: skip
-        return self._enqueue(_Op(asyncio.get_running_loop().create_future(), event=new))
+        return self._enqueue(self._new_op(event=new))
 
     def update_execution_nowait(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Queue a row update in order with the events; nobody waits for it."""
-        future = self._enqueue(
-            _Op(asyncio.get_running_loop().create_future(), execution_id=execution_id,
-                values=values)
-        )  # fmt: skip
+        future = self._enqueue(self._new_op(execution_id=execution_id, values=values))
         future.add_done_callback(_ignore_outcome)
 
     def replace_node_executions_nowait(
@@ -118,53 +122,24 @@ class GroupCommitWriter:
     ) -> None:
         """Make `rows` (the columns of each, see `BulkStatements.NODE_COLUMNS`) the
         execution's node_executions, queued in order; nobody waits for it."""
-        future = self._enqueue(
-            _Op(asyncio.get_running_loop().create_future(), node_rows=rows,
-                replace_nodes_of=execution_id)
-        )  # fmt: skip
+        future = self._enqueue(self._new_op(node_rows=rows, replace_nodes_of=execution_id))
         future.add_done_callback(_ignore_outcome)
 
     def count_webhook_call_nowait(self, webhook_id: uuid.UUID) -> None:
         """Add one to the webhook's `call_count` and stamp `last_called_at` (the calls of
         a batch are added up into one update); nobody waits for it."""
-        future = self._enqueue(
-            _Op(asyncio.get_running_loop().create_future(), webhook_called=webhook_id,
-                values={"at": datetime.now(UTC)})
-        )  # fmt: skip
-        future.add_done_callback(_ignore_outcome)
-
-    def execute_nowait(self, statement: Executable) -> None:
-        """Queue a statement; nobody waits for it."""
-        future = self._enqueue(_Op(asyncio.get_running_loop().create_future(), statement=statement))
-        future.add_done_callback(_ignore_outcome)
+        op = self._new_op(webhook_called=webhook_id, values={"at": datetime.now(UTC)})
+        self._enqueue(op).add_done_callback(_ignore_outcome)
 
     async def create_execution(self, values: dict[str, Any], *events: NewEvent) -> None:
         """Durably insert an execution row (`BulkStatements.EXECUTION_COLUMNS`) and its
         first events, in one batch."""
-        loop = asyncio.get_running_loop()
-        self._enqueue(_Op(loop.create_future(), new_execution=values))
-        pending = [self._enqueue(_Op(loop.create_future(), event=event)) for event in events]
-        await asyncio.gather(*pending)
-
-    async def append(self, execution_id: uuid.UUID, event: Event) -> None:
-        """Durably append `event`; `HistoryConflict` if its seq is taken."""
-        new = NewEvent(execution_id, event.seq, event.type.value, event.node_id, event.data,
-                       event.timestamp)  # fmt: skip
-        await self._submit(_Op(asyncio.get_running_loop().create_future(), event=new))
+        self._enqueue(self._new_op(new_execution=values))
+        await asyncio.gather(*[self._enqueue(self._new_op(event=event)) for event in events])
 
     async def update_execution(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Durably set columns of an `executions` row."""
-        future = asyncio.get_running_loop().create_future()
-        await self._submit(_Op(future, execution_id=execution_id, values=values))
-
-    async def insert(self, *rows: Base) -> None:
-        """Durably insert new rows (e.g. an execution and its first event)."""
-        await self._submit(_Op(asyncio.get_running_loop().create_future(), rows=rows))
-
-    async def execute(self, statement: Executable) -> None:
-        """Durably run one write statement (e.g. a counter increment) in a batch."""
-        future = asyncio.get_running_loop().create_future()
-        await self._submit(_Op(future, statement=statement))
+        await self._enqueue(self._new_op(execution_id=execution_id, values=values))
 
     async def _run(self) -> None:
         while True:
@@ -183,15 +158,12 @@ class GroupCommitWriter:
                     self._pending.task_done()
 
     async def _write(self, batch: Sequence[_Op]) -> None:
-        statements = self._statements
         if self._sqlite is not None:
             loop = asyncio.get_running_loop()
-            refused = await loop.run_in_executor(
-                self._thread, _write_sqlite, self._sqlite, statements, batch
-            )
+            refused = await loop.run_in_executor(self._thread, self._write_sqlite, batch)
         else:
             async with self.database.engine.begin() as connection:
-                refused = await connection.run_sync(_write_batch, statements, batch)
+                refused = await connection.run_sync(_write_postgres, self._statements, batch)
         self.batches += 1
         self.ops += len(batch)
         for op in batch:
@@ -204,61 +176,86 @@ class GroupCommitWriter:
             else:
                 op.done.set_result(None)
 
+    def _write_sqlite(self, batch: Sequence[_Op]) -> Refused:
+        """A batch in one transaction on the writer thread's own sqlite3 connection."""
+        if self._sqlite_connection is None:
+            assert self._sqlite is not None
+            # Opened through the engine so it gets the same pragmas (WAL, busy timeout,
+            # foreign keys), then kept by this thread for the writer's life.
+            self._sqlite_checkout = self._sqlite.raw_connection()
+            raw = self._sqlite_checkout.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            self._sqlite_connection = raw
+        connection = self._sqlite_connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            refused = _write_batch(SQLiteSink(connection), self._statements, batch)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return refused
 
-def _write_sqlite(
-    engine: Engine, statements: BulkStatements, batch: Sequence[_Op]
-) -> set[tuple[str, int]]:
-    with engine.begin() as connection:
-        return _write_batch(connection, statements, batch)
+    def _close_sqlite(self) -> None:
+        if self._sqlite_checkout is not None:
+            self._sqlite_checkout.close()
+            self._sqlite_checkout = None
+            self._sqlite_connection = None
 
 
-def _write_batch(
+def _write_postgres(
     connection: Connection, statements: BulkStatements, batch: Sequence[_Op]
-) -> set[tuple[str, int]]:
-    """One batch in one transaction (synchronous: run in the writer thread, or on the
-    async connection through `run_sync`); returns the refused (execution hex, seq) pairs.
+) -> Refused:
+    return _write_batch(SQLAlchemySink(connection), statements, batch)
+
+
+def _write_batch(sink: Sink, statements: BulkStatements, batch: Sequence[_Op]) -> Refused:
+    """One batch in the sink's transaction (synchronous: in the writer thread, or on the
+    async connection through `run_sync`); returns the refused events.
 
     The batch's ops are folded first: the updates of one execution merge into one
     (later values win), node_executions replacements keep the last per execution,
     and webhook calls add up. Then each kind of write is one `executemany`, in an
-    order that respects references: new executions, other new rows, events,
-    node_executions, execution updates, webhook counts, other statements.
+    order that respects references: new executions, events, node_executions,
+    execution updates, webhook counts.
     """
     statements.insert_execution.run(
-        connection, [op.new_execution for op in batch if op.new_execution is not None]
+        sink, [op.new_execution for op in batch if op.new_execution is not None]
     )
-    _insert_rows(connection, [row for op in batch for row in op.rows])
     events = [_event_values(op.event) for op in batch if op.event is not None]
-    refused = statements.insert_events(connection, events) if events else set()
+    refused = statements.insert_events(sink, events) if events else set()
     if refused:
-        refused = _taken_by_others(connection, [op.event for op in batch if op.event], refused)
+        # Skipped, but maybe because this very event is stored (a write that went
+        # through before it was retried): only another event there is a conflict.
+        refused = {
+            (values["execution_id"].hex, values["seq"]) for values in events
+            if (values["execution_id"].hex, values["seq"]) in refused
+            and not statements.holds(sink, values)
+        }  # fmt: skip
     nodes: dict[uuid.UUID, Sequence[dict[str, Any]]] = {}
     updates: dict[uuid.UUID, dict[str, Any]] = {}
     calls: dict[uuid.UUID, dict[str, Any]] = {}
     for op in batch:
         if op.replace_nodes_of is not None:
             nodes[op.replace_nodes_of] = op.node_rows
-        if op.execution_id is not None and op.values:
+        elif op.execution_id is not None and op.values:
             updates.setdefault(op.execution_id, {}).update(op.values)
-        if op.webhook_called is not None:
+        elif op.webhook_called is not None:
             hook = op.webhook_called
             call = calls.setdefault(hook, {"webhook_id": hook, "calls": 0})
             call["calls"] += 1
             call["at"] = op.values["at"]
     if nodes:
-        statements.delete_nodes.run(connection, [{"execution_id": key} for key in nodes])
-        statements.insert_node.run(connection, [row for rows in nodes.values() for row in rows])
+        statements.delete_nodes.run(sink, [{"execution_id": key} for key in nodes])
+        statements.insert_node.run(sink, [row for rows in nodes.values() for row in rows])
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for execution_id, values in updates.items():
         by_columns.setdefault(tuple(sorted(values)), []).append(
             {**values, "execution_id": execution_id}
         )
     for columns, rows in by_columns.items():
-        statements.update_execution(columns).run(connection, rows)
-    statements.count_calls.run(connection, list(calls.values()))
-    for op in batch:
-        if op.statement is not None:
-            connection.execute(op.statement)
+        statements.update_execution(columns).run(sink, rows)
+    statements.count_calls.run(sink, list(calls.values()))
     return refused
 
 
@@ -266,42 +263,6 @@ def _event_values(event: NewEvent) -> dict[str, Any]:
     return {"execution_id": event.execution_id, "seq": event.seq, "type": event.type,
             "node_id": event.node_id, "data": event.data,
             "created_at": event.created_at or datetime.now(UTC)}  # fmt: skip
-
-
-def _insert_rows(connection: Connection, rows: Sequence[Base]) -> None:
-    """Insert new ORM objects with Core `executemany`, grouped by table and columns set:
-    the ORM's unit of work costs more than the inserts themselves on this path."""
-    groups: dict[tuple[Any, frozenset[str]], list[dict[str, Any]]] = {}
-    for row in rows:
-        state = inspect(row)
-        values = {attr.key: state.dict[attr.key] for attr in state.mapper.column_attrs
-                  if attr.key in state.dict}  # fmt: skip
-        table = state.mapper.local_table
-        groups.setdefault((table, frozenset(values)), []).append(values)
-    for (table, _), values_list in groups.items():
-        connection.execute(table.insert(), values_list)
-
-
-def _taken_by_others(
-    connection: Connection, events: Sequence[NewEvent], skipped: set[tuple[str, int]]
-) -> set[tuple[str, int]]:
-    """Which `skipped` events were refused: their (execution, seq) holds another event.
-    One that holds this very event (the same type and time: a retried write that had
-    gone through) is not refused."""
-    refused = set()
-    for event in events:
-        key = (event.execution_id.hex, event.seq)
-        if key not in skipped:
-            continue
-        stored = connection.execute(
-            select(ExecutionEvent.type, ExecutionEvent.created_at).where(
-                ExecutionEvent.execution_id == event.execution_id,
-                ExecutionEvent.seq == event.seq,
-            )
-        ).one()
-        if stored.type != event.type or stored.created_at != event.created_at:
-            refused.add(key)
-    return refused
 
 
 def _ignore_outcome(future: asyncio.Future[None]) -> None:

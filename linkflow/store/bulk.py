@@ -5,26 +5,28 @@ database's own work on that write (cache keys, coercions, parameter
 processing per call). The writer's statements are few and fixed, so they are
 compiled once per dialect here, and each batch only turns its rows into
 parameter tuples (through the same type processors SQLAlchemy would apply,
-so what is stored is identical) and runs them with `exec_driver_sql`, as one
-`executemany` per statement.
+so what is stored is identical) and runs them as one `executemany` per
+statement on a `Sink`: the SQLite writer thread's own sqlite3 connection, or
+a SQLAlchemy connection (PostgreSQL).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from linkflow.store.models import Execution, ExecutionEvent, NodeExecution, Webhook
 
-__all__ = ["BulkStatements", "Prepared"]
+__all__ = ["BulkStatements", "Prepared", "SQLAlchemySink", "SQLiteSink", "Sink"]
 
 _EXECUTIONS: Final = cast(Table, Execution.__table__)
 _EVENTS: Final = cast(Table, ExecutionEvent.__table__)
@@ -35,6 +37,39 @@ EVENTS_PER_STATEMENT: Final = 512
 A batch is cut into power-of-two chunks, so at most ten statements are ever compiled."""
 
 Processor = Callable[[Any], Any] | None
+
+
+class Sink(Protocol):
+    """Where compiled statements run: a driver connection inside a transaction."""
+
+    def executemany(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
+
+
+class SQLAlchemySink:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def executemany(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.connection.exec_driver_sql(sql, list(rows))
+
+    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.connection.exec_driver_sql(sql, params)]
+
+
+class SQLiteSink:
+    """A sqlite3 connection used directly: SQLAlchemy's per-statement work (cursor and
+    result set-up, events) costs more than SQLite's on these small statements."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def executemany(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.connection.executemany(sql, rows)
+
+    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return self.connection.execute(sql, params).fetchall()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +89,10 @@ class Prepared:
             )
         )
 
-    def run(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    def run(self, sink: Sink, rows: Iterable[Mapping[str, Any]]) -> None:
         params = [self.row(values) for values in rows]
         if params:
-            connection.exec_driver_sql(self.sql, params)
+            sink.executemany(self.sql, params)
 
 
 def _prepare(statement: Any, dialect: Dialect, names: Sequence[str] | None = None) -> Prepared:
@@ -102,12 +137,12 @@ class _Insert:
         }
         self.prepared = _prepare(insert(table), dialect, [*self.names, *self.fill])
 
-    def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    def run(self, sink: Sink, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
         if self.fill:
             rows = [{**values, **{k: make() for k, make in self.fill.items()}} for values in rows]
-        self.prepared.run(connection, rows)
+        self.prepared.run(sink, rows)
 
 
 class BulkStatements:
@@ -144,6 +179,23 @@ class BulkStatements:
         self._updates: dict[tuple[str, ...], Prepared] = {}
         self._event_row = _prepare(insert(_EVENTS), dialect, _EVENT_COLUMNS)
         self._event_sql: dict[int, str] = {}
+        self._stored_event = _prepare(
+            select(_EVENTS.c.type, _EVENTS.c.created_at).where(
+                _EVENTS.c.execution_id == bindparam("execution_id"),
+                _EVENTS.c.seq == bindparam("seq"),
+            ),
+            dialect,
+        )
+
+    def holds(self, sink: Sink, event: Mapping[str, Any]) -> bool:
+        """Whether the stored event at `event`'s (execution_id, seq) is `event` itself
+        (same type and time: a write that went through before being retried)."""
+        found = sink.fetch(self._stored_event.sql, self._stored_event.row(event))
+        if not found:
+            return False
+        stored_type, stored_at = found[0]
+        created_at = self._event_row.row(event)[_EVENT_COLUMNS.index("created_at")]
+        return bool(stored_type == event["type"] and stored_at == created_at)
 
     def update_execution(self, columns: Sequence[str]) -> Prepared:
         """`UPDATE executions SET <columns> WHERE id = :execution_id` (compiled once per
@@ -160,7 +212,7 @@ class BulkStatements:
         return prepared
 
     def insert_events(
-        self, connection: Connection, events: Sequence[Mapping[str, Any]]
+        self, sink: Sink, events: Sequence[Mapping[str, Any]]
     ) -> set[tuple[str, int]]:
         """Insert `events`, skipping any whose (execution_id, seq) is taken; returns the
         skipped ones as (execution id in hex, seq)."""
@@ -173,7 +225,7 @@ class BulkStatements:
             params: list[Any] = []
             for values in chunk:
                 params.extend(self._event_row.row(values))
-            result = connection.exec_driver_sql(self._events_sql(len(chunk)), tuple(params))
+            result = sink.fetch(self._events_sql(len(chunk)), tuple(params))
             inserted.update((_hex(execution_id), seq) for execution_id, seq in result)
         return {
             key for key in ((_hex(e["execution_id"]), e["seq"]) for e in events)

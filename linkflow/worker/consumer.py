@@ -270,22 +270,22 @@ class Worker:
         )  # fmt: skip
 
     def _publisher(self, row: ExecutionRecord) -> Any:
-        execution_channel = f"execution.{row.id}"
-        workspace_channel = f"workspace.{row.workspace_id}"
+        channels = (f"execution.{row.id}", f"workspace.{row.workspace_id}")
+        execution_id = str(row.id)
         bus = self.bus
 
         def publish(event: Event) -> None:
-            if not (
-                bus.has_subscribers(execution_channel) or bus.has_subscribers(workspace_channel)
-            ):
+            kind = event.type.value
+            targets = [channel for channel in channels if bus.wants(channel, kind)]
+            if not targets:
                 return
-            for channel in (execution_channel, workspace_channel):
-                bus.publish(channel, {
-                    "event": event.type.value, "channel": channel,
-                    "data": {"execution_id": str(row.id), "seq": event.seq,
-                             "node_id": event.node_id, **event.data},
-                    "timestamp": event.timestamp.isoformat(),
-                })  # fmt: skip
+            # One data object for every channel: subscribers only read messages.
+            data = {"execution_id": execution_id, "seq": event.seq, "node_id": event.node_id,
+                    **event.data}  # fmt: skip
+            timestamp = event.timestamp.isoformat()
+            for channel in targets:
+                bus.publish(channel, {"event": kind, "channel": channel, "data": data,
+                                      "timestamp": timestamp})  # fmt: skip
 
         return publish
 
