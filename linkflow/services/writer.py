@@ -44,8 +44,8 @@ DEFAULT_MAX_BATCH = 2000
 
 log = get_logger(__name__)
 
-Refused = set[tuple[str, int]]
-"""(execution id in hex, seq) of events refused because another event holds the place."""
+Refused = set[int]
+"""`id()` of the batch's events refused because another event holds their place."""
 
 
 @dataclass(slots=True)
@@ -169,7 +169,7 @@ class GroupCommitWriter:
         for op in batch:
             if op.done.done():
                 continue
-            if op.event is not None and (op.event.execution_id.hex, op.event.seq) in refused:
+            if op.event is not None and id(op.event) in refused:
                 op.done.set_exception(
                     HistoryConflict(f"event {op.event.seq} of {op.event.execution_id} is taken")
                 )
@@ -222,14 +222,17 @@ def _write_batch(sink: Sink, statements: BulkStatements, batch: Sequence[_Op]) -
     statements.insert_execution.run(
         sink, [op.new_execution for op in batch if op.new_execution is not None]
     )
-    events = [_event_values(op.event) for op in batch if op.event is not None]
-    refused = statements.insert_events(sink, events) if events else set()
-    if refused:
-        # Skipped, but maybe because this very event is stored (a write that went
-        # through before it was retried): only another event there is a conflict.
+    news = [op.event for op in batch if op.event is not None]
+    events = [_event_values(event) for event in news]
+    suspects = statements.insert_events(sink, events) if events else set()
+    refused: Refused = set()
+    if suspects:
+        # Maybe skipped: refused unless the stored event is this very one (same type and
+        # time: a write that went through before it was retried, or the one of two
+        # claims of a place that went in).
         refused = {
-            (values["execution_id"].hex, values["seq"]) for values in events
-            if (values["execution_id"].hex, values["seq"]) in refused
+            id(new) for new, values in zip(news, events, strict=True)
+            if (values["execution_id"].hex, values["seq"]) in suspects
             and not statements.holds(sink, values)
         }  # fmt: skip
     nodes: dict[uuid.UUID, Sequence[dict[str, Any]]] = {}

@@ -263,3 +263,30 @@ async def test_the_writer_refuses_a_taken_seq_and_keeps_the_others(
     await free
     stored = await WriterHistory(writer, second).read()
     assert [e.type.value for e in stored] == ["execution.queued", "execution.started"]
+
+
+async def test_two_claims_of_one_seq_in_a_batch_one_wins_the_other_is_refused(
+    database: Database, writer: GroupCommitWriter
+) -> None:
+    """Two workers appending seq 2 of one execution in the same batch: one is stored,
+    the other gets HistoryConflict; re-appending the stored event itself is accepted."""
+    from datetime import UTC, datetime, timedelta
+
+    from linkflow.engine import Event, EventType, HistoryConflict
+
+    workspace = await new_workspace(database)
+    workflow = await save_workflow(database, workspace, SIMPLE)
+    plane = build_plane(database, writer)
+    execution = await plane.service.create(NewExecution(workspace, workflow.id, 1, {}))
+    at = datetime.now(UTC)
+    one = Event(2, EventType.EXECUTION_STARTED, None, {"by": "one"}, at)
+    other = Event(2, EventType.EXECUTION_STARTED, None, {"by": "other"}, at + timedelta(1))
+    outcomes = await asyncio.gather(
+        writer.append_nowait(execution, one), writer.append_nowait(execution, other),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], HistoryConflict)
+    stored = await WriterHistory(writer, execution).read()
+    assert [(e.seq, e.data) for e in stored[1:]] == [(2, {"by": "one"})]
+    await writer.append_nowait(execution, one)  # the same event again: nothing to refuse
