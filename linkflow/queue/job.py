@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ class Job:
     type: JobType
     payload: dict[str, Any]
     queue: Priority = Priority.NORMAL
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=lambda: str(uuid.UUID(int=random.getrandbits(128))))
     attempts: int = 0
     max_attempts: int = 3
     timeout: float = 3600.0

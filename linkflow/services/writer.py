@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from linkflow.services.history import read_events
 from linkflow.store import Database, NewEvent
 from linkflow.store.bulk import BulkStatements, Sink, SQLAlchemySink, SQLiteSink
 
-__all__ = ["DEFAULT_MAX_BATCH", "GroupCommitWriter", "WriterHistory"]
+__all__ = ["DEFAULT_MAX_BATCH", "Appended", "GroupCommitWriter", "WriterHistory", "flush"]
 
 DEFAULT_MAX_BATCH = 2000
 """Ops per transaction; bounds a transaction's size when thousands wait."""
@@ -50,7 +51,6 @@ Refused = set[int]
 
 @dataclass(slots=True)
 class _Op:
-    done: asyncio.Future[None]
     event: NewEvent | None = None
     execution_id: uuid.UUID | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -62,13 +62,53 @@ class _Op:
     webhook_called: uuid.UUID | None = None
 
 
+class _Batch:
+    """Ops written in one transaction, and one future for all of them: it resolves to
+    the refused events once the transaction commits, or fails with it."""
+
+    __slots__ = ("done", "ops")
+
+    def __init__(self) -> None:
+        self.ops: list[_Op] = []
+        self.done: asyncio.Future[Refused] = asyncio.get_running_loop().create_future()
+
+    def wait(self) -> asyncio.Future[Refused]:
+        """The outcome, for one waiter: shielded, so a waiter cancelled does not cancel
+        the batch for the others."""
+        return asyncio.shield(self.done)
+
+
+class Appended:
+    """An event queued for the next batch; awaiting it waits until it is durable, and
+    raises `HistoryConflict` if another event holds its place."""
+
+    __slots__ = ("batch", "event")
+
+    def __init__(self, batch: _Batch, event: NewEvent) -> None:
+        self.batch = batch
+        self.event = event
+
+    def __await__(self) -> Generator[Any, None, None]:
+        refused = yield from self.batch.wait().__await__()
+        self.check(refused)
+
+    def check(self, refused: Refused) -> None:
+        if id(self.event) in refused:
+            event = self.event
+            raise HistoryConflict(f"event {event.seq} of {event.execution_id} is taken")
+
+
 class GroupCommitWriter:
     """The process's single writer for execution events and execution rows."""
 
     def __init__(self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.database = database
         self.max_batch = max_batch
-        self._pending: asyncio.Queue[_Op] = asyncio.Queue()
+        self._batches: deque[_Batch] = deque()
+        """Batches to write, oldest first; ops join the newest until it is full."""
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._sqlite = database.sqlite_writer_engine()
         self._sqlite_connection: sqlite3.Connection | None = None
@@ -88,7 +128,7 @@ class GroupCommitWriter:
         """Write what is queued, then stop."""
         if self._task is None:
             return
-        await self._pending.join()
+        await self._idle.wait()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
@@ -97,67 +137,70 @@ class GroupCommitWriter:
             self._sqlite.dispose()
         self._thread.shutdown(wait=False)
 
-    def _enqueue(self, op: _Op) -> asyncio.Future[None]:
+    def _enqueue(self, op: _Op) -> _Batch:
         if self._task is None:
             raise RuntimeError("the writer is not started")
-        self._pending.put_nowait(op)
-        return op.done
+        batches = self._batches
+        if not batches or len(batches[-1].ops) >= self.max_batch:
+            batches.append(_Batch())
+            self._idle.clear()
+            self._wakeup.set()
+        batch = batches[-1]
+        batch.ops.append(op)
+        return batch
 
-    def _new_op(self, **fields: Any) -> _Op:
-        return _Op(asyncio.get_running_loop().create_future(), **fields)
-
-    def append_nowait(self, execution_id: uuid.UUID, event: Event) -> asyncio.Future[None]:
-        """Queue `event` for the next batch; the future resolves once it is durable."""
+    def append_nowait(self, execution_id: uuid.UUID, event: Event) -> Appended:
+        """Queue `event` for the next batch; await the result to know it durable."""
         new = NewEvent(execution_id, event.seq, event.type.value, event.node_id, event.data,
                        event.timestamp)  # fmt: skip
-        return self._enqueue(self._new_op(event=new))
+        return Appended(self._enqueue(_Op(event=new)), new)
 
     def update_execution_nowait(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Queue a row update in order with the events; nobody waits for it."""
-        future = self._enqueue(self._new_op(execution_id=execution_id, values=values))
-        future.add_done_callback(_ignore_outcome)
+        self._enqueue(_Op(execution_id=execution_id, values=values))
 
     def replace_node_executions_nowait(
         self, execution_id: uuid.UUID, rows: Sequence[dict[str, Any]]
     ) -> None:
         """Make `rows` (the columns of each, see `BulkStatements.NODE_COLUMNS`) the
         execution's node_executions, queued in order; nobody waits for it."""
-        future = self._enqueue(self._new_op(node_rows=rows, replace_nodes_of=execution_id))
-        future.add_done_callback(_ignore_outcome)
+        self._enqueue(_Op(node_rows=rows, replace_nodes_of=execution_id))
 
     def count_webhook_call_nowait(self, webhook_id: uuid.UUID) -> None:
         """Add one to the webhook's `call_count` and stamp `last_called_at` (the calls of
         a batch are added up into one update); nobody waits for it."""
-        op = self._new_op(webhook_called=webhook_id, values={"at": datetime.now(UTC)})
-        self._enqueue(op).add_done_callback(_ignore_outcome)
+        self._enqueue(_Op(webhook_called=webhook_id, values={"at": datetime.now(UTC)}))
 
     async def create_execution(self, values: dict[str, Any], *events: NewEvent) -> None:
         """Durably insert an execution row (`BulkStatements.EXECUTION_COLUMNS`) and its
         first events, in one batch."""
-        self._enqueue(self._new_op(new_execution=values))
-        await asyncio.gather(*[self._enqueue(self._new_op(event=event)) for event in events])
+        batch = self._enqueue(_Op(new_execution=values))
+        appended = [Appended(self._enqueue(_Op(event=event)), event) for event in events]
+        await flush(appended)
+        await batch.wait()
 
     async def update_execution(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Durably set columns of an `executions` row."""
-        await self._enqueue(self._new_op(execution_id=execution_id, values=values))
+        await self._enqueue(_Op(execution_id=execution_id, values=values)).wait()
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._pending.get()]
-            while len(batch) < self.max_batch and not self._pending.empty():
-                batch.append(self._pending.get_nowait())
+            if not self._batches:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._batches.popleft()
             try:
-                await self._write(batch)
+                refused = await self._write(batch.ops)
             except Exception as error:  # noqa: BLE001 - every caller learns of the failure
-                log.warning("group commit failed", error=str(error), ops=len(batch))
-                for op in batch:
-                    if not op.done.done():
-                        op.done.set_exception(error)
-            finally:
-                for _ in batch:
-                    self._pending.task_done()
+                log.warning("group commit failed", error=str(error), ops=len(batch.ops))
+                batch.done.set_exception(error)
+                batch.done.exception()  # retrieved: nobody may be waiting on this batch
+            else:
+                batch.done.set_result(refused)
 
-    async def _write(self, batch: Sequence[_Op]) -> None:
+    async def _write(self, batch: Sequence[_Op]) -> Refused:
         if self._sqlite is not None:
             loop = asyncio.get_running_loop()
             refused = await loop.run_in_executor(self._thread, self._write_sqlite, batch)
@@ -166,15 +209,7 @@ class GroupCommitWriter:
                 refused = await connection.run_sync(_write_postgres, self._statements, batch)
         self.batches += 1
         self.ops += len(batch)
-        for op in batch:
-            if op.done.done():
-                continue
-            if op.event is not None and id(op.event) in refused:
-                op.done.set_exception(
-                    HistoryConflict(f"event {op.event.seq} of {op.event.execution_id} is taken")
-                )
-            else:
-                op.done.set_result(None)
+        return refused
 
     def _write_sqlite(self, batch: Sequence[_Op]) -> Refused:
         """A batch in one transaction on the writer thread's own sqlite3 connection."""
@@ -268,11 +303,15 @@ def _event_values(event: NewEvent) -> dict[str, Any]:
             "created_at": event.created_at or datetime.now(UTC)}  # fmt: skip
 
 
-def _ignore_outcome(future: asyncio.Future[None]) -> None:
-    # Read the exception so asyncio does not report it as never retrieved; the
-    # writer has logged the failed batch already.
-    if not future.cancelled():
-        future.exception()
+async def flush(appended: Sequence[Appended]) -> None:
+    """Wait until every one of `appended` is durable (one wait per batch, not per event);
+    `HistoryConflict` for the first refused."""
+    waited: dict[int, Refused] = {}
+    for item in appended:
+        key = id(item.batch)
+        if key not in waited:
+            waited[key] = await item.batch.wait()
+        item.check(waited[key])
 
 
 class WriterHistory:
@@ -291,7 +330,7 @@ class WriterHistory:
         self.execution_id = execution_id
         self._known = known
         """The whole history when the caller has it already (a brand-new execution)."""
-        self._pending: list[asyncio.Future[None]] = []
+        self._pending: list[Appended] = []
 
     async def read(self) -> Sequence[Event]:
         if self._known is not None:
@@ -304,7 +343,4 @@ class WriterHistory:
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await flush(pending)

@@ -266,7 +266,8 @@ class Worker:
             execution_id=str(row.id), workflow_id=str(row.workflow_id),
             workflow_name=workflow.document.name, workflow_version=row.workflow_version,
             attempt=row.attempt, variables=variables,
-            resume_url=self.resume_url(row.id) if self.resume_url else None,
+            # Only a workflow with a wait node can be resumed: spare the others the HMAC.
+            resume_url=self.resume_url(row.id) if self.resume_url and _waits(workflow) else None,
         )  # fmt: skip
 
     def _publisher(self, row: ExecutionRecord) -> Any:
@@ -322,6 +323,10 @@ class Worker:
             row.id, status=ExecutionStatus.FAILED, completed_at=datetime.now(UTC),
             error={"message": message, "node_id": None},
         )  # fmt: skip
+
+
+def _waits(workflow: CompiledWorkflow) -> bool:
+    return any(node.spec.type == "wait" for node in workflow.nodes.values())
 
 
 def _due(row: ExecutionRecord) -> bool:
