@@ -26,7 +26,6 @@ import uuid
 from collections import deque
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +35,14 @@ from linkflow.engine import Event, HistoryConflict
 from linkflow.observability.logging import get_logger
 from linkflow.services.history import read_events
 from linkflow.store import Database, NewEvent
-from linkflow.store.bulk import BulkStatements, Sink, SQLAlchemySink, SQLiteSink
+from linkflow.store.bulk import (
+    BulkStatements,
+    Refused,
+    SQLAlchemySink,
+    SQLiteSink,
+    WriteOp,
+    write_batch,
+)
 
 __all__ = ["DEFAULT_MAX_BATCH", "Appended", "GroupCommitWriter", "WriterHistory", "flush"]
 
@@ -44,22 +50,6 @@ DEFAULT_MAX_BATCH = 2000
 """Ops per transaction; bounds a transaction's size when thousands wait."""
 
 log = get_logger(__name__)
-
-Refused = set[int]
-"""`id()` of the batch's events refused because another event holds their place."""
-
-
-@dataclass(slots=True)
-class _Op:
-    event: NewEvent | None = None
-    execution_id: uuid.UUID | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    new_execution: dict[str, Any] | None = None
-    """The columns of an `executions` row to insert."""
-    replace_nodes_of: uuid.UUID | None = None
-    """Make `node_rows` this execution's node_executions rows."""
-    node_rows: Sequence[dict[str, Any]] = ()
-    webhook_called: uuid.UUID | None = None
 
 
 class _Batch:
@@ -69,7 +59,7 @@ class _Batch:
     __slots__ = ("done", "ops")
 
     def __init__(self) -> None:
-        self.ops: list[_Op] = []
+        self.ops: list[WriteOp] = []
         self.done: asyncio.Future[Refused] = asyncio.get_running_loop().create_future()
 
     def wait(self) -> asyncio.Future[Refused]:
@@ -82,18 +72,20 @@ class Appended:
     """An event queued for the next batch; awaiting it waits until it is durable, and
     raises `HistoryConflict` if another event holds its place."""
 
-    __slots__ = ("batch", "event")
+    __slots__ = ("batch", "event", "position")
 
     def __init__(self, batch: _Batch, event: NewEvent) -> None:
         self.batch = batch
         self.event = event
+        self.position = len(batch.ops) - 1
+        """Where in the batch: made right after the event joined it."""
 
     def __await__(self) -> Generator[Any, None, None]:
         refused = yield from self.batch.wait().__await__()
         self.check(refused)
 
     def check(self, refused: Refused) -> None:
-        if id(self.event) in refused:
+        if self.position in refused:
             event = self.event
             raise HistoryConflict(f"event {event.seq} of {event.execution_id} is taken")
 
@@ -137,7 +129,7 @@ class GroupCommitWriter:
             self._sqlite.dispose()
         self._thread.shutdown(wait=False)
 
-    def _enqueue(self, op: _Op) -> _Batch:
+    def _enqueue(self, op: WriteOp) -> _Batch:
         if self._task is None:
             raise RuntimeError("the writer is not started")
         batches = self._batches
@@ -153,35 +145,35 @@ class GroupCommitWriter:
         """Queue `event` for the next batch; await the result to know it durable."""
         new = NewEvent(execution_id, event.seq, event.type.value, event.node_id, event.data,
                        event.timestamp)  # fmt: skip
-        return Appended(self._enqueue(_Op(event=new)), new)
+        return Appended(self._enqueue(WriteOp(event=new)), new)
 
     def update_execution_nowait(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Queue a row update in order with the events; nobody waits for it."""
-        self._enqueue(_Op(execution_id=execution_id, values=values))
+        self._enqueue(WriteOp(execution_id=execution_id, values=values))
 
     def replace_node_executions_nowait(
         self, execution_id: uuid.UUID, rows: Sequence[dict[str, Any]]
     ) -> None:
         """Make `rows` (the columns of each, see `BulkStatements.NODE_COLUMNS`) the
         execution's node_executions, queued in order; nobody waits for it."""
-        self._enqueue(_Op(node_rows=rows, replace_nodes_of=execution_id))
+        self._enqueue(WriteOp(node_rows=rows, replace_nodes_of=execution_id))
 
     def count_webhook_call_nowait(self, webhook_id: uuid.UUID) -> None:
         """Add one to the webhook's `call_count` and stamp `last_called_at` (the calls of
         a batch are added up into one update); nobody waits for it."""
-        self._enqueue(_Op(webhook_called=webhook_id, values={"at": datetime.now(UTC)}))
+        self._enqueue(WriteOp(webhook_called=webhook_id, values={"at": datetime.now(UTC)}))
 
     async def create_execution(self, values: dict[str, Any], *events: NewEvent) -> None:
         """Durably insert an execution row (`BulkStatements.EXECUTION_COLUMNS`) and its
         first events, in one batch."""
-        batch = self._enqueue(_Op(new_execution=values))
-        appended = [Appended(self._enqueue(_Op(event=event)), event) for event in events]
+        batch = self._enqueue(WriteOp(new_execution=values))
+        appended = [Appended(self._enqueue(WriteOp(event=event)), event) for event in events]
         await flush(appended)
         await batch.wait()
 
     async def update_execution(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Durably set columns of an `executions` row."""
-        await self._enqueue(_Op(execution_id=execution_id, values=values)).wait()
+        await self._enqueue(WriteOp(execution_id=execution_id, values=values)).wait()
 
     async def _run(self) -> None:
         while True:
@@ -200,7 +192,7 @@ class GroupCommitWriter:
             else:
                 batch.done.set_result(refused)
 
-    async def _write(self, batch: Sequence[_Op]) -> Refused:
+    async def _write(self, batch: Sequence[WriteOp]) -> Refused:
         if self._sqlite is not None:
             loop = asyncio.get_running_loop()
             refused = await loop.run_in_executor(self._thread, self._write_sqlite, batch)
@@ -211,7 +203,7 @@ class GroupCommitWriter:
         self.ops += len(batch)
         return refused
 
-    def _write_sqlite(self, batch: Sequence[_Op]) -> Refused:
+    def _write_sqlite(self, batch: Sequence[WriteOp]) -> Refused:
         """A batch in one transaction on the writer thread's own sqlite3 connection."""
         if self._sqlite_connection is None:
             assert self._sqlite is not None
@@ -224,7 +216,7 @@ class GroupCommitWriter:
         connection = self._sqlite_connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            refused = _write_batch(SQLiteSink(connection), self._statements, batch)
+            refused = write_batch(SQLiteSink(connection), self._statements, batch)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -239,68 +231,9 @@ class GroupCommitWriter:
 
 
 def _write_postgres(
-    connection: Connection, statements: BulkStatements, batch: Sequence[_Op]
+    connection: Connection, statements: BulkStatements, batch: Sequence[WriteOp]
 ) -> Refused:
-    return _write_batch(SQLAlchemySink(connection), statements, batch)
-
-
-def _write_batch(sink: Sink, statements: BulkStatements, batch: Sequence[_Op]) -> Refused:
-    """One batch in the sink's transaction (synchronous: in the writer thread, or on the
-    async connection through `run_sync`); returns the refused events.
-
-    The batch's ops are folded first: the updates of one execution merge into one
-    (later values win), node_executions replacements keep the last per execution,
-    and webhook calls add up. Then each kind of write is one `executemany`, in an
-    order that respects references: new executions, events, node_executions,
-    execution updates, webhook counts.
-    """
-    statements.insert_execution.run(
-        sink, [op.new_execution for op in batch if op.new_execution is not None]
-    )
-    news = [op.event for op in batch if op.event is not None]
-    events = [_event_values(event) for event in news]
-    suspects = statements.insert_events(sink, events) if events else set()
-    refused: Refused = set()
-    if suspects:
-        # Maybe skipped: refused unless the stored event is this very one (same type and
-        # time: a write that went through before it was retried, or the one of two
-        # claims of a place that went in).
-        refused = {
-            id(new) for new, values in zip(news, events, strict=True)
-            if (values["execution_id"].hex, values["seq"]) in suspects
-            and not statements.holds(sink, values)
-        }  # fmt: skip
-    nodes: dict[uuid.UUID, Sequence[dict[str, Any]]] = {}
-    updates: dict[uuid.UUID, dict[str, Any]] = {}
-    calls: dict[uuid.UUID, dict[str, Any]] = {}
-    for op in batch:
-        if op.replace_nodes_of is not None:
-            nodes[op.replace_nodes_of] = op.node_rows
-        elif op.execution_id is not None and op.values:
-            updates.setdefault(op.execution_id, {}).update(op.values)
-        elif op.webhook_called is not None:
-            hook = op.webhook_called
-            call = calls.setdefault(hook, {"webhook_id": hook, "calls": 0})
-            call["calls"] += 1
-            call["at"] = op.values["at"]
-    if nodes:
-        statements.delete_nodes.run(sink, [{"execution_id": key} for key in nodes])
-        statements.insert_node.run(sink, [row for rows in nodes.values() for row in rows])
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for execution_id, values in updates.items():
-        by_columns.setdefault(tuple(sorted(values)), []).append(
-            {**values, "execution_id": execution_id}
-        )
-    for columns, rows in by_columns.items():
-        statements.update_execution(columns).run(sink, rows)
-    statements.count_calls.run(sink, list(calls.values()))
-    return refused
-
-
-def _event_values(event: NewEvent) -> dict[str, Any]:
-    return {"execution_id": event.execution_id, "seq": event.seq, "type": event.type,
-            "node_id": event.node_id, "data": event.data,
-            "created_at": event.created_at or datetime.now(UTC)}  # fmt: skip
+    return write_batch(SQLAlchemySink(connection), statements, batch)
 
 
 async def flush(appended: Sequence[Appended]) -> None:
