@@ -37,7 +37,10 @@ check: lint
 run: venv
 	$(BIN)/linkflow serve
 
+# wrk (Debian) is the load generator of bench/webhook.py; installed when missing, as root.
 bench: venv
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null; } || true
 	@shopt -s nullglob; status=0; \
 	for script in bench/*.py; do \
 		echo "== $$script"; \

@@ -1,12 +1,17 @@
 """Webhook benchmark: a real `linkflow serve` process, a webhook → set → respond workflow
 in `last_node` mode, at 1, 16 and 64 concurrent clients on 127.0.0.1.
 
-Prints executions/second, p50/p99 latency, and the serve process's RSS idle and at
-peak. Targets (issue 7): >= 1,000 executions/s at 64 clients, p99 < 50 ms at 16
-clients, idle RSS < 150 MB, on a 2-core machine. Full execution data is saved
-(every event, the execution row, per-node rows), as in production.
+Prints executions/second, p50/p99 latency, the CPU of serve and of its SQLite writer
+process, and their RSS idle and at peak. Targets (issue 7): >= 1,000 executions/s at
+64 clients, p99 < 50 ms at 16 clients, idle RSS < 150 MB, on a 2-core machine. Full
+execution data is saved (every event, the execution row, per-node rows), as in
+production.
 
-    python bench/webhook.py [--requests N]
+The load comes from wrk (Debian's `wrk`) when it is installed: a Python client
+needs about a core of its own at these rates, which on two cores would be measuring
+the client. Without wrk, a keep-alive httpx client is used (and says so).
+
+    python bench/webhook.py [--seconds S] [--rounds N]
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,6 +42,12 @@ WORKFLOW = {
     ],
     "connections": [{"from": "hook", "to": "shape"}, {"from": "shape", "to": "answer"}],
 }  # fmt: skip
+BODY = '{"name": "Ada"}'
+WRK_SCRIPT = f"""
+wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
 
 
 def free_port() -> int:
@@ -50,16 +63,52 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def load(url: str, requests: int, clients: int) -> tuple[float, float, float]:
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def writer_pid(parent: int) -> int | None:
+    """The SQLite writer process serve started (`python -m linkflow.store.sqlite_writer`)."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"PPid:\t{parent}\n" not in status.read_text():
+                continue
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"linkflow.store.sqlite_writer" in cmdline:
+            return int(status.parent.name)
+    return None
+
+
+def wrk_load(url: str, seconds: float, clients: int, script: Path) -> tuple[float, float, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"failed requests:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate, _wrk_ms(out, "50%"), _wrk_ms(out, "99%")
+
+
+def _wrk_ms(out: str, label: str) -> float:
+    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def httpx_load(url: str, seconds: float, clients: int) -> tuple[float, float, float]:
     latencies: list[float] = []
-    remaining = requests
+    deadline = time.perf_counter() + seconds
 
     async def client(http: httpx.AsyncClient) -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
+        while time.perf_counter() < deadline:
             started = time.perf_counter()
-            response = await http.post(url, json={"name": "Ada"})
+            response = await http.post(url, content=BODY,
+                                       headers={"content-type": "application/json"})  # fmt: skip
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
                 raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
@@ -84,9 +133,52 @@ def setup(base: str) -> str:
     return str(active.json()["webhooks"][0]["url"])
 
 
+def wait_ready(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("serve did not start within 60 s")
+
+
+def run(url: str, server: subprocess.Popen[bytes], seconds: float, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        use_wrk = shutil.which("wrk") is not None
+        print("load: wrk" if use_wrk else "load: httpx (install wrk for figures that measure "
+              "the server rather than the client)")  # fmt: skip
+
+        def load(clients: int, duration: float) -> tuple[float, float, float]:
+            if use_wrk:
+                return wrk_load(url, duration, clients, script)
+            return asyncio.run(httpx_load(url, duration, clients))
+
+        load(16, 3)  # warm up: compile, caches, connections, the writer process
+        writer = writer_pid(server.pid)
+        print(f"idle RSS: serve {rss_mib(server.pid):.0f} MiB"
+              + (f", SQLite writer {rss_mib(writer):.0f} MiB" if writer else ""))  # fmt: skip
+        peak = 0.0
+        for clients in (1, 16, 64):
+            for _ in range(rounds):
+                serve_cpu, writer_cpu = cpu_seconds(server.pid), cpu_seconds(writer)
+                rate, p50, p99 = load(clients, seconds)
+                serve_cpu = (cpu_seconds(server.pid) - serve_cpu) / seconds * 100
+                writer_cpu = (cpu_seconds(writer) - writer_cpu) / seconds * 100
+                peak = max(peak, rss_mib(server.pid))
+                print(f"{clients:>3} clients: {rate:,.0f} executions/s, p50 {p50:.1f} ms, "
+                      f"p99 {p99:.1f} ms  (CPU: serve {serve_cpu:.0f} %, "
+                      f"writer {writer_cpu:.0f} %)")  # fmt: skip
+        print(f"peak RSS: serve {peak:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per load level")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per load level")
     args = parser.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -98,24 +190,8 @@ def main() -> None:
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            url = setup(base)
-            asyncio.run(load(url, 100, 4))  # warm up: compile, caches, connections
-            print(f"idle RSS: {rss_mib(server.pid):.0f} MiB")
-            peak = 0.0
-            for clients in (1, 16, 64):
-                count = max(args.requests // (8 if clients == 1 else 1), 50)
-                rate, p50, p99 = asyncio.run(load(url, count, clients))
-                peak = max(peak, rss_mib(server.pid))
-                print(f"{clients:>3} clients: {rate:,.0f} executions/s, "
-                      f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
-            print(f"peak RSS: {peak:.0f} MiB")
+            wait_ready(base)
+            run(setup(base), server, args.seconds, args.rounds)
         finally:
             server.terminate()
             try:

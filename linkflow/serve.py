@@ -48,7 +48,10 @@ async def serve(settings: Settings, *, concurrency: int = 64) -> None:
     from linkflow.wiring import build_runtime
 
     container = build_container(settings)
-    runtime = build_runtime(settings, container.database, concurrency=concurrency)
+    # The SQLite writer in a child process: serve's own process is busy with HTTP and
+    # the engine, and the writer's work then runs on the other core.
+    runtime = build_runtime(settings, container.database, concurrency=concurrency,
+                            writer_process=True)  # fmt: skip
     app = create_app(container, plane=runtime.plane)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="none", http="httptools",

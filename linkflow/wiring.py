@@ -114,12 +114,16 @@ class Runtime:
             await self.code.close()
 
 
-def build_runtime(settings: Settings, database: Database, *, concurrency: int = 64) -> Runtime:
-    """The embedded execution plane (in-process queue and bus) on `database`."""
+def build_runtime(
+    settings: Settings, database: Database, *, concurrency: int = 64,
+    writer_process: bool = False,
+) -> Runtime:  # fmt: skip
+    """The embedded execution plane (in-process queue and bus) on `database`;
+    `writer_process`: SQLite writes in a child process (see `store.sqlite_writer`)."""
     from linkflow.api.container import public_url
     from linkflow.sandbox import build_runner
 
-    writer = GroupCommitWriter(database)
+    writer = GroupCommitWriter(database, process=writer_process)
     queue = LocalQueue()
     bus = LocalBus()
     cancels = CancelRegistry()

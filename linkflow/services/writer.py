@@ -43,6 +43,7 @@ from linkflow.store.bulk import (
     WriteOp,
     write_batch,
 )
+from linkflow.store.sqlite_writer import WriterProcess
 
 __all__ = ["DEFAULT_MAX_BATCH", "Appended", "GroupCommitWriter", "WriterHistory", "flush"]
 
@@ -93,7 +94,11 @@ class Appended:
 class GroupCommitWriter:
     """The process's single writer for execution events and execution rows."""
 
-    def __init__(self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH, process: bool = False
+    ) -> None:
+        """`process`: on SQLite, write in a child process (`store.sqlite_writer`), on a
+        core of its own; otherwise in a thread of this process."""
         self.database = database
         self.max_batch = max_batch
         self._batches: deque[_Batch] = deque()
@@ -103,6 +108,9 @@ class GroupCommitWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._sqlite = database.sqlite_writer_engine()
+        self._process = (
+            WriterProcess(database.url) if process and self._sqlite is not None else None
+        )
         self._sqlite_connection: sqlite3.Connection | None = None
         """The writer thread's own connection (SQLite), opened there on first use."""
         self._sqlite_checkout: Any = None
@@ -124,6 +132,8 @@ class GroupCommitWriter:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
+        if self._process is not None:
+            await self._process.close()
         if self._sqlite is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sqlite)
             self._sqlite.dispose()
@@ -176,24 +186,40 @@ class GroupCommitWriter:
         await self._enqueue(WriteOp(execution_id=execution_id, values=values)).wait()
 
     async def _run(self) -> None:
+        # A writer process takes a second batch while it commits the first (in order,
+        # on one pipe), which hides the round trip; a thread or a connection takes one.
+        slots = asyncio.Semaphore(4 if self._process is not None else 1)
+        in_flight: set[asyncio.Task[None]] = set()
         while True:
             if not self._batches:
-                self._idle.set()
+                if not in_flight:
+                    self._idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            await slots.acquire()
             batch = self._batches.popleft()
-            try:
-                refused = await self._write(batch.ops)
-            except Exception as error:  # noqa: BLE001 - every caller learns of the failure
-                log.warning("group commit failed", error=str(error), ops=len(batch.ops))
-                batch.done.set_exception(error)
-                batch.done.exception()  # retrieved: nobody may be waiting on this batch
-            else:
-                batch.done.set_result(refused)
+            task = asyncio.create_task(self._settle(batch, slots))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            task.add_done_callback(lambda _: self._wakeup.set())
+
+    async def _settle(self, batch: _Batch, slots: asyncio.Semaphore) -> None:
+        try:
+            refused = await self._write(batch.ops)
+        except Exception as error:  # noqa: BLE001 - every caller learns of the failure
+            log.warning("group commit failed", error=str(error), ops=len(batch.ops))
+            batch.done.set_exception(error)
+            batch.done.exception()  # retrieved: nobody may be waiting on this batch
+        else:
+            batch.done.set_result(refused)
+        finally:
+            slots.release()
 
     async def _write(self, batch: Sequence[WriteOp]) -> Refused:
-        if self._sqlite is not None:
+        if self._process is not None:
+            refused = await self._process.write(batch)
+        elif self._sqlite is not None:
             loop = asyncio.get_running_loop()
             refused = await loop.run_in_executor(self._thread, self._write_sqlite, batch)
         else:

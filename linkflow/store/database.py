@@ -171,6 +171,23 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def sqlite_writer_engine(url: str) -> Engine:
+    """A synchronous engine on the SQLite file of `url`, for a single writer.
+
+    aiosqlite hops to its thread for every driver call (a dozen per small
+    transaction); a writer that does its whole batch in one hop to its own
+    thread (or process) commits several times faster. Every transaction on it
+    is ``BEGIN IMMEDIATE``.
+    """
+    sync_url = _parse(url).set(drivername="sqlite")
+    engine = create_sync_engine(
+        sync_url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+        execution_options={_SQLITE_BEGIN: "IMMEDIATE"},
+    )  # fmt: skip
+    _configure_sqlite(engine, foreign_keys=True)
+    return engine
+
+
 def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
@@ -230,22 +247,11 @@ class Database:
         )
 
     def sqlite_writer_engine(self) -> Engine | None:
-        """For SQLite, a synchronous engine on the same file for a single writer thread.
-
-        aiosqlite hops to its thread for every driver call (a dozen per small
-        transaction); a writer that does its whole batch in one hop to its own
-        thread commits several times faster. Every transaction on it is
-        ``BEGIN IMMEDIATE``. None for PostgreSQL, whose driver is async already.
-        """
+        """For SQLite, a synchronous engine on the same file for a single writer (see
+        `sqlite_writer_engine`); None for PostgreSQL, whose driver is async already."""
         if self.dialect != "sqlite":
             return None
-        sync_url = self.engine.url.set(drivername="sqlite")
-        engine = create_sync_engine(
-            sync_url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
-            execution_options={_SQLITE_BEGIN: "IMMEDIATE"},
-        )  # fmt: skip
-        _configure_sqlite(engine, foreign_keys=True)
-        return engine
+        return sqlite_writer_engine(self.url)
 
     @property
     def url(self) -> str:

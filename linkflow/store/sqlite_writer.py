@@ -1,0 +1,244 @@
+"""The SQLite group-commit writer in a process of its own.
+
+Turning a batch's values into SQLite's (ids, times, JSON) and running the
+statements is most of a busy `linkflow serve`'s work after HTTP and the
+engine; in a thread it competes with them for the one interpreter lock. In a
+child process it runs on another core: the parent only pickles the batch's
+ops (plain tuples, C-fast) and waits for the reply, which comes once the
+batch is committed.
+
+Frames on the child's stdin/stdout: a 4-byte big-endian length, then a pickle.
+Request: a list of op tuples (see `_encode`). Reply: ``("ok", [refused
+positions])`` or ``("error", message)``; an empty request asks the child to
+stop. The child ignores SIGINT/SIGTERM (a terminal's Ctrl-C reaches the whole
+process group, and the parent must still flush during its graceful shutdown)
+and exits when its stdin closes, so a parent killed outright never leaves it
+behind. If the child dies, the batch in flight fails (its callers retry, and
+the history's idempotent appends make a retry safe) and the next batch starts
+a new child.
+
+Pickle is safe here: both ends are this program, over a private pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import gc
+import os
+import pickle
+import signal
+import sqlite3
+import struct
+import sys
+from collections import deque
+from collections.abc import Sequence
+from typing import IO, Any, Final
+
+from linkflow.store.bulk import BulkStatements, Refused, SQLiteSink, WriteOp, write_batch
+from linkflow.store.repositories.events import NewEvent
+
+__all__ = ["WriterProcess", "WriterProcessFailed"]
+
+_HEADER: Final = struct.Struct(">I")
+START_TIMEOUT_S: Final = 30.0
+PIPE_BYTES: Final = 1024 * 1024
+
+
+class WriterProcessFailed(RuntimeError):
+    """A batch could not be written by the writer process (it reported an error, or
+    died); nothing of the batch may be assumed stored."""
+
+
+def _encode(op: WriteOp) -> tuple[Any, ...]:
+    event = op.event
+    return (
+        None if event is None else (event.execution_id, event.seq, event.type, event.node_id,
+                                    event.data, event.created_at),
+        op.execution_id, op.values, op.new_execution, op.replace_nodes_of, op.node_rows,
+        op.webhook_called,
+    )  # fmt: skip
+
+
+def _decode(item: tuple[Any, ...]) -> WriteOp:
+    event, execution_id, values, new_execution, replace_nodes_of, node_rows, webhook = item
+    return WriteOp(
+        event=None if event is None else NewEvent(*event), execution_id=execution_id,
+        values=values, new_execution=new_execution, replace_nodes_of=replace_nodes_of,
+        node_rows=node_rows, webhook_called=webhook,
+    )  # fmt: skip
+
+
+def _send(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_HEADER.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> bytes | None:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack(header)
+    payload = stream.read(length)
+    if len(payload) < length:
+        return None
+    return payload
+
+
+class WriterProcess:
+    """The parent's side, on its event loop: `write` sends a batch to the child and
+    waits for its reply. Batches may be sent while earlier ones are being written: the
+    child takes them in order, and replies in order."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._child: asyncio.subprocess.Process | None = None
+        self._replies: deque[asyncio.Future[Refused]] = deque()
+        self._reader: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    async def write(self, batch: Sequence[WriteOp]) -> Refused:
+        child = await self._running()
+        assert child.stdin is not None
+        payload = pickle.dumps([_encode(op) for op in batch], protocol=5)
+        reply: asyncio.Future[Refused] = asyncio.get_running_loop().create_future()
+        self._replies.append(reply)
+        try:
+            child.stdin.write(_HEADER.pack(len(payload)) + payload)
+            await child.stdin.drain()
+        except OSError as error:
+            self._lost(error)
+        return await reply
+
+    async def close(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        assert child.stdin is not None
+        try:
+            child.stdin.write(_HEADER.pack(0))
+            await child.stdin.drain()
+            child.stdin.close()
+            await asyncio.wait_for(child.wait(), timeout=10)
+        except (OSError, TimeoutError):
+            child.kill()
+            await child.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        async with self._starting:
+            if self._child is not None and self._child.returncode is None:
+                return self._child
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "linkflow.store.sqlite_writer", self.url,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                start_new_session=True,  # out of the terminal's reach: Ctrl-C is the parent's
+            )  # fmt: skip
+            assert child.stdout is not None
+            _widen_pipe(child.stdin)
+            try:
+                ready = await asyncio.wait_for(_read_frame(child.stdout), START_TIMEOUT_S)
+            except (TimeoutError, asyncio.IncompleteReadError):
+                ready = None
+            if ready != b"ready":
+                child.kill()
+                await child.wait()
+                raise WriterProcessFailed("the SQLite writer process did not start")
+            self._child = child
+            self._reader = asyncio.create_task(self._read(child), name="sqlite-writer-replies")
+            return child
+
+    async def _read(self, child: asyncio.subprocess.Process) -> None:
+        assert child.stdout is not None
+        while True:
+            try:
+                frame = await _read_frame(child.stdout)
+            except (asyncio.IncompleteReadError, OSError) as error:
+                if self._child is child:
+                    self._child = None
+                    child.kill()
+                self._lost(error)
+                return
+            status, value = pickle.loads(frame)  # noqa: S301 - our own child's reply
+            reply = self._replies.popleft()
+            if status == "ok":
+                reply.set_result(frozenset(value))
+            else:
+                reply.set_exception(WriterProcessFailed(str(value)))
+
+    def _lost(self, cause: BaseException) -> None:
+        """The child is gone: every batch sent and not answered fails."""
+        while self._replies:
+            reply = self._replies.popleft()
+            if not reply.done():
+                error = WriterProcessFailed("the SQLite writer process died")
+                error.__cause__ = cause
+                reply.set_exception(error)
+
+
+def _widen_pipe(stream: asyncio.StreamWriter | None) -> None:
+    """Let a whole batch fit in the pipe (Linux: 1 MiB instead of 64 KiB), so the parent's
+    loop hands it over in one write instead of feeding it as the child drains it."""
+    pipe = stream.get_extra_info("pipe") if stream is not None else None
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if pipe is None or setpipe is None:
+        return
+    with contextlib.suppress(OSError):  # over the system's limit: keep the default
+        fcntl.fcntl(pipe.fileno(), setpipe, PIPE_BYTES)
+
+
+async def _read_frame(stream: asyncio.StreamReader) -> bytes:
+    (length,) = _HEADER.unpack(await stream.readexactly(_HEADER.size))
+    return await stream.readexactly(length)
+
+
+def _serve(url: str, requests: IO[bytes], replies: IO[bytes]) -> None:
+    """The child's loop: one batch per request, in one transaction, until stopped."""
+    from linkflow.store.database import sqlite_writer_engine
+
+    engine = sqlite_writer_engine(url)
+    checkout = engine.raw_connection()
+    connection = checkout.driver_connection
+    assert isinstance(connection, sqlite3.Connection)
+    statements = BulkStatements(engine.dialect)
+    sink = SQLiteSink(connection)
+    _send(replies, b"ready")
+    while (payload := _receive(requests)) is not None and payload:
+        batch = [_decode(item) for item in pickle.loads(payload)]  # noqa: S301 - our parent
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            refused = write_batch(sink, statements, batch)
+            connection.execute("COMMIT")
+        except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            _send(replies, pickle.dumps(("error", f"{type(error).__name__}: {error}")))
+        else:
+            _send(replies, pickle.dumps(("ok", sorted(refused))))
+    checkout.close()
+    engine.dispose()
+
+
+def main() -> None:
+    # Nearly everything here lives for one batch: collect rarely, and never walk what
+    # the imports left behind.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Replies get a private copy of stdout; whatever else would print there (a library's
+    # warning) goes to stderr instead of into the frames.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _serve(sys.argv[1], sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()

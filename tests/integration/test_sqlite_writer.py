@@ -1,0 +1,170 @@
+"""The SQLite writer in a child process (what `linkflow serve` runs): it stores what the
+in-process writer stores, refuses a taken seq alike, survives its child being killed,
+ignores the terminal's Ctrl-C, and leaves no process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from linkflow.engine import Event, EventType, HistoryConflict
+from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.writer import GroupCommitWriter, WriterHistory
+from linkflow.store import Database, Execution, ExecutionStatus, NodeExecution
+from linkflow.store.sqlite_writer import WriterProcess
+from tests.integration._rows import new_workspace
+from tests.integration.test_execution_plane import (
+    DEADLINE_S,
+    SIMPLE,
+    build_plane,
+    start,
+    wait_for_status,
+)
+
+
+@pytest.fixture
+async def sqlite_database(sqlite_url: str) -> AsyncIterator[Database]:
+    database = Database(sqlite_url)
+    yield database
+    await database.engine.dispose()
+
+
+@pytest.fixture
+async def writer(sqlite_database: Database) -> AsyncIterator[GroupCommitWriter]:
+    writer = GroupCommitWriter(sqlite_database, process=True)
+    writer.start()
+    yield writer
+    await writer.close()
+
+
+def child_of(writer: GroupCommitWriter) -> WriterProcess:
+    process = writer._process
+    assert process is not None
+    return process
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def until(condition: object, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while not condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def test_a_run_through_the_child_is_stored_whole(
+    sqlite_database: Database, writer: GroupCommitWriter
+) -> None:
+    """Execution row, history and node rows: as the in-process writer stores them."""
+    plane = build_plane(sqlite_database, writer)
+    plane.start()
+    execution_id = await start(plane, SIMPLE, {"n": 21})
+    row = await wait_for_status(sqlite_database, execution_id, "completed")
+    assert row.output == [{"n": 42, "count": True}]
+    assert row.started_at is not None
+    assert row.completed_at is not None
+    assert row.started_at <= row.completed_at
+    events = await WriterHistory(writer, execution_id).read()
+    assert [e.type.value for e in events][:2] == ["execution.queued", "execution.started"]
+    assert events[-1].type.value == "execution.completed"
+    async with sqlite_database.session() as session:
+        nodes = (
+            await session.scalars(
+                select(NodeExecution).where(NodeExecution.execution_id == execution_id)
+            )
+        ).all()
+    assert sorted(n.node_id for n in nodes) == ["count", "double", "start"]
+    assert {n.status.value for n in nodes} == {"completed"}
+    assert child_of(writer).pid is not None
+    await plane.crash()
+
+
+async def test_a_taken_seq_is_refused_through_the_child(
+    sqlite_database: Database, writer: GroupCommitWriter
+) -> None:
+    plane = build_plane(sqlite_database, writer)
+    execution_id = await start(plane, SIMPLE, {})
+    at = datetime.now(UTC)
+    taken = writer.append_nowait(execution_id, Event(1, EventType.EXECUTION_STARTED, None, {}, at))
+    with pytest.raises(HistoryConflict):
+        await taken
+
+
+async def test_a_killed_child_fails_its_batch_at_most_and_a_new_one_takes_over(
+    sqlite_database: Database, writer: GroupCommitWriter
+) -> None:
+    plane = build_plane(sqlite_database, writer)
+    execution_id = await start(plane, SIMPLE, {})
+    first = child_of(writer).pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await until(lambda: child_of(writer).pid != first, "the dead child to be noticed")
+    await writer.update_execution(execution_id, status=ExecutionStatus.CANCELLED)
+    second = child_of(writer).pid
+    assert second is not None
+    assert second != first
+    async with sqlite_database.session() as session:
+        row = await session.get(Execution, execution_id)
+    assert row is not None
+    assert row.status is ExecutionStatus.CANCELLED
+
+
+async def test_ctrl_c_does_not_reach_the_child(
+    sqlite_database: Database, writer: GroupCommitWriter
+) -> None:
+    """A terminal's SIGINT goes to the whole process group; the parent decides when the
+    child stops (after its last flush)."""
+    plane = build_plane(sqlite_database, writer)
+    execution_id = await start(plane, SIMPLE, {})
+    pid = child_of(writer).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    await writer.update_execution(execution_id, status=ExecutionStatus.CANCELLED)
+    assert child_of(writer).pid == pid
+
+
+async def test_close_writes_what_is_queued_and_ends_the_child(sqlite_database: Database) -> None:
+    writer = GroupCommitWriter(sqlite_database, process=True)
+    writer.start()
+    plane = build_plane(sqlite_database, writer)
+    execution_id = await start(plane, SIMPLE, {})
+    pid = child_of(writer).pid
+    assert pid is not None
+    writer.update_execution_nowait(execution_id, status=ExecutionStatus.CANCELLED)
+    await writer.close()
+    await until(lambda: not alive(pid), "the child to exit")
+    async with sqlite_database.session() as session:
+        row = await session.get(Execution, execution_id)
+    assert row is not None
+    assert row.status is ExecutionStatus.CANCELLED
+
+
+async def test_a_child_that_cannot_write_fails_the_batch_not_the_writer(
+    sqlite_database: Database, writer: GroupCommitWriter
+) -> None:
+    """A batch the database refuses (an execution of no workflow: foreign key) fails its
+    callers; the next batch goes through the same child."""
+    plane = build_plane(sqlite_database, writer)
+    workspace = await new_workspace(sqlite_database)
+    bad = NewExecution(workspace, uuid.uuid4(), 1, {})
+    with pytest.raises(Exception, match="FOREIGN KEY"):
+        await ExecutionService(sqlite_database, writer, plane.queue).create(bad)
+    pid = child_of(writer).pid
+    execution_id = await start(plane, SIMPLE, {})
+    await writer.update_execution(execution_id, status=ExecutionStatus.CANCELLED)
+    assert child_of(writer).pid == pid
