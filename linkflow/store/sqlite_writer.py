@@ -29,6 +29,7 @@ import gc
 import os
 import pickle
 import signal
+import socket
 import sqlite3
 import struct
 import sys
@@ -43,7 +44,7 @@ __all__ = ["WriterProcess", "WriterProcessFailed"]
 
 _HEADER: Final = struct.Struct(">I")
 START_TIMEOUT_S: Final = 30.0
-PIPE_BYTES: Final = 1024 * 1024
+CHANNEL_BYTES: Final = 1024 * 1024
 
 
 class WriterProcessFailed(RuntimeError):
@@ -184,14 +185,18 @@ class WriterProcess:
 
 
 def _widen_pipe(stream: asyncio.StreamWriter | None) -> None:
-    """Let a whole batch fit in the pipe (Linux: 1 MiB instead of 64 KiB), so the parent's
-    loop hands it over in one write instead of feeding it as the child drains it."""
-    pipe = stream.get_extra_info("pipe") if stream is not None else None
-    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if pipe is None or setpipe is None:
+    """Let a whole batch fit in the channel, so the parent's loop hands it over in one
+    write instead of feeding it as the child drains it: a pipe (asyncio) grows to 1 MiB,
+    a socket pair (uvloop's) gets a 1 MiB send buffer (as far as the system allows)."""
+    if stream is None:
         return
-    with contextlib.suppress(OSError):  # over the system's limit: keep the default
-        fcntl.fcntl(pipe.fileno(), setpipe, PIPE_BYTES)
+    pipe = stream.get_extra_info("pipe")
+    sock = stream.get_extra_info("socket")
+    with contextlib.suppress(OSError, AttributeError):  # over the system's limit: as it is
+        if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, CHANNEL_BYTES)
+        elif sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHANNEL_BYTES)
 
 
 async def _read_frame(stream: asyncio.StreamReader) -> bytes:
