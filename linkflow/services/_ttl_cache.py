@@ -1,10 +1,12 @@
 """A small in-process cache of values read from the database, for at most `ttl_s`.
 
-Single-flight: when a value is missing or stale, the first caller loads it and
-every concurrent caller for the same key awaits that one load, so an expiry
-under load costs one query, not one per request in flight. A load that fails
-fails its waiters and caches nothing. Bounded: at `max_entries` it is emptied
-rather than grown.
+Single-flight: when a value is missing, the first caller loads it and every
+concurrent caller for the same key awaits that one load, so an expiry under
+load costs one query, not one per request in flight. An entry that expired
+less than a TTL ago is still answered while one refresh runs behind (nobody
+waits for the database once a period); an older one is loaded again first.
+A load that fails fails its waiters and caches nothing. Bounded: at
+`max_entries` it is emptied rather than grown.
 """
 
 from __future__ import annotations
@@ -12,9 +14,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["TTLCache"]
+
+STALE_FACTOR = 2
+"""An entry up to this many TTLs old is still answered while it is refreshed."""
+
+
+def _forget_outcome(task: asyncio.Future[Any]) -> None:
+    # A failed background refresh leaves the entry to expire: the next caller past the
+    # stale window loads it and gets the error.
+    if not task.cancelled():
+        task.exception()
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -31,31 +43,45 @@ class TTLCache(Generic[K, V]):
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         entry = self._entries.get(key)
-        if entry is not None and time.monotonic() - entry[0] < self.ttl_s:
-            return entry[1]
+        if entry is not None:
+            age = time.monotonic() - entry[0]
+            if age < self.ttl_s:
+                return entry[1]
+            if age < self.ttl_s * STALE_FACTOR:
+                # Just expired: answer with it and refresh behind, so the callers of the
+                # moment do not all wait for the database once a period.
+                if key not in self._loading:
+                    refresh = asyncio.ensure_future(self._load(key, load))
+                    refresh.add_done_callback(_forget_outcome)
+                return entry[1]
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
+        return await self._load(key, load)
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
         generation = self._generation
         try:
             started = time.monotonic()
             value = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # retrieved: waiters, if any, get it raised
             raise
         finally:
-            self._loading.pop(key, None)
+            if self._loading.get(key) is future:
+                del self._loading[key]
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        if generation != self._generation:
-            future.set_result(value)
-            return value
-        # Stamped with the load's start: a change committed during the load is not
-        # hidden for longer than `ttl_s`.
-        self._entries[key] = (started, value)
+        if generation == self._generation:
+            # Stamped with the load's start: a change committed during the load is not
+            # hidden for longer than `ttl_s`.
+            self._entries[key] = (started, value)
         future.set_result(value)
         return value
 

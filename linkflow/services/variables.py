@@ -24,7 +24,8 @@ MAX_VALUE_CHARS = 64 * 1024
 
 CACHE_TTL_S = 1.0
 """How stale `vars` may be for an execution: a change made through another process
-shows within this long; one made through this process shows at once."""
+shows within twice this long (an expired entry is served while it is refreshed); one
+made through this process shows at once."""
 
 
 class Variables:
@@ -54,7 +55,7 @@ class Variables:
             return list(rows.all())
 
     async def mapping(self, workspace_id: uuid.UUID) -> dict[str, str]:
-        """The workspace's variables for an execution (read at most once a second)."""
+        """The workspace's variables for an execution (read about once a second)."""
 
         async def load() -> dict[str, str]:
             async with self.database.session() as session:

@@ -59,7 +59,8 @@ __all__ = ["Endpoint", "WebhookAnswer", "WebhookCall", "WebhookService"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 ENDPOINT_CACHE_TTL_S = 1.0
-"""How long another process's deactivation may take to reach this one's cache."""
+"""Another process's deactivation reaches this one's cache within twice this long (an
+expired entry is served while it is refreshed)."""
 ENDPOINT_CACHE_SIZE = 10_000
 SIGNATURE_HEADER = "x-linkflow-signature"
 _END_EVENTS = frozenset(
@@ -148,7 +149,7 @@ class WebhookService:
             return await self._answer(events, execution_id, mode)
 
     async def endpoint(self, endpoint_id: uuid.UUID) -> Endpoint:
-        """The active endpoint, read at most once a second (changes made through this
+        """The active endpoint, read about once a second (changes made through this
         process clear the cache at once)."""
         return await self._endpoints.get(endpoint_id, partial(self._load_endpoint, endpoint_id))
 
