@@ -67,6 +67,27 @@ class Serve:
                 self.process.wait(timeout=10)
 
 
+def children(server: Serve) -> list[int]:
+    """The pids of the processes serve started (its SQLite writer, sandbox workers)."""
+    assert server.process is not None
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"PPid:\t{server.process.pid}\n" in status.read_text():
+                found.append(int(status.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=1).status_code == 200
@@ -241,7 +262,10 @@ def test_sigkill_during_a_run_then_restart_completes_the_execution(server: Serve
                        json={"input": {"n": 1}})  # fmt: skip
 
     poll(lambda: started(client, queued["id"], "slow"), "the slow node to start")
+    helpers = children(server)
+    assert helpers, "serve runs its SQLite writer in a child process"
     server.kill()
+    poll(lambda: not any(alive(pid) for pid in helpers), "serve's children to exit with it")
     server.start()
     client.token = ""
     body = client.ok("POST", "/api/v1/auth/login", 200, json=ADA)
