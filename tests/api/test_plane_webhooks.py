@@ -3,6 +3,7 @@ response modes, their checks (signature, address, size, method, path) and their 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -277,6 +278,28 @@ class TestCounters:
             return row if row.call_count == 2 and row.last_called_at is not None else None
 
         await eventually(counted, what="the webhook's counter to reach 2")
+
+
+class TestManyAtOnce:
+    async def test_more_waiting_callers_than_worker_slots_all_get_their_answer(
+        self, plane_api: PlaneApi
+    ):
+        """12 callers waiting on slow runs, with 8 worker slots in this app: the last four
+        wait their turn in the queue, and everyone gets their own answer."""
+        me = await plane_api.user()
+        slow = [{"id": "slow", "type": "code",
+                 "parameters": {"code": "import time\ntime.sleep(0.4)\nreturn items"}},
+                {"id": "answer", "type": "set",
+                 "parameters": {"fields": {"n": "{{ json.body.n }}"}, "keep_only_set": True}}]
+        url = await hook_url(plane_api, me, webhook_doc(after=slow, response_mode="last_node"))
+        calls = [plane_api.client.post(url, json={"n": n}) for n in range(12)]
+        answers = await asyncio.gather(*calls)
+        assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers]
+        assert [a.json() for a in answers] == [{"n": n} for n in range(12)]
+        runs = await plane_api.client.get(
+            "/api/v1/executions", params={"limit": 50}, headers=me.headers
+        )
+        assert sorted(run["status"] for run in runs.json()["data"]) == ["completed"] * 12
 
 
 class TestCallerHangsUp:
