@@ -40,6 +40,8 @@ class TTLCache(Generic[K, V]):
         self._loading: dict[K, asyncio.Future[V]] = {}
         self._generation = 0
         """Bumped by `forget`/`clear`: a load that started before is not kept."""
+        self._started: dict[K, int] = {}
+        """The generation each registered load began in."""
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         entry = self._entries.get(key)
@@ -51,18 +53,27 @@ class TTLCache(Generic[K, V]):
                 # Just expired: answer with it and refresh behind, so the callers of the
                 # moment do not all wait for the database once a period.
                 if key not in self._loading:
-                    refresh = asyncio.ensure_future(self._load(key, load))
+                    # Registered now, not when the task first runs: the other callers of
+                    # this same moment must see it and not start refreshes of their own.
+                    future = self._begin(key)
+                    refresh = asyncio.ensure_future(self._load(key, load, future))
                     refresh.add_done_callback(_forget_outcome)
                 return entry[1]
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        return await self._load(key, load)
+        return await self._load(key, load, self._begin(key))
 
-    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+    def _begin(self, key: K) -> asyncio.Future[V]:
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
-        generation = self._generation
+        self._started[key] = self._generation
+        return future
+
+    async def _load(
+        self, key: K, load: Callable[[], Awaitable[V]], future: asyncio.Future[V]
+    ) -> V:
+        generation = self._started.pop(key, self._generation)
         try:
             started = time.monotonic()
             value = await load()

@@ -93,3 +93,15 @@ async def test_forget_during_a_load_keeps_its_result_out(clock: list[float]) -> 
     source.gate = None
     source.value = "v2"
     assert await cache.get("k", source.load) == "v2"
+
+
+async def test_a_burst_on_a_just_expired_entry_starts_one_refresh(clock: list[float]) -> None:
+    """Fifty callers in the same moment: all answered from the entry, one refresh."""
+    cache: TTLCache[str, str] = TTLCache(1.0)
+    source = Source()
+    await cache.get("k", source.load)
+    clock[0] += 1.5
+    answers = await asyncio.gather(*[cache.get("k", source.load) for _ in range(50)])
+    await asyncio.sleep(0)
+    assert answers == ["v1"] * 50
+    assert source.calls == 2
