@@ -11,7 +11,7 @@ The load comes from wrk (Debian's `wrk`) when it is installed: a Python client
 needs about a core of its own at these rates, which on two cores would be measuring
 the client. Without wrk, a keep-alive httpx client is used (and says so).
 
-    python bench/webhook.py [--seconds S] [--rounds N]
+    python bench/webhook.py [--seconds S] [--rounds N] [--clients 1,16,64]
 """
 
 from __future__ import annotations
@@ -144,7 +144,9 @@ def wait_ready(base: str) -> None:
     raise RuntimeError("serve did not start within 60 s")
 
 
-def run(url: str, server: subprocess.Popen[bytes], seconds: float, rounds: int) -> None:
+def run(
+    url: str, server: subprocess.Popen[bytes], seconds: float, rounds: int, levels: list[int]
+) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "post.lua"
         script.write_text(WRK_SCRIPT)
@@ -162,7 +164,7 @@ def run(url: str, server: subprocess.Popen[bytes], seconds: float, rounds: int) 
         print(f"idle RSS: serve {rss_mib(server.pid):.0f} MiB"
               + (f", SQLite writer {rss_mib(writer):.0f} MiB" if writer else ""))  # fmt: skip
         peak = 0.0
-        for clients in (1, 16, 64):
+        for clients in levels:
             for _ in range(rounds):
                 serve_cpu, writer_cpu = cpu_seconds(server.pid), cpu_seconds(writer)
                 rate, p50, p99 = load(clients, seconds)
@@ -179,6 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0, help="per load level")
     parser.add_argument("--rounds", type=int, default=1, help="runs per load level")
+    parser.add_argument("--clients", default="1,16,64", help="load levels, comma-separated")
     args = parser.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -191,7 +194,8 @@ def main() -> None:
         )  # fmt: skip
         try:
             wait_ready(base)
-            run(setup(base), server, args.seconds, args.rounds)
+            levels = [int(level) for level in args.clients.split(",")]
+            run(setup(base), server, args.seconds, args.rounds, levels)
         finally:
             server.terminate()
             try:
