@@ -193,6 +193,29 @@ def timezone_problem(name: str) -> list[str]:
 # --- parameters -------------------------------------------------------------
 
 
+_DYNAMIC: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
+"""`_dynamic_names` per parameters object (a compiled node's, so the same for every run
+of a workflow version); the object is kept with its entry, so its id cannot be reused."""
+
+
+def _dynamic_names(raw: Mapping[str, Any], properties: Mapping[str, JsonObject]) -> frozenset[str]:
+    """The parameters whose value comes (partly) from an expression and must be checked
+    against the schema per item."""
+    cached = _DYNAMIC.get(id(raw))
+    if cached is not None and cached[0] is raw:
+        return cached[1]
+    names = frozenset(
+        name
+        for name, value in raw.items()
+        if _has_expression(value)
+        and (isinstance(value, str) or not _leaves_unconstrained(properties.get(name)))
+    )
+    if len(_DYNAMIC) >= 4096:
+        _DYNAMIC.clear()
+    _DYNAMIC[id(raw)] = (raw, names)
+    return names
+
+
 class Params:
     """Reads a node's parameters for one activation, evaluated, defaulted and checked."""
 
@@ -201,13 +224,7 @@ class Params:
         self._properties: Mapping[str, JsonObject] = node.parameters_schema["properties"]
         # Values written literally were checked against the schema when the workflow was
         # compiled; only what an expression produced needs checking per item.
-        raw = ctx.raw_parameters
-        self._dynamic = frozenset(
-            name
-            for name, value in raw.items()
-            if _has_expression(value)
-            and (isinstance(value, str) or not _leaves_unconstrained(self._properties.get(name)))
-        )
+        self._dynamic = _dynamic_names(ctx.raw_parameters, self._properties)
 
     def get(self, name: str, index: int = 0) -> Any:
         """The value for item `index`; the schema default when absent or null; else None."""

@@ -24,9 +24,11 @@ from linkflow.store.types import JSONObject, utcnow
 __all__ = ["EventRepository", "NewEvent"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewEvent:
-    """An event to append: the `seq`-th entry of `execution_id`'s history."""
+    """An event to append: the `seq`-th entry of `execution_id`'s history. (Not frozen:
+    nine are made per execution on the hot path, and a frozen dataclass's `__init__`
+    sets each field through `object.__setattr__`.)"""
 
     execution_id: uuid.UUID
     seq: int
