@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -203,6 +203,7 @@ class WorkflowService:
             for key in ("name", "description", "tags"):
                 if getattr(changes, key) is not None:
                     setattr(workflow, key, getattr(changes, key))
+            previous = workflow.nodes
             if changed:
                 for key, value in merged.items():
                     setattr(workflow, key, value)
@@ -211,7 +212,7 @@ class WorkflowService:
             workflow.updated_by_id = actor.user_id
             workflow.updated_at = datetime.now(UTC)
             if changed and workflow.status is WorkflowStatus.ACTIVE:
-                await self._register_triggers(session, workflow, compiled)
+                await self._register_triggers(session, workflow, compiled, previous)
             new = audit.snapshot(workflow, ("name", "version", "status"))
             await audit.record(session, actor, "workflow.updated", "workflow", workflow.id,
                                workspace_id=access.workspace_id, old=old, new=new)  # fmt: skip
@@ -266,18 +267,35 @@ class WorkflowService:
         return workflow
 
     async def _register_triggers(
-        self, session: Any, workflow: Workflow, compiled: CompiledWorkflow
-    ) -> None:
-        await _remove_triggers(session, workflow.id)
+        self, session: Any, workflow: Workflow, compiled: CompiledWorkflow,
+        previous: Sequence[Mapping[str, Any]] = (),
+    ) -> None:  # fmt: skip
+        """Make the trigger rows match the workflow's triggers, keeping what belongs to a
+        row: a webhook's call counts, a schedule's pause, input and API changes. A
+        schedule's timing follows its node only when the node's own timing changed from
+        `previous` (the nodes before this edit)."""
         self._triggers_changed()
-        for node_id in compiled.triggers:
-            spec = compiled.nodes[node_id].spec
-            if spec.disabled:
-                continue
-            if spec.type == "webhook":
-                session.add(self._webhook_row(workflow, spec.id, spec.parameters))
-            elif spec.type == "schedule":
-                session.add(_schedule_row(workflow, spec.id, spec.parameters))
+        specs = [compiled.nodes[node_id].spec for node_id in compiled.triggers]
+        specs = [spec for spec in specs if not spec.disabled]
+        wanted = [self._webhook_row(workflow, spec.id, spec.parameters)
+                  for spec in specs if spec.type == "webhook"]  # fmt: skip
+        await _reconcile_webhooks(session, workflow.id, wanted)
+        before = {node["id"]: node.get("parameters") or {} for node in previous}
+        timings = {spec.id: (_timing(spec.parameters), spec.parameters)
+                   for spec in specs if spec.type == "schedule"}  # fmt: skip
+        existing = {row.node_id: row for row in await session.scalars(
+            select(Schedule).where(Schedule.workflow_id == workflow.id)
+        )}  # fmt: skip
+        for node_id, (timing, params) in timings.items():
+            row = existing.get(node_id)
+            if row is None:
+                session.add(_schedule_row(workflow, node_id, params))
+            elif _timing(before.get(node_id, {})) != timing:
+                row.cron, row.interval_s, row.timezone = timing
+                row.next_run_at = None  # the scheduler counts from now
+        for node_id, row in existing.items():
+            if node_id not in timings:
+                await session.delete(row)
 
     async def arm_test_webhooks(
         self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID
@@ -396,6 +414,34 @@ def _version_of(workflow: Workflow, message: str, actor: Actor) -> WorkflowVersi
         nodes=workflow.nodes, connections=workflow.connections, settings=workflow.settings,
         message=message, created_by_id=actor.user_id,
     )  # fmt: skip
+
+
+async def _reconcile_webhooks(
+    session: Any, workflow_id: uuid.UUID, wanted: Sequence[Webhook]
+) -> None:
+    """Insert the wanted webhook rows that are new, update the settings of those that
+    exist (their counts stay), delete the others (test URLs aside)."""
+    rows = {row.id: row for row in await session.scalars(
+        select(Webhook).where(Webhook.workflow_id == workflow_id, Webhook.is_test.is_(False))
+    )}  # fmt: skip
+    for hook in wanted:
+        row = rows.pop(hook.id, None)
+        if row is None:
+            session.add(hook)
+            continue
+        for name in _WEBHOOK_SETTINGS:
+            setattr(row, name, getattr(hook, name))
+    for row in rows.values():
+        await session.delete(row)
+
+
+_WEBHOOK_SETTINGS = ("path", "method", "response_mode", "secret_encrypted", "ip_allowlist",
+                     "max_body_bytes")  # fmt: skip
+"""What a webhook row takes from its node; the rest (counts) is the row's own."""
+
+
+def _timing(params: Mapping[str, Any]) -> tuple[str | None, int | None, str]:
+    return params.get("cron"), params.get("interval_s"), params.get("timezone") or "UTC"
 
 
 def _schedule_row(workflow: Workflow, node_id: str, params: Mapping[str, Any]) -> Schedule:

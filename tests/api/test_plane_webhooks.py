@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -342,3 +343,43 @@ class TestCallerHangsUp:
         assert not [message for message in sent if message.get("status") == 500]
         listed = await plane_api.client.get("/api/v1/executions", headers=me.headers)
         assert listed.json()["data"] == []
+
+
+class TestEditingAnActiveWorkflow:
+    async def test_its_webhook_keeps_its_counts_and_takes_the_new_settings(
+        self, plane_api: PlaneApi
+    ):
+        """An edit re-registers the triggers: the same URL, the call count kept, the node's
+        new settings in force; a trigger removed from the document is gone (404)."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, webhook_doc(), activate=True)
+        (hook,) = flow["webhooks"]
+        assert (await plane_api.client.post(hook["url"], json={})).status_code == 202
+        endpoint = endpoint_of(hook["url"])
+
+        def counted(calls: int) -> Callable[[], Awaitable[Webhook | None]]:
+            async def check() -> Webhook | None:
+                async with plane_api.container.database.session() as session:
+                    row = (
+                        await session.scalars(select(Webhook).where(Webhook.id == endpoint))
+                    ).one()
+                return row if row.call_count == calls else None
+
+            return check
+
+        await eventually(counted(1), what="the first call to be counted")
+        edited = webhook_doc(method="PUT")
+        updated = await plane_api.client.put(
+            f"/api/v1/workflows/{flow['id']}", json=edited, headers=me.headers
+        )
+        assert updated.status_code == 200, updated.text
+        assert [h["url"] for h in updated.json()["webhooks"]] == [hook["url"]]
+        assert_problem(await plane_api.client.post(hook["url"], json={}), 405)
+        assert (await plane_api.client.put(hook["url"], json={})).status_code == 202
+        await eventually(counted(2), what="the count to go on from 1, not from 0")
+        without = manual_doc()
+        removed = await plane_api.client.put(
+            f"/api/v1/workflows/{flow['id']}", json=without, headers=me.headers
+        )
+        assert removed.status_code == 200, removed.text
+        assert_problem(await plane_api.client.put(hook["url"], json={}), 404, "webhook_not_found")

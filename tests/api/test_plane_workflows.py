@@ -429,3 +429,49 @@ class TestImportExport:
         response = await plane_api.client.post(f"{WORKFLOWS}/import", json=doc, headers=me.headers)
         body = assert_problem(response, 422, "invalid_workflow")
         assert body["errors"][0]["field"] == "body.nodes.x.type"
+
+
+def schedule_doc(cron: str, greeting: str = "hi") -> dict[str, Any]:
+    return {
+        "name": "Nightly",
+        "nodes": [
+            {"id": "tick", "type": "schedule", "parameters": {"cron": cron}},
+            {"id": "say", "type": "set", "parameters": {"fields": {"greeting": greeting}}},
+        ],
+        "connections": [{"from": "tick", "to": "say"}],
+    }
+
+
+class TestSchedulesAcrossEdits:
+    async def test_a_paused_schedule_stays_paused_and_follows_its_nodes_new_cron(
+        self, plane_api: PlaneApi
+    ):
+        """Editing another node keeps the schedule as it is (paused, same id); changing the
+        trigger's own cron in the document changes the schedule's, still paused."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, schedule_doc("0 9 * * *"), activate=True)
+        listed = await plane_api.client.get(
+            "/api/v1/schedules", params={"workflow_id": flow["id"]}, headers=me.headers
+        )
+        (schedule,) = listed.json()["data"]
+        paused = await plane_api.client.post(
+            f"/api/v1/schedules/{schedule['id']}/pause", headers=me.headers
+        )
+        assert paused.status_code == 200, paused.text
+
+        async def edit(doc: dict[str, Any]) -> dict[str, Any]:
+            response = await plane_api.client.put(
+                f"/api/v1/workflows/{flow['id']}", json=doc, headers=me.headers
+            )
+            assert response.status_code == 200, response.text
+            after = await plane_api.client.get(
+                "/api/v1/schedules", params={"workflow_id": flow["id"]}, headers=me.headers
+            )
+            (only,) = after.json()["data"]
+            return dict(only)
+
+        kept = await edit(schedule_doc("0 9 * * *", greeting="hello"))
+        assert (kept["id"], kept["status"], kept["cron"]) == (schedule["id"], "paused", "0 9 * * *")
+        moved = await edit(schedule_doc("30 7 * * *", greeting="hello"))
+        assert (moved["id"], moved["status"], moved["cron"]) == (schedule["id"], "paused",
+                                                                 "30 7 * * *")  # fmt: skip
