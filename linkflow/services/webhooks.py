@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -90,8 +90,36 @@ class WebhookAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    webhook: Webhook
+    webhook: WebhookSettings
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """A webhook row as calls read it: a plain copy (reading an ORM row's attributes goes
+    through instrumented descriptors, on every call of a cached endpoint)."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    workflow_id: uuid.UUID
+    node_id: str
+    path: str
+    method: str
+    response_mode: WebhookResponseMode
+    secret_encrypted: bytes | None
+    ip_allowlist: tuple[str, ...]
+    max_body_bytes: int | None
+    is_test: bool
+
+    @classmethod
+    def of(cls, row: Webhook) -> WebhookSettings:
+        return cls(
+            id=row.id, workspace_id=row.workspace_id, workflow_id=row.workflow_id,
+            node_id=row.node_id, path=row.path, method=row.method.upper(),
+            response_mode=row.response_mode, secret_encrypted=row.secret_encrypted,
+            ip_allowlist=tuple(row.ip_allowlist or ()), max_body_bytes=row.max_body_bytes,
+            is_test=row.is_test,
+        )  # fmt: skip
 
 
 class WebhookService:
@@ -167,7 +195,7 @@ class WebhookService:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
             raise NotFound("there is no active webhook here", code="webhook_not_found")
-        return Endpoint(row[0], row[1])
+        return Endpoint(WebhookSettings.of(row[0]), row[1])
 
     async def _use_test_url(self, webhook_id: uuid.UUID) -> bool:
         """A test URL serves one call: the first caller deletes it (and wins)."""
@@ -181,7 +209,7 @@ class WebhookService:
     ) -> None:
         """The checks that need no body: method, path and address."""
         webhook = endpoint.webhook
-        if method.upper() != webhook.method.upper():
+        if method != webhook.method and method.upper() != webhook.method:
             raise MethodNotAllowed(f"this webhook accepts {webhook.method} only")
         if webhook.path and path.strip("/") != webhook.path.strip("/"):
             raise NotFound("there is no active webhook here", code="webhook_not_found")
@@ -257,7 +285,7 @@ def _invalid_json() -> LinkFlowError:
     return Invalid("the body is not valid JSON", code="invalid_json")
 
 
-def _allowed(client_ip: str | None, allowlist: list[str]) -> bool:
+def _allowed(client_ip: str | None, allowlist: Sequence[str]) -> bool:
     if client_ip is None:
         return False
     try:
