@@ -7,13 +7,13 @@ child process it runs on another core: the parent only pickles the batch's
 ops (plain tuples, C-fast) and waits for the reply, which comes once the
 batch is committed.
 
-Frames on the child's stdin/stdout: a 4-byte big-endian length, then a pickle.
-Request: a list of op tuples (see `_encode`). Reply: ``("ok", [refused
-positions])`` or ``("error", message)``; an empty request asks the child to
-stop. The child ignores SIGINT/SIGTERM (a terminal's Ctrl-C reaches the whole
-process group, and the parent must still flush during its graceful shutdown)
-and exits when its stdin closes, so a parent killed outright never leaves it
-behind. If the child dies, the batch in flight fails (its callers retry, and
+Frames on the child's stdin/stdout (pipes, or a socket pair under uvloop): a
+4-byte big-endian length, then a pickle. Request: a list of op tuples (see
+`_encode`). Reply: ``("ok", [refused positions])`` or ``("error", message)``;
+an empty request asks the child to stop. The child runs in a session of its
+own and ignores SIGINT/SIGTERM (the parent must still flush through it during
+its graceful shutdown, so stopping it is the parent's call), and exits when
+its stdin closes, so a parent killed outright never leaves it behind. If the child dies, the batch in flight fails (its callers retry, and
 the history's idempotent appends make a retry safe) and the next batch starts
 a new child.
 
