@@ -55,7 +55,10 @@ class LocalBus:
     def wants(self, channel: str, kind: str) -> bool:
         """Whether a message whose `event` is `kind` on `channel` would reach anyone: a
         publisher asks before building it."""
-        return any(subscription.wants(kind) for subscription in self._subscribers.get(channel, ()))
+        subscribers = self._subscribers.get(channel)
+        if not subscribers:  # nearly always, for an execution nobody watches
+            return False
+        return any(subscription.wants(kind) for subscription in subscribers)
 
     @asynccontextmanager
     async def subscribe(

@@ -13,9 +13,9 @@ Frames on the child's stdin/stdout (pipes, or a socket pair under uvloop): a
 an empty request asks the child to stop. The child runs in a session of its
 own and ignores SIGINT/SIGTERM (the parent must still flush through it during
 its graceful shutdown, so stopping it is the parent's call), and exits when
-its stdin closes, so a parent killed outright never leaves it behind. If the child dies, the batch in flight fails (its callers retry, and
-the history's idempotent appends make a retry safe) and the next batch starts
-a new child.
+its stdin closes, so a parent killed outright never leaves it behind. If the
+child dies, the batch in flight fails (its callers retry, and the history's
+idempotent appends make a retry safe) and the next batch starts a new child.
 
 Pickle is safe here: both ends are this program, over a private pipe.
 """
