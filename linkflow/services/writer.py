@@ -21,7 +21,6 @@ PostgreSQL on a pooled async connection.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -39,11 +38,10 @@ from linkflow.store.bulk import (
     BulkStatements,
     Refused,
     SQLAlchemySink,
-    SQLiteSink,
     WriteOp,
     write_batch,
 )
-from linkflow.store.sqlite_writer import WriterProcess
+from linkflow.store.sqlite_writer import SQLiteBatches, WriterProcess
 
 __all__ = ["DEFAULT_MAX_BATCH", "Appended", "GroupCommitWriter", "WriterHistory", "flush"]
 
@@ -107,14 +105,11 @@ class GroupCommitWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
-        self._sqlite = database.sqlite_writer_engine()
-        self._process = (
-            WriterProcess(database.url) if process and self._sqlite is not None else None
-        )
-        self._sqlite_connection: sqlite3.Connection | None = None
-        """The writer thread's own connection (SQLite), opened there on first use."""
-        self._sqlite_checkout: Any = None
-        """The pool's handle on it: held, or the pool would take the connection back."""
+        sqlite = database.dialect == "sqlite"
+        self._process = WriterProcess(database.url) if process and sqlite else None
+        self._in_thread = sqlite and self._process is None
+        self._sqlite: SQLiteBatches | None = None
+        """The writer thread's batches (SQLite, in-process), opened there on first use."""
         self._statements = BulkStatements(database.engine.dialect)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="linkflow-writer")
         self.batches = 0
@@ -135,8 +130,8 @@ class GroupCommitWriter:
         if self._process is not None:
             await self._process.close()
         if self._sqlite is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sqlite)
-            self._sqlite.dispose()
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.close)
+            self._sqlite = None
         self._thread.shutdown(wait=False)
 
     def _enqueue(self, op: WriteOp) -> _Batch:
@@ -219,7 +214,7 @@ class GroupCommitWriter:
     async def _write(self, batch: Sequence[WriteOp]) -> Refused:
         if self._process is not None:
             refused = await self._process.write(batch)
-        elif self._sqlite is not None:
+        elif self._in_thread:
             loop = asyncio.get_running_loop()
             refused = await loop.run_in_executor(self._thread, self._write_sqlite, batch)
         else:
@@ -230,30 +225,10 @@ class GroupCommitWriter:
         return refused
 
     def _write_sqlite(self, batch: Sequence[WriteOp]) -> Refused:
-        """A batch in one transaction on the writer thread's own sqlite3 connection."""
-        if self._sqlite_connection is None:
-            assert self._sqlite is not None
-            # Opened through the engine so it gets the same pragmas (WAL, busy timeout,
-            # foreign keys), then kept by this thread for the writer's life.
-            self._sqlite_checkout = self._sqlite.raw_connection()
-            raw = self._sqlite_checkout.driver_connection
-            assert isinstance(raw, sqlite3.Connection)
-            self._sqlite_connection = raw
-        connection = self._sqlite_connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            refused = write_batch(SQLiteSink(connection), self._statements, batch)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return refused
-
-    def _close_sqlite(self) -> None:
-        if self._sqlite_checkout is not None:
-            self._sqlite_checkout.close()
-            self._sqlite_checkout = None
-            self._sqlite_connection = None
+        """A batch on the writer thread's own connection (made there on first use)."""
+        if self._sqlite is None:
+            self._sqlite = SQLiteBatches(self.database.url)
+        return self._sqlite.write(batch)
 
 
 def _write_postgres(

@@ -246,13 +246,6 @@ class Database:
             self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"}), expire_on_commit=False
         )
 
-    def sqlite_writer_engine(self) -> Engine | None:
-        """For SQLite, a synchronous engine on the same file for a single writer (see
-        `sqlite_writer_engine`); None for PostgreSQL, whose driver is async already."""
-        if self.dialect != "sqlite":
-            return None
-        return sqlite_writer_engine(self.url)
-
     @property
     def url(self) -> str:
         """The normalized URL, password included (never log it: use `repr`)."""

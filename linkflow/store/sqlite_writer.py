@@ -40,7 +40,7 @@ from typing import IO, Any, Final
 from linkflow.store.bulk import BulkStatements, Refused, SQLiteSink, WriteOp, write_batch
 from linkflow.store.repositories.events import NewEvent
 
-__all__ = ["WriterProcess", "WriterProcessFailed"]
+__all__ = ["SQLiteBatches", "WriterProcess", "WriterProcessFailed"]
 
 _HEADER: Final = struct.Struct(">I")
 START_TIMEOUT_S: Final = 30.0
@@ -204,31 +204,54 @@ async def _read_frame(stream: asyncio.StreamReader) -> bytes:
     return await stream.readexactly(length)
 
 
+class SQLiteBatches:
+    """Writes batches on one sqlite3 connection of its own, each in one ``BEGIN
+    IMMEDIATE`` transaction: the writer thread's (in-process mode) or the child's.
+    Use it from one thread only: the one that made it."""
+
+    def __init__(self, url: str) -> None:
+        from linkflow.store.database import sqlite_writer_engine
+
+        self._engine = sqlite_writer_engine(url)
+        # Opened through the engine for its pragmas (WAL, busy timeout, foreign keys);
+        # the pool's handle is held, or the pool would take the connection back.
+        self._checkout = self._engine.raw_connection()
+        connection = self._checkout.driver_connection
+        assert isinstance(connection, sqlite3.Connection)
+        self._connection = connection
+        self._sink = SQLiteSink(connection)
+        self._statements = BulkStatements(self._engine.dialect)
+
+    def write(self, batch: Sequence[WriteOp]) -> Refused:
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            refused = write_batch(self._sink, self._statements, batch)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return refused
+
+    def close(self) -> None:
+        self._checkout.close()
+        self._engine.dispose()
+
+
 def _serve(url: str, requests: IO[bytes], replies: IO[bytes]) -> None:
     """The child's loop: one batch per request, in one transaction, until stopped."""
-    from linkflow.store.database import sqlite_writer_engine
-
-    engine = sqlite_writer_engine(url)
-    checkout = engine.raw_connection()
-    connection = checkout.driver_connection
-    assert isinstance(connection, sqlite3.Connection)
-    statements = BulkStatements(engine.dialect)
-    sink = SQLiteSink(connection)
+    batches = SQLiteBatches(url)
     _send(replies, b"ready")
     while (payload := _receive(requests)) is not None and payload:
         batch = [_decode(item) for item in pickle.loads(payload)]  # noqa: S301 - our parent
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            refused = write_batch(sink, statements, batch)
-            connection.execute("COMMIT")
+            refused = batches.write(batch)
         except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
             _send(replies, pickle.dumps(("error", f"{type(error).__name__}: {error}")))
         else:
             _send(replies, pickle.dumps(("ok", sorted(refused))))
-    checkout.close()
-    engine.dispose()
+    batches.close()
 
 
 def main() -> None:
