@@ -151,11 +151,9 @@ class WebhookService:
         """The most a call to `endpoint` may send, in bytes."""
         return endpoint.webhook.max_body_bytes or DEFAULT_MAX_BODY_BYTES
 
-    async def handle(self, call: WebhookCall, endpoint: Endpoint | None = None) -> WebhookAnswer:
-        """Check `call` and start its execution; the answer its response mode asks for.
-        `endpoint` is `self.endpoint(call.endpoint_id)` when the caller has it already."""
-        if endpoint is None:
-            endpoint = await self.endpoint(call.endpoint_id)
+    async def handle(self, call: WebhookCall, endpoint: Endpoint) -> WebhookAnswer:
+        """Check `call` against `endpoint` (`self.endpoint(call.endpoint_id)`) and start
+        its execution; the answer its response mode asks for."""
         webhook = endpoint.webhook
         self._check(endpoint, call)
         if webhook.is_test and not await self._use_test_url(webhook.id):

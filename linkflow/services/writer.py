@@ -8,14 +8,14 @@ one transaction, then wakes the callers. A caller therefore still returns only
 once its write is durable, which is what lets a webhook answer after the
 events it reports are stored.
 
-A batch is folded before it is written (see `_write_batch`): the row updates
-of one execution merge, in the order they were queued. An event whose
+A batch is folded before it is written (see `store.bulk.write_batch`): the row
+updates of one execution merge, in the order they were queued. An event whose
 `(execution_id, seq)` is taken is refused alone (its caller gets
 `HistoryConflict`); a failing transaction fails every caller in it.
 
-On SQLite the batch runs in the writer's own thread on its own sqlite3
-connection (one hop per batch, and SQLite works without the GIL); on
-PostgreSQL on a pooled async connection.
+Where a batch runs: on PostgreSQL, on a pooled async connection; on SQLite, in
+a child process (`process=True`, what `serve` uses: `store.sqlite_writer`) or
+else in the writer's own thread, on a sqlite3 connection of its own.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ class GroupCommitWriter:
         self._in_thread = sqlite and self._process is None
         self._sqlite: SQLiteBatches | None = None
         """The writer thread's batches (SQLite, in-process), opened there on first use."""
-        self._statements = BulkStatements(database.engine.dialect)
+        self._statements = None if sqlite else BulkStatements(database.engine.dialect)
+        """PostgreSQL's statements (SQLite's are compiled where the batches run)."""
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="linkflow-writer")
         self.batches = 0
         self.ops = 0
@@ -218,6 +219,7 @@ class GroupCommitWriter:
             loop = asyncio.get_running_loop()
             refused = await loop.run_in_executor(self._thread, self._write_sqlite, batch)
         else:
+            assert self._statements is not None
             async with self.database.engine.begin() as connection:
                 refused = await connection.run_sync(_write_postgres, self._statements, batch)
         self.batches += 1

@@ -4,11 +4,10 @@ ignores the terminal's Ctrl-C, and leaves no process behind."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -19,9 +18,9 @@ from linkflow.services.executions import ExecutionService, NewExecution
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import Database, Execution, ExecutionStatus, NodeExecution
 from linkflow.store.sqlite_writer import WriterProcess
+from tests.api._support import eventually
 from tests.integration._rows import new_workspace
 from tests.integration.test_execution_plane import (
-    DEADLINE_S,
     SIMPLE,
     build_plane,
     start,
@@ -50,20 +49,21 @@ def child_of(writer: GroupCommitWriter) -> WriterProcess:
     return process
 
 
+def _truthy(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool | None]]:
+    """`condition` as the poll of `eventually` (None until it holds)."""
+
+    async def check() -> bool | None:
+        return True if condition() else None
+
+    return check
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
-
-
-async def until(condition: object, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + DEADLINE_S
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_a_run_through_the_child_is_stored_whole(
@@ -112,7 +112,9 @@ async def test_a_killed_child_fails_its_batch_at_most_and_a_new_one_takes_over(
     first = child_of(writer).pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    await until(lambda: child_of(writer).pid != first, "the dead child to be noticed")
+    await eventually(
+        _truthy(lambda: child_of(writer).pid != first), what="the dead child to be noticed"
+    )
     await writer.update_execution(execution_id, status=ExecutionStatus.CANCELLED)
     second = child_of(writer).pid
     assert second is not None
@@ -147,7 +149,7 @@ async def test_close_writes_what_is_queued_and_ends_the_child(sqlite_database: D
     assert pid is not None
     writer.update_execution_nowait(execution_id, status=ExecutionStatus.CANCELLED)
     await writer.close()
-    await until(lambda: not alive(pid), "the child to exit")
+    await eventually(_truthy(lambda: not alive(pid)), what="the child to exit")
     async with sqlite_database.session() as session:
         row = await session.get(Execution, execution_id)
     assert row is not None

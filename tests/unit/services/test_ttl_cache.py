@@ -20,13 +20,19 @@ class Source:
         self.value = "v1"
         self.gate: asyncio.Event | None = None
         self.fail = False
+        self.started = asyncio.Event()
+        """Set when a load begins."""
+        self.loaded = asyncio.Event()
+        """Set when a load returns; cleared by the test before the load it awaits."""
 
     async def load(self) -> str:
         self.calls += 1
+        self.started.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:
             raise RuntimeError("database down")
+        self.loaded.set()
         return self.value
 
 
@@ -42,7 +48,7 @@ async def test_concurrent_misses_share_one_load(clock: list[float]) -> None:
     source = Source()
     source.gate = asyncio.Event()
     waiting = [asyncio.create_task(cache.get("k", source.load)) for _ in range(20)]
-    await asyncio.sleep(0)
+    await source.started.wait()  # every task has asked by now: they ran first, in order
     source.gate.set()
     assert await asyncio.gather(*waiting) == ["v1"] * 20
     assert source.calls == 1
@@ -54,8 +60,9 @@ async def test_a_just_expired_entry_is_served_while_it_refreshes(clock: list[flo
     assert await cache.get("k", source.load) == "v1"
     source.value = "v2"
     clock[0] += 1.5  # expired, within the stale window
+    source.loaded.clear()
     assert await cache.get("k", source.load) == "v1"  # no wait for the database
-    await asyncio.sleep(0)  # the refresh behind runs
+    await source.loaded.wait()  # the refresh behind
     assert await cache.get("k", source.load) == "v2"
     assert source.calls == 2
 
@@ -86,7 +93,7 @@ async def test_forget_during_a_load_keeps_its_result_out(clock: list[float]) -> 
     source = Source()
     source.gate = asyncio.Event()
     loading = asyncio.create_task(cache.get("k", source.load))
-    await asyncio.sleep(0)
+    await source.started.wait()
     cache.forget("k")
     source.gate.set()
     assert await loading == "v1"
@@ -101,7 +108,8 @@ async def test_a_burst_on_a_just_expired_entry_starts_one_refresh(clock: list[fl
     source = Source()
     await cache.get("k", source.load)
     clock[0] += 1.5
+    source.loaded.clear()
     answers = await asyncio.gather(*[cache.get("k", source.load) for _ in range(50)])
-    await asyncio.sleep(0)
+    await source.loaded.wait()
     assert answers == ["v1"] * 50
     assert source.calls == 2
