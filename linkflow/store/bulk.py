@@ -13,6 +13,7 @@ a SQLAlchemy connection (PostgreSQL).
 from __future__ import annotations
 
 import enum
+import re
 import sqlite3
 import uuid
 from collections import Counter
@@ -123,7 +124,8 @@ def processor_for(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
     """The bind processor of `type_`: SQLAlchemy's own, or on SQLite, for the types of the
     hot path, a direct function giving the same result (SQLAlchemy's go through layers
     of wrappers and %-formatting, which showed as a sixth of a busy process's time).
-    Applied to non-None values only."""
+    Applied to non-None values only. Ids and times may also come as the text orjson
+    makes of them (the SQLite writer process receives them so)."""
     if dialect.name == "sqlite":
         if isinstance(type_, UTCDateTime):
             return _sqlite_datetime
@@ -137,7 +139,9 @@ def processor_for(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
     return processor
 
 
-def _sqlite_datetime(value: datetime) -> str:
+def _sqlite_datetime(value: datetime | str) -> str:
+    if isinstance(value, str):  # ISO 8601, from the writer process's channel
+        value = datetime.fromisoformat(value)
     if value.tzinfo is UTC:  # nearly always: the first 26 characters drop "+00:00"
         return value.isoformat(" ", "microseconds")[:26]
     if value.tzinfo is None or value.utcoffset() is None:
@@ -155,7 +159,14 @@ def _enum_value(enum_cls: type[enum.StrEnum], value: Any) -> str:
 
 
 def _uuid_hex(value: Any) -> str:
-    return value.hex if isinstance(value, uuid.UUID) else uuid.UUID(str(value)).hex
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value.replace("-", "")  # as orjson writes ids: the writer process's channel
+    return uuid.UUID(str(value)).hex
+
+
+_CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _column_defaults(table: Table) -> dict[str, Callable[[], Any]]:
@@ -368,7 +379,7 @@ def write_batch(sink: Sink, statements: BulkStatements, batch: Sequence[WriteOp]
         # claims of a place that went in).
         refused = frozenset(
             index for index, values in zip(positions, events, strict=True)
-            if (values["execution_id"].hex, values["seq"]) in suspects
+            if (_hex(values["execution_id"]), values["seq"]) in suspects
             and not statements.holds(sink, values)
         )  # fmt: skip
     nodes: dict[uuid.UUID, Sequence[dict[str, Any]]] = {}

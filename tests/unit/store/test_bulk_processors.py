@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Uuid
 from sqlalchemy.dialects import sqlite
@@ -45,3 +46,14 @@ def test_naive_datetimes_and_unknown_enum_values_are_refused_alike() -> None:
         processor_for(UTCDateTime(), DIALECT)(datetime(2026, 1, 1))  # type: ignore[misc]  # noqa: DTZ001
     with pytest.raises(ValueError, match="exploded"):
         processor_for(StrEnumType(ExecutionStatus), DIALECT)("exploded")  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("type_", "values"), SAMPLES, ids=lambda v: type(v).__name__)
+def test_the_text_of_the_writer_channel_is_stored_as_the_object(
+    type_: Any, values: list[Any]
+) -> None:
+    """The SQLite writer process receives ids and times as orjson's text of them."""
+    fast = processor_for(type_, DIALECT)
+    assert fast is not None
+    for value in values:
+        assert fast(orjson.loads(orjson.dumps(value))) == fast(value), value
