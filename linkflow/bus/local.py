@@ -36,7 +36,11 @@ class Subscription:
         self.queue.put_nowait(message)
 
     async def get(self, timeout_s: float | None = None) -> dict[str, Any]:
-        return await asyncio.wait_for(self.queue.get(), timeout=timeout_s)
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        # A timeout scope, not wait_for: no task of its own per call.
+        async with asyncio.timeout(timeout_s):
+            return await self.queue.get()
 
 
 class LocalBus:
@@ -58,7 +62,10 @@ class LocalBus:
         subscribers = self._subscribers.get(channel)
         if not subscribers:  # nearly always, for an execution nobody watches
             return False
-        return any(subscription.wants(kind) for subscription in subscribers)
+        for subscription in subscribers:
+            if subscription.kinds is None or kind in subscription.kinds:
+                return True
+        return False
 
     @asynccontextmanager
     async def subscribe(

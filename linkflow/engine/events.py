@@ -24,10 +24,9 @@ Names and order are public (CONTRACT.md section 4): clients stream them, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["TERMINAL_EVENTS", "Event", "EventType"]
 
@@ -59,9 +58,12 @@ TERMINAL_EVENTS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One history entry; `seq` is 1-based and dense within an execution."""
+class Event(NamedTuple):
+    """One history entry; `seq` is 1-based and dense within an execution.
+
+    Immutable. A named tuple rather than a frozen dataclass: about ten are made per
+    execution on the hot path, and a frozen dataclass's `__init__` sets each field
+    through `object.__setattr__` (four times the cost)."""
 
     seq: int
     type: EventType

@@ -149,7 +149,9 @@ class GroupCommitWriter:
 
     def append_nowait(self, execution_id: uuid.UUID, event: Event) -> Appended:
         """Queue `event` for the next batch; await the result to know it durable."""
-        new = NewEvent(execution_id, event.seq, event.type.value, event.node_id, event.data,
+        # The type as it is: a str (StrEnum) that stores as its value, without the
+        # descriptor call `.value` costs.
+        new = NewEvent(execution_id, event.seq, event.type, event.node_id, event.data,
                        event.timestamp)  # fmt: skip
         return Appended(self._enqueue(WriteOp(event=new)), new)
 

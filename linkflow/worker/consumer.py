@@ -63,6 +63,7 @@ _FINISHED = {
     ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED,
     ExecutionStatus.TIMEOUT,
 }  # fmt: skip
+_FINISHED_VALUES = frozenset(status.value for status in _FINISHED)
 
 
 class CancelRegistry:
@@ -271,15 +272,16 @@ class Worker:
         )  # fmt: skip
 
     def _publisher(self, row: ExecutionRecord) -> Any:
-        channels = (f"execution.{row.id}", f"workspace.{row.workspace_id}")
         execution_id = str(row.id)
+        channels = (f"execution.{execution_id}", f"workspace.{row.workspace_id}")
         bus = self.bus
 
         def publish(event: Event) -> None:
-            kind = event.type.value
-            targets = [channel for channel in channels if bus.wants(channel, kind)]
+            # The type itself (a str) for the check: its `.value` costs a descriptor call.
+            targets = [channel for channel in channels if bus.wants(channel, event.type)]
             if not targets:
                 return
+            kind = event.type.value
             # One data object for every channel: subscribers only read messages.
             data = {"execution_id": execution_id, "seq": event.seq, "node_id": event.node_id,
                     **event.data}  # fmt: skip
@@ -294,7 +296,7 @@ class Worker:
         """Mirror the run's outcome onto the execution's rows (a projection of its history)."""
         state = result.state
         values: dict[str, Any] = {"status": ExecutionStatus(state.status.value)}
-        if state.status.value in {s.value for s in _FINISHED}:
+        if state.status.value in _FINISHED_VALUES:
             values.update(output=state.output, error=state.error, completed_at=state.completed_at)
         waiting = state.waiting
         if waiting is not None:
