@@ -3,7 +3,7 @@
 # (PostgreSQL, Redis, bubblewrap) if they are missing, and runs pytest.
 
 SHELL := /bin/bash
-PYTHON ?= python3
+PYTHON ?= $(shell scripts/pick-python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 # Touched after a successful install; pyproject.toml newer than it means reinstall.
