@@ -7,7 +7,7 @@ that matched no route share the label ``<unmatched>``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,6 +17,7 @@ __all__ = ["CONTENT_TYPE", "UNMATCHED_ROUTE", "HttpMetrics"]
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 UNMATCHED_ROUTE: Final = "<unmatched>"
 # From 1 ms (a cached read) to 30 s (an execution waited for, the longest request).
+_MAX_CACHED_LABELS: Final = 1024
 _BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -39,9 +40,20 @@ class HttpMetrics:
             registry=self.registry,
         )
 
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        """The labelled counter and histogram per (method, route, status): `labels()`
+        builds and looks up its key under a lock on every call."""
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)),
+                        self.duration.labels(method, route))  # fmt: skip
+            if len(self._children) < _MAX_CACHED_LABELS:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
