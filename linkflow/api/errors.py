@@ -180,7 +180,9 @@ async def _on_validation_error(_request: Request, error: Exception) -> Response:
 
 async def _on_http_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    code = _CODE_OF_STATUS.get(error.status_code, HTTPStatus(error.status_code).name.lower())
+    code = getattr(error, "code", None) or _CODE_OF_STATUS.get(
+        error.status_code, HTTPStatus(error.status_code).name.lower()
+    )
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
     if error.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:  # Starlette's own
         detail = "no such resource or route"

@@ -88,6 +88,32 @@ async def until_subscribed(plane: PlaneApi, channel: str) -> None:
 
 
 class TestExecute:
+    async def test_an_integer_beyond_64_bits_is_422_and_other_writes_go_on(
+        self, plane_api: PlaneApi
+    ):
+        """History is stored as JSON of 64-bit integers: a larger one in the input (or a
+        document) is the caller's 422, not a 500 that failed the writes batched with it;
+        the largest 64-bit values still go through."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, manual_doc())
+        execute = f"/api/v1/workflows/{flow['id']}/execute"
+        headers = {**me.headers, "Content-Type": "application/json"}
+        for number in ("18446744073709551616", "-9223372036854775809", "1" + "0" * 40):
+            body = '{"input": {"n": ' + number + '}}'
+            refused = await plane_api.client.post(execute, content=body, headers=headers)
+            assert_problem(refused, 422, "number_out_of_range")
+        doc = '{"name": "big", "nodes": [{"id": "start", "type": "manual"}, {"id": "s", ' \
+              '"type": "set", "parameters": {"fields": {"x": 99999999999999999999999}}}], ' \
+              '"connections": [{"from": "start", "to": "s"}]}'  # fmt: skip
+        created = await plane_api.client.post("/api/v1/workflows", content=doc, headers=headers)
+        assert_problem(created, 422, "number_out_of_range")
+        body = '{"input": {"big": 18446744073709551615, "small": -9223372036854775808}}'
+        accepted = await plane_api.client.post(execute, content=body, headers=headers)
+        assert accepted.status_code == 202, accepted.text
+        done = await plane_api.execution(me, accepted.json()["id"])
+        assert done["status"] == "completed"
+        assert done["input"] == {"big": 2**64 - 1, "small": -(2**63)}
+
     async def test_execute_answers_202_queued_and_the_execution_completes(
         self, plane_api: PlaneApi
     ):

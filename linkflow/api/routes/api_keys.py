@@ -10,10 +10,11 @@ from fastapi import APIRouter, Response
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from linkflow.api.deps import CurrentActor, CurrentWorkspace, Paging, Services
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.schemas import ListOf
 from linkflow.security.rbac import ApiKeyScope
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/api-keys", tags=["api-keys"])
 
 
 class ApiKeyIn(BaseModel):

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
 from linkflow.api.deps import CurrentWorkspace, Paging, Services
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.schemas import ListOf
 from linkflow.security.rbac import Permission
 from linkflow.services.audit import AuditFilter
 from linkflow.services.errors import Forbidden
 
-router = APIRouter(prefix="/api/v1/audit-logs", tags=["audit"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/audit-logs", tags=["audit"])
 
 Filter = Annotated[str | None, Query(max_length=64)]
 

@@ -14,10 +14,11 @@ from fastapi import APIRouter, BackgroundTasks, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from linkflow.api.deps import AuthRateLimit, CurrentActor, CurrentPrincipal, Request_, Services
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.schemas import EmailAddress, Name, Password, TokensOut, UserOut, WorkspaceOut
 from linkflow.services.mail import send_in_background
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/auth", tags=["auth"])
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=32)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=512)]

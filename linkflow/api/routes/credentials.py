@@ -14,11 +14,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from linkflow.api.deps import CurrentActor, CurrentWorkspace, Paging
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.schemas import ListOf
 from linkflow.services.credentials import Credentials as CredentialService
 from linkflow.services.credentials import CredentialView
 
-router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/credentials", tags=["credentials"])
 
 
 def get_credentials(request: Request) -> CredentialService:

@@ -13,12 +13,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
 from linkflow.api.deps import CurrentWorkspace, Paging
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.plane import PlaneServices
 from linkflow.api.schemas import ListOf
 from linkflow.services.execution_views import ExecutionFilter
 from linkflow.store import ExecutionStatus
 
-router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/executions", tags=["executions"])
 
 SSE_IDLE_S = 15.0
 """A comment line this often keeps proxies from closing a quiet event stream."""

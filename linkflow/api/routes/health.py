@@ -12,9 +12,10 @@ from pydantic import BaseModel
 
 from linkflow.api.deps import Services
 from linkflow.api.errors import problem_response
+from linkflow.api.json_body import JSONRoute
 from linkflow.observability.metrics import CONTENT_TYPE
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=JSONRoute, tags=["health"])
 
 
 class HealthOut(BaseModel):

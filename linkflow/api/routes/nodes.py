@@ -8,9 +8,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from linkflow.api.deps import CurrentPrincipal
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.plane import PlaneServices
 
-router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/nodes", tags=["nodes"])
 
 
 class NodeTypeOut(BaseModel):

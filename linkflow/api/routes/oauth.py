@@ -14,12 +14,13 @@ from fastapi import APIRouter, Cookie, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from linkflow.api.deps import AuthRateLimit, Request_, Services
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.routes.auth import LoginOut
 from linkflow.api.schemas import UserOut
 from linkflow.services.errors import Unauthorized
 from linkflow.services.oauth import STATE_COOKIE, STATE_TTL
 
-router = APIRouter(prefix="/api/v1/auth/oauth", tags=["auth"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/auth/oauth", tags=["auth"])
 _COOKIE_PATH = "/api/v1/auth/oauth"
 Provider = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,32}$")]
 

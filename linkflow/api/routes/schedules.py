@@ -10,11 +10,12 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from linkflow.api.deps import CurrentActor, CurrentWorkspace, Paging
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.plane import PlaneServices
 from linkflow.api.schemas import ListOf
 from linkflow.services.schedules import ScheduleChanges
 
-router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/schedules", tags=["schedules"])
 
 
 class ScheduleIn(BaseModel):

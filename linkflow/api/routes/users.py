@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from linkflow.api.deps import CurrentActor, CurrentPrincipal, Paging, Services
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.schemas import EmailAddress, ListOf, Name, Password, PublicUserOut, UserOut
 from linkflow.services.users import ProfileChange
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/users", tags=["users"])
 
 
 class ProfileIn(BaseModel):

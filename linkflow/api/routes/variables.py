@@ -9,10 +9,11 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from linkflow.api.deps import CurrentActor, CurrentWorkspace
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.plane import PlaneServices
 from linkflow.api.schemas import ListOf
 
-router = APIRouter(prefix="/api/v1/variables", tags=["variables"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/variables", tags=["variables"])
 
 
 class VariableIn(BaseModel):

@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from linkflow.api.deps import CurrentActor, CurrentWorkspace, Paging
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.plane import Plane, PlaneServices
 from linkflow.api.schemas import ListOf
 from linkflow.queue import Priority
 from linkflow.services.workflows import WorkflowChanges, WorkflowDocumentIn, webhook_id
 from linkflow.store import Workflow, WorkflowStatus, WorkflowVersion
 
-router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/workflows", tags=["workflows"])
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]

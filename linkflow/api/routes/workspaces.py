@@ -20,12 +20,13 @@ from linkflow.api.deps import (
     Services,
     workspace_access,
 )
+from linkflow.api.json_body import JSONRoute
 from linkflow.api.schemas import EmailAddress, ListOf, MemberOut, WorkspaceOut
 from linkflow.security.rbac import Role
 from linkflow.services.mail import send_in_background
 from linkflow.services.members import MemberView
 
-router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
+router = APIRouter(route_class=JSONRoute, prefix="/api/v1/workspaces", tags=["workspaces"])
 
 WorkspaceName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
