@@ -62,10 +62,7 @@ class LocalBus:
         subscribers = self._subscribers.get(channel)
         if not subscribers:  # nearly always, for an execution nobody watches
             return False
-        for subscription in subscribers:
-            if subscription.kinds is None or kind in subscription.kinds:
-                return True
-        return False
+        return any(subscription.wants(kind) for subscription in subscribers)
 
     @asynccontextmanager
     async def subscribe(

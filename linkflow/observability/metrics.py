@@ -16,8 +16,9 @@ __all__ = ["CONTENT_TYPE", "UNMATCHED_ROUTE", "HttpMetrics"]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 UNMATCHED_ROUTE: Final = "<unmatched>"
-# From 1 ms (a cached read) to 30 s (an execution waited for, the longest request).
 _MAX_CACHED_LABELS: Final = 1024
+"""Label sets whose children `observe` keeps (methods are the client's choice)."""
+# From 1 ms (a cached read) to 30 s (an execution waited for, the longest request).
 _BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -39,7 +40,6 @@ class HttpMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
-
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         """The labelled counter and histogram per (method, route, status): `labels()`
         builds and looks up its key under a lock on every call."""

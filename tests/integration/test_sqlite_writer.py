@@ -58,6 +58,13 @@ def _truthy(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool | None
     return check
 
 
+async def stored_status(database: Database, execution_id: uuid.UUID) -> ExecutionStatus:
+    async with database.session() as session:
+        row = await session.get(Execution, execution_id)
+    assert row is not None
+    return row.status
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -119,10 +126,7 @@ async def test_a_killed_child_fails_its_batch_at_most_and_a_new_one_takes_over(
     second = child_of(writer).pid
     assert second is not None
     assert second != first
-    async with sqlite_database.session() as session:
-        row = await session.get(Execution, execution_id)
-    assert row is not None
-    assert row.status is ExecutionStatus.CANCELLED
+    assert await stored_status(sqlite_database, execution_id) is ExecutionStatus.CANCELLED
 
 
 async def test_ctrl_c_does_not_reach_the_child(
@@ -150,10 +154,7 @@ async def test_close_writes_what_is_queued_and_ends_the_child(sqlite_database: D
     writer.update_execution_nowait(execution_id, status=ExecutionStatus.CANCELLED)
     await writer.close()
     await eventually(_truthy(lambda: not alive(pid)), what="the child to exit")
-    async with sqlite_database.session() as session:
-        row = await session.get(Execution, execution_id)
-    assert row is not None
-    assert row.status is ExecutionStatus.CANCELLED
+    assert await stored_status(sqlite_database, execution_id) is ExecutionStatus.CANCELLED
 
 
 async def test_a_child_that_cannot_write_fails_the_batch_not_the_writer(
