@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     """Node outputs larger than this (as JSON) go to the blob store."""
     webhook_answer_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     """A webhook in last_node/respond_node mode waits this long, then answers 202."""
+    lease_ttl_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    """How long a worker's hold on an execution lasts unless renewed (every third of
+    it); after a worker dies, its executions are resumed elsewhere once this passed."""
 
     # --- HTTP API (control plane) ---
     public_url: str | None = None

@@ -35,6 +35,7 @@ from linkflow.services.workflows import WorkflowService
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import Database
 from linkflow.worker.consumer import CancelRegistry, Worker
+from linkflow.worker.leases import LeaseKeeper, held_by_dead_process
 
 __all__ = ["Runtime", "build_local_engine", "build_runtime", "shared_http_client"]
 
@@ -78,6 +79,7 @@ class Runtime:
     queue: LocalQueue
     bus: LocalBus
     cancels: CancelRegistry
+    leases: LeaseKeeper
     http: httpx.AsyncClient
     engine: Engine
     executions: ExecutionService
@@ -91,23 +93,27 @@ class Runtime:
         """Start the writer, re-enqueue what the database says is unfinished, start the
         worker and the scheduler; returns how many executions were recovered."""
         self.writer.start()
-        recovered = await self.executions.recover()
+        recovered = await self.executions.recover(self.dead_owner)
         self.tasks = [
             asyncio.create_task(self.worker.run(), name="worker"),
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
+            asyncio.create_task(self.leases.run(), name="lease-heartbeat"),
         ]
         return recovered
+
+    def dead_owner(self, owner: str) -> bool:
+        """Whether a lease belongs to a dead process of this machine (not to this one)."""
+        return held_by_dead_process(owner, me=self.leases.process)
 
     async def stop(self) -> None:
         """Graceful: stop taking jobs, let running executions reach their end, flush."""
         await self.queue.close()
-        worker, scheduler = self.tasks or (None, None)
-        if scheduler is not None:
-            scheduler.cancel()
-        if worker is not None:
+        if self.tasks:
+            worker, *others = self.tasks
+            for task in others:
+                task.cancel()
             await asyncio.gather(worker, return_exceptions=True)
-        if scheduler is not None:
-            await asyncio.gather(scheduler, return_exceptions=True)
+            await asyncio.gather(*others, return_exceptions=True)
         await self.writer.close()
         await self.http.aclose()
         if self.code is not None and hasattr(self.code, "close"):
@@ -124,6 +130,7 @@ def build_runtime(
     from linkflow.sandbox import build_runner
 
     writer = GroupCommitWriter(database, process=writer_process)
+    leases = LeaseKeeper(writer, ttl_s=settings.lease_ttl_s)
     queue = LocalQueue()
     bus = LocalBus()
     cancels = CancelRegistry()
@@ -137,12 +144,13 @@ def build_runtime(
     )  # fmt: skip
     engine = Engine(services=services)
     variables = Variables(database)
-    executions = ExecutionService(database, writer, queue)
+    executions = ExecutionService(database, writer, queue, leases=leases.mint,
+                                  lease_ttl_s=settings.lease_ttl_s)  # fmt: skip
     assert settings.secret_key is not None
     worker = Worker(database=database, writer=writer, queue=queue, engine=engine, bus=bus,
                     cancels=cancels, concurrency=concurrency, variables=variables,
-                    credentials=resolver, fresh=executions.fresh)  # fmt: skip
-    resume_links = ResumeLinks(database, queue, worker.resumes,
+                    credentials=resolver, fresh=executions.fresh, leases=leases)  # fmt: skip
+    resume_links = ResumeLinks(database, queue,
                                settings.secret_key.get_secret_value().encode(),
                                public_url(settings))  # fmt: skip
     worker.resume_url = resume_links.url
@@ -159,5 +167,9 @@ def build_runtime(
                                 AddressPolicy(allow_private=settings.http_allow_private),
                                 refresher=resolver.refresher),
     )  # fmt: skip
-    return Runtime(settings, database, writer, queue, bus, cancels, http, engine, executions,
-                   worker, LocalScheduler(database, executions, queue), plane, code)  # fmt: skip
+    scheduler = LocalScheduler(database, executions, queue,
+                               recover_every_s=settings.lease_ttl_s / 2)  # fmt: skip
+    runtime = Runtime(settings, database, writer, queue, bus, cancels, leases, http, engine,
+                      executions, worker, scheduler, plane, code)  # fmt: skip
+    scheduler.dead_owner = runtime.dead_owner
+    return runtime

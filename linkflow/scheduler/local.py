@@ -4,13 +4,16 @@ Every tick it (1) fires the schedules whose `next_run_at` has come, each by a
 compare-and-set on `next_run_at` so that a tick can never fire twice even if
 two schedulers run, and (2) hands the worker the waiting executions whose
 resume time has come. Missed ticks (the process was down) fire once, then the
-schedule continues from now: no burst of catch-up runs.
+schedule continues from now: no burst of catch-up runs. Every half lease it
+also recovers the unfinished executions nobody holds (a worker died: another
+process on the same database resumes its executions once their leases expired).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -42,17 +45,28 @@ CLEANUP_EVERY_S = 3600.0
 
 
 class LocalScheduler:
-    def __init__(self, database: Database, executions: ExecutionService, queue: Queue) -> None:
+    def __init__(
+        self, database: Database, executions: ExecutionService, queue: Queue,
+        *, recover_every_s: float = 15.0,
+    ) -> None:  # fmt: skip
         self.database = database
         self.executions = executions
         self.queue = queue
+        self.recover_every_s = recover_every_s
+        self.dead_owner: Callable[[str], bool] | None = None
         self._woken: set[str] = set()
 
     async def run(self) -> None:
         last_cleanup = -CLEANUP_EVERY_S
+        last_recovery = time.monotonic()
         while True:
             try:
                 await self.tick()
+                if time.monotonic() - last_recovery >= self.recover_every_s:
+                    last_recovery = time.monotonic()
+                    recovered = await self.executions.recover(self.dead_owner)
+                    if recovered:
+                        log.info("resuming executions whose worker is gone", count=recovered)
                 if time.monotonic() - last_cleanup >= CLEANUP_EVERY_S:
                     last_cleanup = time.monotonic()
                     purged = await purge_expired_executions(self.database, datetime.now(UTC))

@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import func, select
 
 from linkflow.bus import LocalBus
-from linkflow.engine import EventType, HistoryConflict
+from linkflow.engine import EventType
 from linkflow.queue import Priority
 from linkflow.security.rbac import Permission
 from linkflow.services._paging import Page, page
@@ -31,10 +31,11 @@ from linkflow.store import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
-    NewEvent,
     NodeExecution,
+    StoreConflict,
     TriggerType,
     Workflow,
+    move_execution,
     new_id,
 )
 from linkflow.worker.consumer import CancelRegistry
@@ -228,26 +229,29 @@ class ExecutionViews:
         access.require(Permission.EXECUTIONS_WRITE)
         async with self.database.session() as session:
             row = await self._row(session, access, execution_id)
-            last = await EventRepository(session).last_seq(execution_id) or 0
         if row.status.value in _FINISHED:
             raise Conflict(f"the execution is already {row.status.value}", code="already_finished")
-        self.cancels.request(execution_id, "cancelled by user")
-        if row.status in (ExecutionStatus.QUEUED, ExecutionStatus.WAITING):
-            await self._cancel_now(execution_id, last)
+        if not await self._cancel_now(execution_id):
+            # Running (or taken by a worker meanwhile): its worker stops at the next node.
+            self.cancels.request(execution_id, "cancelled by user")
         return await self.get(access, execution_id)
 
-    async def _cancel_now(self, execution_id: uuid.UUID, last_seq: int) -> None:
-        event = NewEvent(execution_id, last_seq + 1, EventType.EXECUTION_CANCELLED.value, None,
-                         {"reason": "cancelled by user"}, datetime.now(UTC))  # fmt: skip
+    async def _cancel_now(self, execution_id: uuid.UUID) -> bool:
+        """Cancel a queued or waiting execution in one compare-and-set; False when it is
+        not (or no longer) queued or waiting."""
+        data: dict[str, Any] = {"reason": "cancelled by user"}
         try:
             async with self.database.transaction() as session:
-                if await EventRepository(session).append_many([event]):
-                    raise HistoryConflict("the execution moved on")
-        except HistoryConflict:
-            return  # a worker took it meanwhile: the registry stops it at the next node
-        await self.writer.update_execution(
-            execution_id, status=ExecutionStatus.CANCELLED, completed_at=datetime.now(UTC)
-        )
+                event = await move_execution(
+                    session, execution_id, ExecutionStatus.CANCELLED,
+                    event_type=EventType.EXECUTION_CANCELLED.value, data=data,
+                    only_from=frozenset({ExecutionStatus.QUEUED, ExecutionStatus.WAITING}),
+                    values={"completed_at": datetime.now(UTC)},
+                )  # fmt: skip
+        except StoreConflict:
+            return False  # a worker appended first: it owns the execution now
+        if event is None:
+            return False
         if self.bus is not None:
             channel = f"execution.{execution_id}"
             self.bus.publish(channel, {
@@ -256,6 +260,7 @@ class ExecutionViews:
                          **event.data},
                 "timestamp": (event.created_at or datetime.now(UTC)).isoformat(),
             })  # fmt: skip
+        return True
 
     async def retry(
         self, access: WorkspaceAccess, execution_id: uuid.UUID, *, from_failed: bool

@@ -2,20 +2,24 @@
 
 The database is the truth: an execution exists once its row and its
 `execution.queued` event are committed (together, through the group-commit
-writer); only then is its job put on the queue. A job lost in between (crash,
-flushed Redis) is found again by `recover()`, which re-enqueues every
-execution the database says is queued or running.
+writer); only then is its job put on the queue. In a process that runs a worker,
+the same batch takes the execution's lease for that worker, so the job it hands
+itself needs no second round trip. A job lost in between (crash, flushed Redis)
+is found again by `recover()`, which re-enqueues the unfinished executions
+nobody holds: those whose lease expired (or belongs to a dead process of this
+machine), and queued ones that never had a lease and waited longer than a lease
+lasts (their creator handed the job to a queue that lost it).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from linkflow.engine import EventType
 from linkflow.queue import Job, JobType, Priority, Queue
@@ -23,6 +27,7 @@ from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
     Database,
     Execution,
+    ExecutionLease,
     ExecutionStatus,
     NewEvent,
     TriggerType,
@@ -64,6 +69,8 @@ class Fresh:
     row: ExecutionRecord
     queued: NewEvent
     start_node: str | None
+    lease: str | None = None
+    """The lease this process's worker took in the batch that created the execution."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +88,20 @@ class NewExecution:
     """Chosen by the caller when it must know the id before the job exists (to subscribe)."""
 
 
+LeaseMinter = Callable[[uuid.UUID], tuple[str, datetime]]
+"""Mints a lease (id, expiry) on a new execution for this process's worker."""
+
+
 class ExecutionService:
-    def __init__(self, database: Database, writer: GroupCommitWriter, queue: Queue) -> None:
+    def __init__(
+        self, database: Database, writer: GroupCommitWriter, queue: Queue,
+        *, leases: LeaseMinter | None = None, lease_ttl_s: float = 30.0,
+    ) -> None:  # fmt: skip
         self.database = database
         self.writer = writer
         self.queue = queue
+        self.leases = leases
+        self.lease_ttl = timedelta(seconds=lease_ttl_s)
         self.fresh: dict[uuid.UUID, Fresh] = {}
         """Executions created by this process and not yet taken by its worker: the worker
         starts them from here instead of reading back what was just written."""
@@ -122,29 +138,54 @@ class ExecutionService:
             NewEvent(execution_id, seq, type_, node_id, data, at)
             for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
         ]
-        await self.writer.create_execution(values, queued, *copies)
+        lease = self.leases(execution_id) if self.leases is not None and not copies else None
+        await self.writer.create_execution(values, queued, *copies, lease=lease)
         if not copies:
             record = ExecutionRecord(
                 id=execution_id, workspace_id=new.workspace_id, workflow_id=new.workflow_id,
                 workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
                 trigger_type=new.trigger_type, input=payload,
             )  # fmt: skip
-            self.fresh[execution_id] = Fresh(record, queued, new.start_node)
+            self.fresh[execution_id] = Fresh(record, queued, new.start_node,
+                                             lease[0] if lease else None)  # fmt: skip
         await self.queue.enqueue(_job(execution_id, new.priority))
         return execution_id
 
-    async def recover(self) -> int:
-        """Re-enqueue every queued or running execution; returns how many."""
+    async def recover(self, dead_owner: Callable[[str], bool] | None = None) -> int:
+        """Re-enqueue the unfinished executions nobody holds (see the module's doc); a
+        lease of a dead process (`dead_owner`) is expired first. Returns how many."""
+        now = datetime.now(UTC)
         statement = (
-            select(Execution.id, Execution.priority)
+            select(Execution.id, Execution.priority, Execution.status, Execution.queued_at,
+                   ExecutionLease.owner, ExecutionLease.expires_at)
+            .outerjoin(ExecutionLease, ExecutionLease.execution_id == Execution.id)
             .where(Execution.status.in_([ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]))
             .order_by(Execution.queued_at)
-        )
+        )  # fmt: skip
         async with self.database.session() as session:
             rows = (await session.execute(statement)).all()
-        for execution_id, priority in rows:
+        due: list[tuple[uuid.UUID, Any]] = []
+        for execution_id, priority, status, queued_at, owner, expires_at in rows:
+            if owner is None:
+                orphan = status is ExecutionStatus.RUNNING or queued_at < now - self.lease_ttl
+                if orphan:
+                    due.append((execution_id, priority))
+            elif expires_at <= now:
+                due.append((execution_id, priority))
+            elif dead_owner is not None and dead_owner(owner):
+                await self._expire(execution_id, owner, now)
+                due.append((execution_id, priority))
+        for execution_id, priority in due:
             await self.queue.enqueue(_job(execution_id, Priority(priority.value)))
-        return len(rows)
+        return len(due)
+
+    async def _expire(self, execution_id: uuid.UUID, owner: str, now: datetime) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(ExecutionLease)
+                .where(ExecutionLease.execution_id == execution_id, ExecutionLease.owner == owner)
+                .values(expires_at=now)
+            )
 
 
 def _job(execution_id: uuid.UUID, priority: Priority) -> Job:

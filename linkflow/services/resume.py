@@ -4,6 +4,12 @@ The URL carries a token derived from the secret key and the execution id
 (HMAC-SHA256), so it is known before the wait node runs (`{{
 execution.resume_url }}` can be e-mailed ahead) and needs no storage; it is
 unguessable without the key, and only resumes that one execution.
+
+An accepted resume is durable before it is answered: one transaction moves the
+execution from waiting to queued and appends `execution.resumed` with the
+payload (`store.move_execution`); only then is its job queued. So a second
+call, however close, finds it no longer waiting (409 `not_waiting`), and a crash
+after the answer loses nothing: recovery finds the execution queued.
 """
 
 from __future__ import annotations
@@ -13,10 +19,17 @@ import hmac
 import uuid
 from typing import Any
 
-from linkflow.engine import Resume
+from linkflow.engine import EventType
 from linkflow.queue import Job, JobType, Priority, Queue
 from linkflow.services.errors import Conflict, NotFound
-from linkflow.store import Database, Execution, ExecutionStatus
+from linkflow.store import (
+    Database,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    StoreConflict,
+    move_execution,
+)
 
 __all__ = ["ResumeLinks"]
 
@@ -26,13 +39,11 @@ class ResumeLinks:
         self,
         database: Database,
         queue: Queue,
-        resumes: dict[uuid.UUID, Resume],
         secret: bytes,
         public_url: str,
     ) -> None:
         self.database = database
         self.queue = queue
-        self.resumes = resumes
         self._secret = secret
         self.public_url = public_url
 
@@ -52,10 +63,22 @@ class ResumeLinks:
             row = await session.get(Execution, execution_id)
         if row is None:
             raise NotFound("there is no waiting execution here", code="execution_not_found")
-        if row.status is not ExecutionStatus.WAITING:
-            raise Conflict(f"the execution is {row.status.value}, not waiting",
-                           code="not_waiting")  # fmt: skip
-        self.resumes[execution_id] = Resume(payload)
+        try:
+            async with self.database.transaction() as session:
+                moved = await move_execution(
+                    session, execution_id, ExecutionStatus.QUEUED,
+                    event_type=EventType.EXECUTION_RESUMED.value,
+                    data={"by": "webhook", "payload": payload},
+                    only_from=frozenset({ExecutionStatus.WAITING}),
+                    values={"wait_until": None}, check=_accepts_webhook,
+                )  # fmt: skip
+        except StoreConflict:
+            moved = None  # its timer resumed it at the same moment
+        if moved is None:
+            async with self.database.session() as session:
+                status = (await session.get(Execution, execution_id, populate_existing=True))
+            now = status.status.value if status is not None else "gone"
+            raise Conflict(f"the execution is {now}, not waiting", code="not_waiting")
         await self.queue.enqueue(
             Job(
                 type=JobType.WORKFLOW_EXECUTION,
@@ -63,3 +86,11 @@ class ResumeLinks:
                 queue=Priority.HIGH,
             )
         )
+
+
+def _accepts_webhook(last: ExecutionEvent | None) -> None:
+    if last is None or last.type != EventType.EXECUTION_WAITING.value:
+        raise Conflict("the execution is not waiting", code="not_waiting")
+    if not last.data.get("webhook"):
+        raise Conflict("this execution waits for a time, not for a webhook call",
+                       code="not_waiting")  # fmt: skip

@@ -71,6 +71,7 @@ from linkflow.store.repositories import (
     VariableRepository,
     WorkflowRepository,
     WorkspaceRepository,
+    move_execution,
 )
 from linkflow.store.types import JSONObject, JSONValue, new_id, utcnow
 
@@ -129,6 +130,7 @@ __all__ = [
     "WorkspaceScoped",
     "connect",
     "create_engine",
+    "move_execution",
     "new_id",
     "normalize_url",
     "unavailable_error",

@@ -18,7 +18,7 @@ import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final, Protocol, cast
@@ -30,19 +30,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
+from linkflow.store.fencing import FencingStatements
 from linkflow.store.models import Execution, ExecutionEvent, NodeExecution, Webhook
-from linkflow.store.repositories.events import NewEvent
 from linkflow.store.types import JSONDocument, StrEnumType, UTCDateTime
 
 __all__ = [
     "BulkStatements",
     "Prepared",
-    "Refused",
     "SQLAlchemySink",
     "SQLiteSink",
     "Sink",
-    "WriteOp",
-    "write_batch",
+    "hex_id",
+    "processor_for",
 ]
 
 _EXECUTIONS: Final = cast(Table, Execution.__table__)
@@ -243,6 +242,16 @@ class BulkStatements:
         self._updates: dict[tuple[str, ...], Prepared] = {}
         self._event_row = _prepare(insert(_EVENTS), dialect, _EVENT_COLUMNS)
         self._event_sql: dict[int, str] = {}
+        self.delete_event = _prepare(
+            _EVENTS.delete().where(
+                _EVENTS.c.execution_id == bindparam("execution_id"),
+                _EVENTS.c.seq == bindparam("seq"),
+            ),
+            dialect,
+        )
+        self.fencing = FencingStatements(
+            dialect, _prepare, processor_for(_EVENTS.c.execution_id.type, dialect)
+        )
         self._stored_event = _prepare(
             select(_EVENTS.c.type, _EVENTS.c.created_at).where(
                 _EVENTS.c.execution_id == bindparam("execution_id"),
@@ -293,8 +302,8 @@ class BulkStatements:
             result = sink.fetch(self._events_sql(len(chunk)), tuple(params))
             if len(result) == len(chunk):
                 continue  # all went in: nearly always
-            inserted = {(_hex(execution_id), seq) for execution_id, seq in result}
-            keys = [(_hex(e["execution_id"]), e["seq"]) for e in chunk]
+            inserted = {(hex_id(execution_id), seq) for execution_id, seq in result}
+            keys = [(hex_id(e["execution_id"]), e["seq"]) for e in chunk]
             claimed = Counter(keys)
             refused.update(key for key in keys if key not in inserted or claimed[key] > 1)
         return refused
@@ -328,88 +337,10 @@ class BulkStatements:
 _EVENT_COLUMNS: Final = ("execution_id", "seq", "type", "node_id", "data", "created_at")
 
 
-def _hex(value: Any) -> str:
+def hex_id(value: Any) -> str:
     """An id as 32 lower-case hex digits, whatever form the driver gives or takes."""
     if isinstance(value, uuid.UUID):
         return value.hex
     return str(value).replace("-", "").lower()
 
 
-Refused = frozenset[int]
-"""The positions in a batch of the events refused because another event holds their
-place."""
-
-
-@dataclass(slots=True)
-class WriteOp:
-    """One write of the group-commit writer: an event, a row update, a new execution,
-    a node_executions replacement or a webhook call (exactly one of them)."""
-
-    event: NewEvent | None = None
-    execution_id: uuid.UUID | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    """The columns to set (with `execution_id`), or `at` of a webhook call."""
-    new_execution: dict[str, Any] | None = None
-    """The columns of an `executions` row to insert."""
-    replace_nodes_of: uuid.UUID | None = None
-    """Make `node_rows` this execution's node_executions rows."""
-    node_rows: Sequence[dict[str, Any]] = ()
-    webhook_called: uuid.UUID | None = None
-
-
-def write_batch(sink: Sink, statements: BulkStatements, batch: Sequence[WriteOp]) -> Refused:
-    """One batch in the sink's transaction; returns the refused events.
-
-    The batch's ops are folded first: the updates of one execution merge into one
-    (later values win), node_executions replacements keep the last per execution,
-    and webhook calls add up. Then each kind of write is one `executemany`, in an
-    order that respects references: new executions, events, node_executions,
-    execution updates, webhook counts.
-    """
-    statements.insert_execution.run(
-        sink, [op.new_execution for op in batch if op.new_execution is not None]
-    )
-    positions = [index for index, op in enumerate(batch) if op.event is not None]
-    events = [_event_values(batch[index].event) for index in positions]  # type: ignore[arg-type]
-    suspects = statements.insert_events(sink, events) if events else set()
-    refused: Refused = frozenset()
-    if suspects:
-        # Maybe skipped: refused unless the stored event is this very one (same type and
-        # time: a write that went through before it was retried, or the one of two
-        # claims of a place that went in).
-        refused = frozenset(
-            index for index, values in zip(positions, events, strict=True)
-            if (_hex(values["execution_id"]), values["seq"]) in suspects
-            and not statements.holds(sink, values)
-        )  # fmt: skip
-    nodes: dict[uuid.UUID, Sequence[dict[str, Any]]] = {}
-    updates: dict[uuid.UUID, dict[str, Any]] = {}
-    calls: dict[uuid.UUID, dict[str, Any]] = {}
-    for op in batch:
-        if op.replace_nodes_of is not None:
-            nodes[op.replace_nodes_of] = op.node_rows
-        elif op.execution_id is not None and op.values:
-            updates.setdefault(op.execution_id, {}).update(op.values)
-        elif op.webhook_called is not None:
-            hook = op.webhook_called
-            call = calls.setdefault(hook, {"webhook_id": hook, "calls": 0})
-            call["calls"] += 1
-            call["at"] = op.values["at"]
-    if nodes:
-        statements.delete_nodes.run(sink, [{"execution_id": key} for key in nodes])
-        statements.insert_node.run(sink, [row for rows in nodes.values() for row in rows])
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for execution_id, values in updates.items():
-        by_columns.setdefault(tuple(sorted(values)), []).append(
-            {**values, "execution_id": execution_id}
-        )
-    for columns, rows in by_columns.items():
-        statements.update_execution(columns).run(sink, rows)
-    statements.count_calls.run(sink, list(calls.values()))
-    return refused
-
-
-def _event_values(event: NewEvent) -> dict[str, Any]:
-    return {"execution_id": event.execution_id, "seq": event.seq, "type": event.type,
-            "node_id": event.node_id, "data": event.data,
-            "created_at": event.created_at or datetime.now(UTC)}  # fmt: skip

@@ -13,7 +13,7 @@ Frames on the child's stdin/stdout (pipes, or a socket pair under uvloop): a
 which the writer's bind processors take as they take the objects (see
 `store.bulk.processor_for`). Not pickle: pickling an id or an aware time
 calls back into Python for each, which cost the parent four times what
-orjson does for a whole batch. Reply: ``["ok", [refused positions]]`` or
+orjson does for a whole batch. Reply: ``["ok", [refused positions], [lost leases], [notes]]`` or
 ``["error", message]``; an empty request asks the child to stop. The child runs in a session of its
 own and ignores SIGINT/SIGTERM (the parent must still flush through it during
 its graceful shutdown, so stopping it is the parent's call), and exits when
@@ -40,7 +40,8 @@ from typing import IO, Any, Final
 
 import orjson
 
-from linkflow.store.bulk import BulkStatements, Refused, SQLiteSink, WriteOp, write_batch
+from linkflow.store.batch import Outcome, WriteOp, write_batch
+from linkflow.store.bulk import BulkStatements, SQLiteSink
 from linkflow.store.repositories.events import NewEvent
 
 __all__ = ["SQLiteBatches", "WriterProcess", "WriterProcessFailed"]
@@ -61,17 +62,18 @@ def _encode(op: WriteOp) -> tuple[Any, ...]:
         None if event is None else (event.execution_id, event.seq, event.type, event.node_id,
                                     event.data, event.created_at),
         op.execution_id, op.values, op.new_execution, op.replace_nodes_of, op.node_rows,
-        op.webhook_called,
+        op.webhook_called, op.lease, op.lease_action,
     )  # fmt: skip
 
 
 def _decode(item: tuple[Any, ...]) -> WriteOp:
     """An op as the child receives it: ids and times stay text (see the module's doc)."""
-    event, execution_id, values, new_execution, replace_nodes_of, node_rows, webhook = item
+    (event, execution_id, values, new_execution, replace_nodes_of, node_rows, webhook, lease,
+     lease_action) = item  # fmt: skip
     return WriteOp(
         event=None if event is None else NewEvent(*event), execution_id=execution_id,
         values=values, new_execution=new_execution, replace_nodes_of=replace_nodes_of,
-        node_rows=node_rows, webhook_called=webhook,
+        node_rows=node_rows, webhook_called=webhook, lease=lease, lease_action=lease_action,
     )  # fmt: skip
 
 
@@ -99,7 +101,7 @@ class WriterProcess:
     def __init__(self, url: str) -> None:
         self.url = url
         self._child: asyncio.subprocess.Process | None = None
-        self._replies: deque[asyncio.Future[Refused]] = deque()
+        self._replies: deque[asyncio.Future[Outcome]] = deque()
         self._reader: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
 
@@ -107,11 +109,11 @@ class WriterProcess:
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
 
-    async def write(self, batch: Sequence[WriteOp]) -> Refused:
+    async def write(self, batch: Sequence[WriteOp]) -> Outcome:
         child = await self._running()
         assert child.stdin is not None
         payload = orjson.dumps([_encode(op) for op in batch])
-        reply: asyncio.Future[Refused] = asyncio.get_running_loop().create_future()
+        reply: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._replies.append(reply)
         try:
             child.stdin.write(_HEADER.pack(len(payload)) + payload)
@@ -171,12 +173,13 @@ class WriterProcess:
                     child.kill()
                 self._lost(error)
                 return
-            status, value = orjson.loads(frame)
+            status, *value = orjson.loads(frame)
             reply = self._replies.popleft()
             if status == "ok":
-                reply.set_result(frozenset(value))
+                refused, lost, notes = value
+                reply.set_result(Outcome(frozenset(refused), frozenset(lost), tuple(notes)))
             else:
-                reply.set_exception(WriterProcessFailed(str(value)))
+                reply.set_exception(WriterProcessFailed(str(value[0])))
 
     def _lost(self, cause: BaseException) -> None:
         """The child is gone: every batch sent and not answered fails."""
@@ -226,17 +229,17 @@ class SQLiteBatches:
         self._sink = SQLiteSink(connection)
         self._statements = BulkStatements(self._engine.dialect)
 
-    def write(self, batch: Sequence[WriteOp]) -> Refused:
+    def write(self, batch: Sequence[WriteOp]) -> Outcome:
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            refused = write_batch(self._sink, self._statements, batch)
+            outcome = write_batch(self._sink, self._statements, batch)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        return refused
+        return outcome
 
     def close(self) -> None:
         self._checkout.close()
@@ -250,11 +253,12 @@ def _serve(url: str, requests: IO[bytes], replies: IO[bytes]) -> None:
     while (payload := _receive(requests)) is not None and payload:
         batch = [_decode(item) for item in orjson.loads(payload)]
         try:
-            refused = batches.write(batch)
+            outcome = batches.write(batch)
         except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
             _send(replies, orjson.dumps(("error", f"{type(error).__name__}: {error}")))
         else:
-            _send(replies, orjson.dumps(("ok", sorted(refused))))
+            refused, lost, notes = outcome
+            _send(replies, orjson.dumps(("ok", sorted(refused), sorted(lost), notes)))
     batches.close()
 
 

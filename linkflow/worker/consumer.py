@@ -1,11 +1,18 @@
 """The worker: takes execution jobs from the queue and runs them on the engine.
 
-For each job: load the execution and its workflow version, run (or resume)
-it against its history in the database, then project the outcome onto the
-`executions` and `node_executions` rows. The job is acknowledged only after
-that projection is durable. A crash anywhere leaves the history as the truth:
-the job comes back (or recovery re-enqueues it) and the engine resumes from
-the history without re-running completed nodes.
+For each job: hold the execution's lease (`worker.leases`), load the
+execution and its workflow version, run (or resume) it against its history in
+the database, then project the node runs onto `node_executions` (the row's
+status, times and output follow the events in the writer, in the same
+transaction). Every write is fenced by the lease: if another worker took the
+execution over, the writes are refused and this run is stopped at once. A
+crash anywhere leaves the history as the truth: the lease expires, recovery
+re-enqueues the execution, and the engine resumes from the history without
+re-running completed nodes.
+
+A job that fails is delivered again after an exponential backoff; after
+`max_attempts` it goes to the dead letters and its execution fails with the
+reason (retryable by the user). A job runs at most `Job.timeout` seconds.
 
 Live events go to the bus as they are appended (`execution.<id>` and
 `workspace.<id>` channels, in the contract's envelope).
@@ -29,14 +36,14 @@ from linkflow.engine import (
     CompiledWorkflow,
     Engine,
     Event,
+    EventType,
     ExecutionInfo,
     HistoryConflict,
     InvalidWorkflow,
-    Resume,
     RunResult,
 )
 from linkflow.observability.logging import bind_context, get_logger
-from linkflow.queue import Job, Queue, QueueClosed
+from linkflow.queue import Delivery, Queue, QueueClosed, backoff_s
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.executions import ExecutionRecord, Fresh
 from linkflow.services.history import event_from_row
@@ -50,7 +57,9 @@ from linkflow.store import (
     NodeExecutionStatus,
     Workflow,
     WorkflowVersion,
+    move_execution,
 )
+from linkflow.worker.leases import LeaseKeeper
 
 __all__ = ["CancelRegistry", "Worker"]
 
@@ -111,7 +120,9 @@ class Worker:
         credentials: ExecutionCredentials | None = None,
         fresh: dict[uuid.UUID, Fresh] | None = None,
         resume_url: Callable[[uuid.UUID], str] | None = None,
+        leases: LeaseKeeper | None = None,
     ) -> None:
+        self.leases = leases or LeaseKeeper(writer)
         self.fresh = fresh
         self.resume_url = resume_url
         self.variables = variables
@@ -125,8 +136,8 @@ class Worker:
         self.concurrency = concurrency
         self._compiled: OrderedDict[tuple[uuid.UUID, int], CompiledWorkflow] = OrderedDict()
         self._running: set[asyncio.Task[None]] = set()
-        self.resumes: dict[uuid.UUID, Resume] = {}
-        """Resume payloads for waiting executions whose webhook was called."""
+        self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        """The executions this worker runs now, by id: never two runs of one here."""
 
     async def run(self) -> None:
         """Consume until the queue closes (then finish what runs) or the task is cancelled
@@ -136,11 +147,11 @@ class Worker:
             while True:
                 await slots.acquire()
                 try:
-                    job = await self.queue.dequeue()
+                    delivery = await self.queue.dequeue()
                 except QueueClosed:
                     slots.release()
                     break
-                task = asyncio.create_task(self._handle(job, slots))
+                task = asyncio.create_task(self._handle(delivery, slots))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
         except asyncio.CancelledError:
@@ -155,25 +166,85 @@ class Worker:
         if self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
-    async def _handle(self, job: Job, slots: asyncio.Semaphore) -> None:
+    async def _handle(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
+        job = delivery.job
         try:
             execution_id = uuid.UUID(job.payload["execution_id"])
-            with bind_context(execution_id=str(execution_id)):
-                await self.execute(execution_id)
-            await self.queue.ack(job)
-        except HistoryConflict:
-            log.info("another worker owns this execution", job_id=job.id)
-            await self.queue.ack(job)
-        except Exception:
-            log.exception("execution job failed; it will be retried", job_id=job.id)
-            if job.attempts < job.max_attempts:
-                await self.queue.enqueue(job, delay_s=float(2**job.attempts))
+            with bind_context(execution_id=str(execution_id), job_id=job.id):
+                if delivery.attempt > job.max_attempts:  # reclaimed once too often
+                    await self._dead_letter(delivery, execution_id, "the job was abandoned "
+                                            f"{delivery.attempt - 1} times")  # fmt: skip
+                    return
+                try:
+                    async with asyncio.timeout(job.timeout):
+                        await self.execute(execution_id)
+                except HistoryConflict:
+                    log.info("another worker owns this execution")
+                except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
+                    await self._failed(delivery, execution_id, error)
+                    return
+                await self.queue.ack(delivery)
         finally:
             slots.release()
 
+    async def _failed(self, delivery: Delivery, execution_id: uuid.UUID, error: Exception) -> None:
+        if isinstance(error, TimeoutError):
+            reason = f"the job exceeded its timeout of {delivery.job.timeout:g} s"
+        else:
+            reason = f"{type(error).__name__}: {error}"
+        if delivery.last_attempt:
+            log.error("execution job failed for the last time", reason=reason,
+                      attempt=delivery.attempt, exc_info=error)  # fmt: skip
+            await self._dead_letter(delivery, execution_id, reason)
+            return
+        log.warning("execution job failed; it will be retried", reason=reason,
+                    attempt=delivery.attempt, exc_info=error)  # fmt: skip
+        await self.queue.nack(delivery, delay_s=backoff_s(delivery.attempt))
+
+    async def _dead_letter(self, delivery: Delivery, execution_id: uuid.UUID, reason: str) -> None:
+        """The job goes to the dead letters; its execution fails with the reason."""
+        await self.queue.dead_letter(delivery, reason)
+        message = f"the execution could not be run after {delivery.attempt} attempts: {reason}"
+        error: dict[str, Any] = {"message": message[:2000], "node_id": None}
+        async with self.database.transaction() as session:
+            await move_execution(
+                session, execution_id, ExecutionStatus.FAILED,
+                event_type=EventType.EXECUTION_FAILED.value, data={"error": error},
+                values={"error": error, "completed_at": datetime.now(UTC)},
+            )  # fmt: skip
+
     async def execute(self, execution_id: uuid.UUID) -> RunResult | None:
-        """Run or resume one execution; None when there is nothing to do."""
+        """Run or resume one execution under its lease; None when there is nothing to do
+        (it ended, it waits, or another worker holds it)."""
+        if execution_id in self.active:
+            return None  # already running here; the job is a duplicate
         fresh = self.fresh.pop(execution_id, None) if self.fresh is not None else None
+        lease = fresh.lease if fresh is not None else None
+        if lease is None:
+            lease = await self.leases.take(execution_id)
+            if lease is None:
+                log.info("another worker holds this execution")
+                return None
+        task = asyncio.current_task()
+        assert task is not None
+        self.active[execution_id] = task
+        self.leases.watch(lease, task.cancel)
+        finished = False
+        try:
+            result = await self._execute(execution_id, fresh, lease)
+            finished = result is not None and result.state.status.value in _FINISHED_VALUES
+            return result
+        except asyncio.CancelledError:
+            if lease in self.leases.held:
+                raise  # a shutdown: the job comes back
+            raise HistoryConflict("the lease passed to another worker") from None
+        finally:
+            del self.active[execution_id]
+            self.leases.release(lease, finished=finished)
+
+    async def _execute(
+        self, execution_id: uuid.UUID, fresh: Fresh | None, lease: str
+    ) -> RunResult | None:
         row: ExecutionRecord | None
         if fresh is not None:
             row, start_node = fresh.row, fresh.start_node
@@ -183,36 +254,35 @@ class Worker:
             known = None
         if row is None or row.status in _FINISHED:
             return None
-        resume = self.resumes.pop(execution_id, None)
-        if row.status is ExecutionStatus.WAITING and resume is None and not _due(row):
+        if row.status is ExecutionStatus.WAITING and not _due(row):
             return None
         try:
             workflow = await self._workflow(row)
         except InvalidWorkflow as invalid:
             await self._project_invalid(row, invalid)
             return None
-        if row.status is ExecutionStatus.QUEUED:
-            # Ordered before the run's events in the writer; nothing needs to wait for it.
+        if row.status is ExecutionStatus.QUEUED and fresh is None:
+            # A resumed (or recovered) execution: its next events change no status.
             self.writer.update_execution_nowait(
-                execution_id, status=ExecutionStatus.RUNNING, started_at=datetime.now(UTC)
+                execution_id, lease=lease, status=ExecutionStatus.RUNNING
             )
         scope = self.credentials.bound(row.workspace_id) if self.credentials else nullcontext()
         with scope:
-            result = await self._run(row, workflow, start_node, resume, known)
-        await self._project(row, result)
+            result = await self._run(row, workflow, start_node, known, lease)
+        self._project(row, result, lease)
         self.cancels.forget(execution_id)
         return result
 
     async def _run(
         self, row: ExecutionRecord, workflow: CompiledWorkflow, start_node: str | None,
-        resume: Resume | None, known: list[Event] | None,
+        known: list[Event] | None, lease: str,
     ) -> RunResult:  # fmt: skip
         execution_id = row.id
-        history = WriterHistory(self.writer, execution_id, known=known)
+        history = WriterHistory(self.writer, execution_id, known=known, lease=lease)
         return await self.engine.run(
             workflow, input=row.input, history=history,
             info=await self._info(row, workflow), start_node=start_node,
-            mode=row.trigger_type.value, resume=resume,
+            mode=row.trigger_type.value,
             cancellation=self.cancels.probe(execution_id),
             observer=self._publisher(row),
         )  # fmt: skip
@@ -292,17 +362,10 @@ class Worker:
 
         return publish
 
-    async def _project(self, row: ExecutionRecord, result: RunResult) -> None:
-        """Mirror the run's outcome onto the execution's rows (a projection of its history)."""
-        state = result.state
-        values: dict[str, Any] = {"status": ExecutionStatus(state.status.value)}
-        if state.status.value in _FINISHED_VALUES:
-            values.update(output=state.output, error=state.error, completed_at=state.completed_at)
-        waiting = state.waiting
-        if waiting is not None:
-            until = waiting.get("until")
-            values["wait_until"] = datetime.fromisoformat(until) if until else None
-        node_types = state.workflow.nodes
+    def _project(self, row: ExecutionRecord, result: RunResult, lease: str) -> None:
+        """Mirror the run's node runs and its end onto the rows (a start, a wait and a
+        resumption move the row's status in the writer, in the event's own batch)."""
+        node_types = result.state.workflow.nodes
         nodes = [
             {"execution_id": row.id, "workspace_id": row.workspace_id,
              "node_id": summary["node_id"], "node_type": node_types[summary["node_id"]].spec.type,
@@ -316,8 +379,13 @@ class Worker:
         # Queued behind the run's events; nobody waits: if the process dies before they
         # are written, the row still says running, recovery runs the job again, and the
         # replay (the history is complete) projects the outcome then.
-        self.writer.replace_node_executions_nowait(row.id, nodes)
-        self.writer.update_execution_nowait(row.id, **values)
+        self.writer.replace_node_executions_nowait(row.id, nodes, lease=lease)
+        state = result.state
+        if state.status.value in _FINISHED_VALUES:
+            self.writer.update_execution_nowait(
+                row.id, lease=lease, status=ExecutionStatus(state.status.value),
+                output=state.output, error=state.error, completed_at=state.completed_at,
+            )  # fmt: skip
 
     async def _project_invalid(self, row: ExecutionRecord, invalid: InvalidWorkflow) -> None:
         message = str(invalid) or "the workflow version of this execution no longer exists"

@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -426,3 +428,59 @@ def test_a_wait_is_resumed_through_its_resume_url(server: Serve) -> None:
     assert done["output"][0]["approved"] is True
     again = httpx.post(url, json={"ok": True}, timeout=30)
     assert again.status_code == 409
+
+
+def test_a_resume_link_clicked_twenty_times_at_once_resumes_once_and_survives_sigkill(
+    server: Serve,
+) -> None:
+    """Twenty concurrent calls of the resume URL: one 202, nineteen 409 not_waiting. serve
+    is then killed while the resumed run is in flight; after a restart the execution
+    completes with the accepted payload, each node recorded as completed once."""
+    client = Client(server)
+    register(client)
+    doc = {
+        "name": "approve twice",
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "link", "type": "set",
+             "parameters": {"fields": {"url": "{{ execution.resume_url }}"}}},
+            {"id": "approval", "type": "wait", "parameters": {"resume": "webhook"}},
+            {"id": "slow", "type": "code",
+             "parameters": {"code": "import time\ntime.sleep(1.5)\nreturn items"}},
+            {"id": "after", "type": "set",
+             "parameters": {"fields": {"call": "{{ node['approval'].json.resume.body.call }}"}}},
+        ],
+        "connections": [{"from": "start", "to": "link"}, {"from": "link", "to": "approval"},
+                        {"from": "approval", "to": "slow"}, {"from": "slow", "to": "after"}],
+    }  # fmt: skip
+    flow = workflow(client, doc)
+    queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    execution_of(client, queued["id"], "waiting")
+    events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    link = next(e for e in events if e["type"] == "node.completed" and e["node_id"] == "link")
+    url = link["data"]["outputs"]["main"][0]["json"]["url"]
+
+    def call(index: int) -> httpx.Response:
+        return httpx.post(url, json={"call": index}, timeout=30)
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(call, range(20)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [202] + [409] * 19, statuses
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"not_waiting"}
+    accepted = next(i for i, answer in enumerate(answers) if answer.status_code == 202)
+
+    poll(lambda: started(client, queued["id"], "slow"), "the resumed run to reach the slow node")
+    server.kill()
+    server.start()
+    client.token = ""
+    client.token = client.ok("POST", "/api/v1/auth/login", 200, json=ADA)["access_token"]
+    done = execution_of(client, queued["id"], "completed", "failed")
+    assert done["status"] == "completed", done
+    assert done["output"][0]["call"] == accepted
+    history = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    completed = Counter(e["node_id"] for e in history if e["type"] == "node.completed")
+    assert completed == {"start": 1, "link": 1, "approval": 1, "slow": 1, "after": 1}
+    types = [e["type"] for e in history]
+    assert types.count("execution.resumed") == 1
+    assert types.count("execution.completed") == 1

@@ -31,6 +31,7 @@ from linkflow.store import (
     WorkflowRepository,
 )
 from linkflow.worker.consumer import CancelRegistry, Worker
+from linkflow.worker.leases import LeaseKeeper
 from tests.integration._rows import new_workspace
 from tests.unit.engine._nodes import Calls, Gate, registry_with_gate
 
@@ -57,14 +58,17 @@ class Plane:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-def build_plane(database: Database, writer: GroupCommitWriter) -> Plane:
+def build_plane(database: Database, writer: GroupCommitWriter, *, ttl_s: float = 30) -> Plane:
+    """One process's plane, wired as `serve` wires it (its own leases)."""
     queue = LocalQueue()
     cancels = CancelRegistry()
     engine = Engine(registry_with_gate())
+    leases = LeaseKeeper(writer, ttl_s=ttl_s)
+    service = ExecutionService(database, writer, queue, leases=leases.mint, lease_ttl_s=ttl_s)
     worker = Worker(database=database, writer=writer, queue=queue, engine=engine,
-                    bus=LocalBus(), cancels=cancels)  # fmt: skip
-    return Plane(database, writer, queue, ExecutionService(database, writer, queue), worker,
-                 cancels)  # fmt: skip
+                    bus=LocalBus(), cancels=cancels, fresh=service.fresh,
+                    leases=leases)  # fmt: skip
+    return Plane(database, writer, queue, service, worker, cancels)
 
 
 @pytest.fixture
@@ -152,12 +156,17 @@ async def test_a_queued_execution_runs_and_its_rows_mirror_the_history(
 async def test_recovery_redelivers_executions_the_queue_lost(
     database: Database, writer: GroupCommitWriter
 ) -> None:
-    """A queued execution whose job vanished runs after `recover()` on a new queue."""
+    """A queued execution whose job vanished (its process stopped renewing its lease)
+    runs after `recover()` on a new queue, once the lease expired, and not before."""
     Calls.reset()
-    lost = build_plane(database, writer)
+    lost = build_plane(database, writer, ttl_s=1)
     execution_id = await start(lost, SIMPLE, {"n": 3})
     fresh = build_plane(database, writer)
-    assert await fresh.service.recover() >= 1
+    assert await fresh.service.recover() == 0  # held: the job may still be on its way
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while await fresh.service.recover() == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the lease never expired"
+        await asyncio.sleep(0.05)
     fresh.start()
     try:
         row = await wait_for_status(database, execution_id, "completed")

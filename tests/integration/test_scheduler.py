@@ -78,7 +78,7 @@ async def test_a_schedule_fires_once_per_due_time_even_with_two_schedulers(
             schedule = await session.get(Schedule, schedule_id)
         assert schedule is not None
         assert schedule.next_run_at == due + timedelta(seconds=60)
-        assert queue.depth()["normal"] == 1
+        assert (await queue.depth())["normal"] == 1
     finally:
         await writer.close()
 

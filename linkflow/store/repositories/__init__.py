@@ -26,6 +26,7 @@ from linkflow.store.repositories._scoped import (
     WorkspaceRepository,
 )
 from linkflow.store.repositories.events import EventRepository, NewEvent
+from linkflow.store.repositories.lifecycle import move_execution
 from linkflow.store.repositories.resources import (
     CredentialRepository,
     ExecutionRepository,
@@ -47,4 +48,5 @@ __all__ = [
     "VariableRepository",
     "WorkflowRepository",
     "WorkspaceRepository",
+    "move_execution",
 ]
