@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from linkflow.bus import LocalBus
 from linkflow.engine import EventType
@@ -232,7 +232,15 @@ class ExecutionViews:
         if row.status.value in _FINISHED:
             raise Conflict(f"the execution is already {row.status.value}", code="already_finished")
         if not await self._cancel_now(execution_id):
-            # Running (or taken by a worker meanwhile): its worker stops at the next node.
+            # Running (or taken by a worker meanwhile): the request is stored before the
+            # answer, and its worker, in whatever process, stops at the next node.
+            async with self.database.transaction() as session:
+                await session.execute(
+                    update(Execution)
+                    .where(Execution.id == execution_id,
+                           Execution.status.in_([ExecutionStatus.RUNNING, ExecutionStatus.QUEUED]))
+                    .values(cancel_reason="cancelled by user")
+                )  # fmt: skip
             self.cancels.request(execution_id, "cancelled by user")
         return await self.get(access, execution_id)
 

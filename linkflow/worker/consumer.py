@@ -65,6 +65,10 @@ __all__ = ["CancelRegistry", "Worker"]
 
 log = get_logger(__name__)
 
+CANCEL_POLL_S = 1.0
+"""How often a worker reads the cancel requests of the executions it runs (stored by
+the API of any process); a cancel takes effect at the next node after that."""
+
 COMPILED_CACHE_SIZE = 512
 """Compiled workflow versions kept per process; versions are immutable, so never stale."""
 
@@ -143,6 +147,7 @@ class Worker:
         """Consume until the queue closes (then finish what runs) or the task is cancelled
         (then stop at once: what ran is in the history, and the jobs come back)."""
         slots = asyncio.Semaphore(self.concurrency)
+        watcher = asyncio.create_task(self._watch_cancels(), name="cancel-requests")
         try:
             while True:
                 await slots.acquire()
@@ -159,7 +164,28 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*list(self._running), return_exceptions=True)
             raise
+        finally:
+            watcher.cancel()
         await self.drain()
+
+    async def _watch_cancels(self) -> None:
+        """Hand the cancel requests stored for running executions to their runs here."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            if not self.active:
+                continue
+            try:
+                async with self.database.session() as session:
+                    requested = (await session.execute(
+                        select(Execution.id, Execution.cancel_reason).where(
+                            Execution.id.in_(list(self.active)),
+                            Execution.cancel_reason.is_not(None))
+                    )).all()  # fmt: skip
+            except Exception:  # the database is away: ask again next time
+                log.warning("reading cancel requests failed", exc_info=True)
+                continue
+            for execution_id, reason in requested:
+                self.cancels.request(execution_id, reason or "cancelled by user")
 
     async def drain(self) -> None:
         """Let the executions in flight reach their next durable point."""

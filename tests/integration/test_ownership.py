@@ -245,3 +245,58 @@ async def test_a_job_failing_every_time_ends_in_the_dead_letters_and_fails_its_e
             select(ExecutionEvent.type).where(ExecutionEvent.execution_id == execution_id)
             .order_by(ExecutionEvent.seq.desc()).limit(1))).one()  # fmt: skip
     assert last == "execution.failed"
+
+
+async def test_cancel_from_another_process_stops_the_run_at_its_next_node(
+    database: Database, writer: GroupCommitWriter
+) -> None:
+    """The API of another process (its own cancel registry) cancels a running execution:
+    the request is stored, the worker that runs it reads it and stops before the next
+    node."""
+    from linkflow.security.rbac import Role, permissions_for
+    from linkflow.services.context import Principal, WorkspaceAccess
+    from linkflow.services.execution_views import ExecutionViews
+    from linkflow.store import User, Workspace
+    from linkflow.worker.consumer import CancelRegistry
+    from tests.integration.test_execution_plane import GATED
+    from tests.unit.engine._nodes import Gate
+
+    Calls.reset()
+    Gate.reset()
+    assert Gate.reached is not None
+    assert Gate.opened is not None
+    async with database.transaction() as session:
+        user = User(email=f"{uuid.uuid4().hex}@example.com")
+        session.add(user)
+        await session.flush()
+        workspace = Workspace(name="Team", slug=uuid.uuid4().hex, owner_id=user.id)
+        session.add(workspace)
+        await session.flush()
+    access = WorkspaceAccess(workspace.id, Role.OWNER, permissions_for(Role.OWNER),
+                             Principal(user=user))  # fmt: skip
+    workflow = await save_workflow(database, workspace.id, GATED)
+    runner = build_plane(database, writer)
+    other = build_plane(database, writer)
+    views = ExecutionViews(database, writer, other.service, CancelRegistry())
+    runner.start()
+    try:
+        execution_id = await runner.service.create(
+            NewExecution(workspace.id, workflow.id, 1, {"n": 1})
+        )
+        await asyncio.wait_for(Gate.reached.wait(), DEADLINE_S)
+        answer = await views.cancel(access, execution_id)
+        assert answer["status"] == "running"  # accepted; the worker stops it next
+        async with database.session() as session:
+            stored = await session.get(Execution, execution_id)
+        assert stored is not None
+        assert stored.cancel_reason == "cancelled by user"
+        deadline = asyncio.get_running_loop().time() + DEADLINE_S
+        while runner.cancels.reason(execution_id) is None:  # read by the worker's poll
+            assert asyncio.get_running_loop().time() < deadline, "the request was not read"
+            await asyncio.sleep(0.01)
+        Gate.opened.set()
+        row = await wait_for_status(database, execution_id, "cancelled")
+    finally:
+        await runner.crash()
+    assert Calls.counter[("after", 0)] == 0
+    assert row.completed_at is not None

@@ -106,6 +106,8 @@ class Execution(WorkspaceScoped):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     wait_until: Mapped[datetime | None] = mapped_column(default=None)
+    # A cancel request accepted for a running execution; its worker reads it between nodes.
+    cancel_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     # Hash of the token in a wait node's resume URL; the token itself is never stored.
     resume_token_hash: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
