@@ -109,6 +109,33 @@ class Settings(BaseSettings):
     code_memory_mb: Annotated[int, Field(ge=64, le=65536)] = 512
     blob_threshold_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     """Node outputs larger than this (as JSON) go to the blob store."""
+    blob_url: str | None = None
+    """Where blobs live: `s3://bucket/prefix`, `file:///abs/path` or a path; unset:
+    `blobs` inside `data_dir`. Processes on several machines need a shared store (S3)."""
+    blob_s3_endpoint: str | None = None
+    """An S3-compatible server (`http://minio:9000`); unset: AWS S3."""
+    blob_s3_region: str = "us-east-1"
+    blob_s3_access_key_id: str | None = None
+    """Unset together with the secret: boto3's default chain (AWS_* variables, instance role)."""
+    blob_s3_secret_access_key: SecretStr | None = None
+
+    @field_validator("blob_url")
+    @classmethod
+    def _parseable_blob_url(cls, value: str | None) -> str | None:
+        # Imported here: loading settings need not load the blob stores' modules.
+        from linkflow.blobs import parse_blob_url
+
+        if value is not None:
+            parse_blob_url(value)
+        return value
+
+    @field_validator("blob_s3_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
     webhook_answer_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     """A webhook in last_node/respond_node mode waits this long, then answers 202."""
     lease_ttl_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
@@ -259,6 +286,11 @@ def load_settings(*, settle_keys: bool = True, **overrides: object) -> Settings:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
+    if (settings.blob_s3_access_key_id is None) != (settings.blob_s3_secret_access_key is None):
+        raise ConfigError(
+            "LINKFLOW_BLOB_S3_ACCESS_KEY_ID and LINKFLOW_BLOB_S3_SECRET_ACCESS_KEY: "
+            "set both or neither"
+        )
     if not settle_keys:
         return settings
     secret_ok = _secret_key_ok(settings.secret_key)

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 
 from linkflow.api.plane import Plane
-from linkflow.blobs import FilesystemBlobStore
+from linkflow.blobs import FilesystemBlobStore, S3BlobStore, parse_blob_url
 from linkflow.bus import LocalBus
 from linkflow.config import Settings
 from linkflow.engine import CredentialResolver, Engine, NodeServices
-from linkflow.nodes.sdk import CodeRunner
+from linkflow.nodes.sdk import BlobStore, CodeRunner
 from linkflow.queue import LocalQueue
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.security.secretbox import SecretBox
@@ -37,12 +37,36 @@ from linkflow.store import Database
 from linkflow.worker.consumer import CancelRegistry, Worker
 from linkflow.worker.leases import LeaseKeeper, held_by_dead_process
 
-__all__ = ["Runtime", "build_local_engine", "build_runtime", "shared_http_client"]
+__all__ = [
+    "Runtime",
+    "build_blob_store",
+    "build_local_engine",
+    "build_runtime",
+    "shared_http_client",
+]
 
 
 def shared_http_client(settings: Settings) -> httpx.AsyncClient:
     """The process's one HTTP client for nodes: pooled and SSRF-guarded."""
     return guarded_client(allow_private=settings.http_allow_private)
+
+
+def build_blob_store(settings: Settings) -> BlobStore:
+    """The blob store `LINKFLOW_BLOB_URL` names: S3 or a directory (default: `blobs`
+    in the data dir). Processes on several machines need S3 to read each other's blobs."""
+    if settings.blob_url is None:
+        return FilesystemBlobStore(settings.data_dir / "blobs")
+    location = parse_blob_url(settings.blob_url)
+    if location.scheme == "s3":
+        secret = settings.blob_s3_secret_access_key
+        return S3BlobStore(
+            location.bucket, prefix=location.prefix, endpoint_url=settings.blob_s3_endpoint,
+            region=settings.blob_s3_region, access_key_id=settings.blob_s3_access_key_id,
+            secret_access_key=None if secret is None else secret.get_secret_value(),
+        )  # fmt: skip
+    assert location.path is not None
+    path = location.path if location.path.is_absolute() else settings.data_dir / location.path
+    return FilesystemBlobStore(path)
 
 
 def build_local_engine(
@@ -59,7 +83,7 @@ def build_local_engine(
     services = NodeServices(
         http=lambda: http,
         credentials=credentials,
-        blobs=FilesystemBlobStore(settings.data_dir / "blobs"),
+        blobs=build_blob_store(settings),
         code=code,
         workflows=runner,
         blob_threshold_bytes=settings.blob_threshold_bytes,
@@ -139,7 +163,7 @@ def build_runtime(
     box = SecretBox.from_key(settings.encryption_key_bytes())
     resolver = ExecutionCredentials(database, box, http)
     services = NodeServices(
-        http=lambda: http, blobs=FilesystemBlobStore(settings.data_dir / "blobs"), code=code,
+        http=lambda: http, blobs=build_blob_store(settings), code=code,
         credentials=resolver, blob_threshold_bytes=settings.blob_threshold_bytes,
     )  # fmt: skip
     engine = Engine(services=services)

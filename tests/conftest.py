@@ -13,6 +13,8 @@ need) a server. What each fixture yields:
 - `empty_db_url` (function, parametrized): a database that was never migrated.
 - `redis_server` (session) and `redis_url` (function): a Redis URL whose
   database is flushed before each test.
+- `s3_endpoint` (session): the URL of an S3 API on loopback (moto's server,
+  keys `testing`/`testing`, region us-east-1); tests create their own buckets.
 
 Databases are shared by the tests of a module: tests create their own
 workspaces (or other roots) rather than assume an empty database.
@@ -180,3 +182,20 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     return url
+
+
+# --- S3 -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, on a port the OS picks (port 0: no race for it)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -10,21 +10,14 @@ in a thread.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 
+from linkflow.blobs._refs import InvalidBlobRef, digest_of, ref_for
 from linkflow.nodes.sdk import BinaryRef
 
 __all__ = ["FilesystemBlobStore", "InvalidBlobRef"]
-
-_REF = re.compile(r"^sha256:([0-9a-f]{64})$")
-
-
-class InvalidBlobRef(LookupError):
-    """The ref is malformed or names no stored blob."""
 
 
 class FilesystemBlobStore:
@@ -34,15 +27,11 @@ class FilesystemBlobStore:
         self.root = root
 
     def _path(self, ref: str) -> Path:
-        match = _REF.match(ref)
-        if match is None:
-            raise InvalidBlobRef(f"not a blob reference: {ref[:80]!r}")
-        digest = match.group(1)
+        digest = digest_of(ref)
         return self.root / digest[:2] / digest[2:4] / digest
 
     def _write(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        ref = f"sha256:{digest}"
+        ref = ref_for(data)
         path = self._path(ref)
         if path.exists():
             return ref
