@@ -22,6 +22,7 @@ from linkflow.queue import LocalQueue
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.security.secretbox import SecretBox
 from linkflow.security.ssrf import AddressPolicy, guarded_client
+from linkflow.services.children import ChildExecutions
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
@@ -110,6 +111,7 @@ class Runtime:
     worker: Worker
     scheduler: LocalScheduler
     plane: Plane
+    children: ChildExecutions
     code: CodeRunner | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -118,6 +120,7 @@ class Runtime:
         worker and the scheduler; returns how many executions were recovered."""
         self.writer.start()
         recovered = await self.executions.recover(self.dead_owner)
+        recovered += await self.children.recover()
         self.tasks = [
             asyncio.create_task(self.worker.run(), name="worker"),
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
@@ -156,6 +159,7 @@ def build_runtime(
     writer = GroupCommitWriter(database, process=writer_process)
     leases = LeaseKeeper(writer, ttl_s=settings.lease_ttl_s)
     queue = LocalQueue()
+    children = ChildExecutions(database, queue)
     bus = LocalBus()
     cancels = CancelRegistry()
     http = shared_http_client(settings)
@@ -164,7 +168,8 @@ def build_runtime(
     resolver = ExecutionCredentials(database, box, http)
     services = NodeServices(
         http=lambda: http, blobs=build_blob_store(settings), code=code,
-        credentials=resolver, blob_threshold_bytes=settings.blob_threshold_bytes,
+        credentials=resolver, workflows=children,
+        blob_threshold_bytes=settings.blob_threshold_bytes,
     )  # fmt: skip
     engine = Engine(services=services)
     variables = Variables(database)
@@ -173,7 +178,8 @@ def build_runtime(
     assert settings.secret_key is not None
     worker = Worker(database=database, writer=writer, queue=queue, engine=engine, bus=bus,
                     cancels=cancels, concurrency=concurrency, variables=variables,
-                    credentials=resolver, fresh=executions.fresh, leases=leases)  # fmt: skip
+                    credentials=resolver, fresh=executions.fresh, leases=leases,
+                    children=children)  # fmt: skip
     resume_links = ResumeLinks(database, queue,
                                settings.secret_key.get_secret_value().encode(),
                                public_url(settings))  # fmt: skip
@@ -192,8 +198,9 @@ def build_runtime(
                                 refresher=resolver.refresher),
     )  # fmt: skip
     scheduler = LocalScheduler(database, executions, queue,
-                               recover_every_s=settings.lease_ttl_s / 2)  # fmt: skip
+                               recover_every_s=settings.lease_ttl_s / 2,
+                               children=children)  # fmt: skip
     runtime = Runtime(settings, database, writer, queue, bus, cancels, leases, http, engine,
-                      executions, worker, scheduler, plane, code)  # fmt: skip
+                      executions, worker, scheduler, plane, children, code)  # fmt: skip
     scheduler.dead_owner = runtime.dead_owner
     return runtime

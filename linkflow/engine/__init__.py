@@ -45,6 +45,7 @@ __all__ = [
     "Event",
     "EventType",
     "ExecutionInfo",
+    "ExecutionState",
     "ExecutionStatus",
     "Executor",
     "History",

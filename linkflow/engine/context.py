@@ -53,6 +53,9 @@ class ExecutionInfo:
 MAX_DEPTH = 10
 """Sub-workflows nest at most this deep: deeper is almost surely unbounded recursion."""
 
+CHILD_ENDED = frozenset({"completed", "failed", "cancelled", "timeout"})
+"""A child execution in one of these has an outcome; in any other it is still going."""
+
 
 class _Rng:
     """Randomness for expressions (`uuid()`), drawn from the engine's entropy source."""
@@ -156,6 +159,8 @@ class RunContext:
         self._credentials = credentials
         self._services = services
         self._children = 0
+        self.awaiting: list[str] = []
+        """Children this run waits for that have not ended: the run then waits for them."""
         self.logs: list[JsonObject] = []
 
     # -- NodeContext ---------------------------------------------------------
@@ -285,12 +290,15 @@ class RunContext:
         self._children += 1
         parent = ParentLink(info.execution_id, info.workflow_id, self.node_id, info.depth)
         try:
-            return await runner.run(
+            child = await runner.run(
                 reference, input, wait=wait, parent=parent,
                 idempotency_key=f"{self.idempotency_key}:{self._children}",
             )  # fmt: skip
         except LookupError:
             raise NodeError(f"workflow {reference!r} was not found") from None
+        if wait and child.status not in CHILD_ENDED:
+            self.awaiting.append(child.execution_id)
+        return child
 
     # -- expressions ---------------------------------------------------------
 

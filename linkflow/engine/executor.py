@@ -320,6 +320,16 @@ class Executor:
             run = self.state.runs[node_id][-1]
             inputs = [self.state.items_of(input_) for input_ in run.inputs]
             outcome = await self._attempt(compiled, run, inputs)
+            awaiting = self._context.awaiting if self._context is not None else []
+            if awaiting:
+                # The node started children it must wait for: whatever it returned is
+                # moot, it runs again when they have ended (and finds them by key).
+                await self._append(
+                    EventType.EXECUTION_WAITING, None,
+                    {"node_id": node_id, "run": run_index, "webhook": False, "until": None,
+                     "children": awaiting},
+                )  # fmt: skip
+                return False
             if isinstance(outcome, NodeResult):
                 return await self._succeed(compiled, run, outcome, inputs)
             retry = compiled.spec.retry
@@ -347,6 +357,7 @@ class Executor:
     async def _attempt(
         self, compiled: CompiledNode, run: NodeRun, inputs: list[list[Item]]
     ) -> NodeResult | NodeError:
+        self._context = None
         if compiled.spec.disabled:
             return NodeResult.main(inputs[0] if inputs else [])
         ctx = self._context = RunContext(

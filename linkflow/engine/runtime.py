@@ -118,6 +118,10 @@ class SubWorkflowRunner(Protocol):
         workflows); `idempotency_key` is stable across replays, so a parent that
         runs the same node again finds the child it already started. Raises
         `LookupError` for an unknown workflow.
+
+        With `wait`, a runner may return a child that has not ended yet (a server
+        runs it on any worker): the node's run then waits for it, releasing its
+        worker, and runs again once it ended, finding it by its key.
         """
         ...
 

@@ -164,6 +164,8 @@ class ExecutionState:
         self.input: Any = None
         self.start_node: str | None = None
         self.mode = "manual"
+        self.parent: dict[str, Any] | None = None
+        """The execution (and node) that started this one as a child, if one did."""
         self.started_at: datetime | None = None
         self.completed_at: datetime | None = None
         self.output: list[dict[str, Any]] = []
@@ -220,6 +222,7 @@ class ExecutionState:
         self.input = event.data.get("input")
         self.start_node = event.data.get("start_node")
         self.mode = event.data.get("mode", "manual")
+        self.parent = event.data.get("parent")
         self.started_at = event.timestamp
 
     def _on_node_started(self, event: Event, decoded: object) -> None:

@@ -6,22 +6,25 @@ two schedulers run, and (2) hands the worker the waiting executions whose
 resume time has come. Missed ticks (the process was down) fire once, then the
 schedule continues from now: no burst of catch-up runs. Every half lease it
 also recovers the unfinished executions nobody holds (a worker died: another
-process on the same database resumes its executions once their leases expired).
+process on the same database resumes its executions once their leases expired), and
+the parents left waiting for children that have all ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
 from linkflow.observability.logging import get_logger
-from linkflow.queue import Job, JobType, Priority, Queue
+from linkflow.queue import Queue
 from linkflow.scheduler.timing import next_fire
-from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.children import ChildExecutions
+from linkflow.services.executions import ExecutionService, NewExecution, execution_job
 from linkflow.services.retention import purge_expired_executions
 from linkflow.store import (
     Database,
@@ -47,10 +50,11 @@ CLEANUP_EVERY_S = 3600.0
 class LocalScheduler:
     def __init__(
         self, database: Database, executions: ExecutionService, queue: Queue,
-        *, recover_every_s: float = 15.0,
+        *, recover_every_s: float = 15.0, children: ChildExecutions | None = None,
     ) -> None:  # fmt: skip
         self.database = database
         self.executions = executions
+        self.children = children
         self.queue = queue
         self.recover_every_s = recover_every_s
         self.dead_owner: Callable[[str], bool] | None = None
@@ -65,6 +69,8 @@ class LocalScheduler:
                 if time.monotonic() - last_recovery >= self.recover_every_s:
                     last_recovery = time.monotonic()
                     recovered = await self.executions.recover(self.dead_owner)
+                    if self.children is not None:
+                        recovered += await self.children.recover()
                     if recovered:
                         log.info("resuming executions whose worker is gone", count=recovered)
                 if time.monotonic() - last_cleanup >= CLEANUP_EVERY_S:
@@ -136,13 +142,7 @@ class LocalScheduler:
             if execution_id in self._woken:
                 continue  # already handed over; the worker moves it off `waiting`
             self._woken.add(execution_id)
-            await self.queue.enqueue(
-                Job(
-                    type=JobType.WORKFLOW_EXECUTION,
-                    payload={"execution_id": execution_id},
-                    queue=Priority.NORMAL,
-                )
-            )
+            await self.queue.enqueue(execution_job(uuid.UUID(execution_id)))
             woken += 1
         self._woken &= set(due)
         return woken

@@ -35,7 +35,7 @@ from linkflow.store import (
 )
 from linkflow.store import Priority as StoredPriority
 
-__all__ = ["ExecutionRecord", "ExecutionService", "Fresh", "NewExecution"]
+__all__ = ["ExecutionRecord", "ExecutionService", "Fresh", "NewExecution", "execution_job"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,7 @@ class ExecutionService:
             )  # fmt: skip
             self.fresh[execution_id] = Fresh(record, queued, new.start_node,
                                              lease[0] if lease else None)  # fmt: skip
-        await self.queue.enqueue(_job(execution_id, new.priority))
+        await self.queue.enqueue(execution_job(execution_id, new.priority))
         return execution_id
 
     async def recover(self, dead_owner: Callable[[str], bool] | None = None) -> int:
@@ -176,7 +176,7 @@ class ExecutionService:
                 await self._expire(execution_id, owner, now)
                 due.append((execution_id, priority))
         for execution_id, priority in due:
-            await self.queue.enqueue(_job(execution_id, Priority(priority.value)))
+            await self.queue.enqueue(execution_job(execution_id, Priority(priority.value)))
         return len(due)
 
     async def _expire(self, execution_id: uuid.UUID, owner: str, now: datetime) -> None:
@@ -188,7 +188,8 @@ class ExecutionService:
             )
 
 
-def _job(execution_id: uuid.UUID, priority: Priority) -> Job:
+def execution_job(execution_id: uuid.UUID, priority: Priority = Priority.NORMAL) -> Job:
+    """The queue job that runs (or resumes) an execution."""
     return Job(
         type=JobType.WORKFLOW_EXECUTION,
         payload={"execution_id": str(execution_id)},

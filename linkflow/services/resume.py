@@ -20,8 +20,9 @@ import uuid
 from typing import Any
 
 from linkflow.engine import EventType
-from linkflow.queue import Job, JobType, Priority, Queue
+from linkflow.queue import Priority, Queue
 from linkflow.services.errors import Conflict, NotFound
+from linkflow.services.executions import execution_job
 from linkflow.store import (
     Database,
     Execution,
@@ -79,13 +80,7 @@ class ResumeLinks:
                 status = (await session.get(Execution, execution_id, populate_existing=True))
             now = status.status.value if status is not None else "gone"
             raise Conflict(f"the execution is {now}, not waiting", code="not_waiting")
-        await self.queue.enqueue(
-            Job(
-                type=JobType.WORKFLOW_EXECUTION,
-                payload={"execution_id": str(execution_id)},
-                queue=Priority.HIGH,
-            )
-        )
+        await self.queue.enqueue(execution_job(execution_id, Priority.HIGH))
 
 
 def _accepts_webhook(last: ExecutionEvent | None) -> None:

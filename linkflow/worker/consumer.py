@@ -38,12 +38,16 @@ from linkflow.engine import (
     Event,
     EventType,
     ExecutionInfo,
+    ExecutionState,
     HistoryConflict,
     InvalidWorkflow,
+    ParentLink,
     RunResult,
 )
+from linkflow.engine import ExecutionStatus as EngineStatus
 from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Delivery, Queue, QueueClosed, backoff_s
+from linkflow.services.children import ChildExecutions
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.executions import ExecutionRecord, Fresh
 from linkflow.services.history import event_from_row
@@ -125,8 +129,10 @@ class Worker:
         fresh: dict[uuid.UUID, Fresh] | None = None,
         resume_url: Callable[[uuid.UUID], str] | None = None,
         leases: LeaseKeeper | None = None,
+        children: ChildExecutions | None = None,
     ) -> None:
         self.leases = leases or LeaseKeeper(writer)
+        self.children = children
         self.fresh = fresh
         self.resume_url = resume_url
         self.variables = variables
@@ -256,27 +262,46 @@ class Worker:
         self.active[execution_id] = task
         self.leases.watch(lease, task.cancel)
         finished = False
+        released = None
         try:
             result = await self._execute(execution_id, fresh, lease)
             finished = result is not None and result.state.status.value in _FINISHED_VALUES
-            return result
         except asyncio.CancelledError:
             if lease in self.leases.held:
                 raise  # a shutdown: the job comes back
             raise HistoryConflict("the lease passed to another worker") from None
         finally:
             del self.active[execution_id]
-            self.leases.release(lease, finished=finished)
+            released = self.leases.release(lease, finished=finished)
+        if result is not None and self.children is not None and released is not None:
+            await self._wake(execution_id, result, released)
+        return result
+
+    async def _wake(self, execution_id: uuid.UUID, result: RunResult, released: Any) -> None:
+        """A wait for children, or the end of a child its parent waits for: once that is
+        durable (the lease's release is written after it), resume the parent whose
+        children have all ended (see `services.children`)."""
+        assert self.children is not None
+        state = result.state
+        if state.status is EngineStatus.WAITING and state.waiting and state.waiting.get("children"):
+            parent: uuid.UUID | None = execution_id
+        elif state.mode == "subworkflow" and state.parent and state.parent.get("node_id"):
+            parent = uuid.UUID(state.parent["execution_id"]) if _ended(state) else None
+        else:
+            return
+        if parent is None or not await released:
+            return
+        await self.children.wake(parent)
 
     async def _execute(
         self, execution_id: uuid.UUID, fresh: Fresh | None, lease: str
     ) -> RunResult | None:
         row: ExecutionRecord | None
         if fresh is not None:
-            row, start_node = fresh.row, fresh.start_node
+            row, queued = fresh.row, fresh.queued.data
             known: list[Event] | None = [event_from_row(fresh.queued)]
         else:
-            row, start_node = await self._load(execution_id)
+            row, queued = await self._load(execution_id)
             known = None
         if row is None or row.status in _FINISHED:
             return None
@@ -294,20 +319,22 @@ class Worker:
             )
         scope = self.credentials.bound(row.workspace_id) if self.credentials else nullcontext()
         with scope:
-            result = await self._run(row, workflow, start_node, known, lease)
+            result = await self._run(row, workflow, queued, known, lease)
         self._project(row, result, lease)
         self.cancels.forget(execution_id)
         return result
 
     async def _run(
-        self, row: ExecutionRecord, workflow: CompiledWorkflow, start_node: str | None,
+        self, row: ExecutionRecord, workflow: CompiledWorkflow, queued: dict[str, Any],
         known: list[Event] | None, lease: str,
     ) -> RunResult:  # fmt: skip
         execution_id = row.id
         history = WriterHistory(self.writer, execution_id, known=known, lease=lease)
+        start_node = queued.get("start_node")
         return await self.engine.run(
             workflow, input=row.input, history=history,
-            info=await self._info(row, workflow), start_node=start_node,
+            info=await self._info(row, workflow, queued),
+            start_node=start_node if isinstance(start_node, str) else None,
             mode=row.trigger_type.value,
             cancellation=self.cancels.probe(execution_id),
             observer=self._publisher(row),
@@ -315,7 +342,8 @@ class Worker:
 
     async def _load(
         self, execution_id: uuid.UUID
-    ) -> tuple[ExecutionRecord | None, str | None]:
+    ) -> tuple[ExecutionRecord | None, dict[str, Any]]:
+        """The execution's row and the data of its `execution.queued` event."""
         async with self.database.session() as session:
             stored = await session.get(Execution, execution_id)
             first = (
@@ -325,9 +353,8 @@ class Worker:
                     )
                 )
             ).one_or_none()
-        start = first.data.get("start_node") if first is not None else None
         row = ExecutionRecord.of(stored) if stored is not None else None
-        return row, start if isinstance(start, str) else None
+        return row, dict(first.data) if first is not None else {}
 
     async def _workflow(self, row: ExecutionRecord) -> CompiledWorkflow:
         key = (row.workflow_id, row.workflow_version)
@@ -357,12 +384,21 @@ class Worker:
             self._compiled.popitem(last=False)
         return compiled
 
-    async def _info(self, row: ExecutionRecord, workflow: CompiledWorkflow) -> ExecutionInfo:
+    async def _info(
+        self, row: ExecutionRecord, workflow: CompiledWorkflow, queued: dict[str, Any]
+    ) -> ExecutionInfo:
         variables = await self.variables.mapping(row.workspace_id) if self.variables else {}
+        # A child's queued event names its parent and how deep it runs.
+        parent, depth = queued.get("parent"), queued.get("depth")
+        link = None
+        if isinstance(parent, dict) and isinstance(depth, int) and depth > 0:
+            link = ParentLink(str(parent["execution_id"]), parent.get("workflow_id"),
+                              parent.get("node_id"), depth - 1)  # fmt: skip
         return ExecutionInfo(
             execution_id=str(row.id), workflow_id=str(row.workflow_id),
             workflow_name=workflow.document.name, workflow_version=row.workflow_version,
             attempt=row.attempt, variables=variables,
+            depth=link.depth + 1 if link is not None else 0, parent=link,
             # Only a workflow with a wait node can be resumed: spare the others the HMAC.
             resume_url=self.resume_url(row.id) if self.resume_url and _waits(workflow) else None,
         )  # fmt: skip
@@ -419,6 +455,10 @@ class Worker:
             row.id, status=ExecutionStatus.FAILED, completed_at=datetime.now(UTC),
             error={"message": message, "node_id": None},
         )  # fmt: skip
+
+
+def _ended(state: ExecutionState) -> bool:
+    return state.status.value in _FINISHED_VALUES
 
 
 def _waits(workflow: CompiledWorkflow) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from linkflow.observability.logging import get_logger
-from linkflow.services.writer import GroupCommitWriter, LeaseAction
+from linkflow.services.writer import GroupCommitWriter, LeaseAction, LeaseWrite
 
 __all__ = ["LeaseKeeper", "held_by_dead_process"]
 
@@ -91,14 +91,16 @@ class LeaseKeeper:
         """Call `on_lost` if the lease is lost (a write under it was refused)."""
         self._watchers[lease] = on_lost
 
-    def release(self, lease: str, *, finished: bool) -> None:
+    def release(self, lease: str, *, finished: bool) -> LeaseWrite | None:
         """Give the lease up, in order after the run's writes: dropped when the execution
-        ended, expired otherwise (it waits, or failed to run: anyone may take it)."""
+        ended, expired otherwise (it waits, or failed to run: anyone may take it). Awaiting
+        the write (None: the lease was no longer held) means the run's writes are durable."""
         execution_id = self.held.pop(lease, None)
         self._watchers.pop(lease, None)
-        if execution_id is not None:
-            action = LeaseAction.DROP if finished else LeaseAction.RELEASE
-            self.writer.lease_nowait(action, execution_id, lease)
+        if execution_id is None:
+            return None
+        action = LeaseAction.DROP if finished else LeaseAction.RELEASE
+        return self.writer.lease_nowait(action, execution_id, lease)
 
     def _lost(self, lease: str) -> None:
         if self.held.pop(lease, None) is None:

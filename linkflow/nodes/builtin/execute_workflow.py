@@ -27,11 +27,15 @@ class ExecuteWorkflow(Node):
     display_name = "Execute Workflow"
     group = NodeGroup.FLOW
     description = (
-        "Runs the workflow `workflow_id` (a file path relative to the calling file under "
-        "`linkflow run`) as a child execution, linked both ways. Its input is `input`, or "
-        "else the items' json. `mode: once` starts one child with all items; `each_item` one "
-        "per item. With `wait` (default) the child's output items come out (a failed child "
-        "fails this node); without, the input items pass on as soon as the child started."
+        "Runs the workflow `workflow_id` (a workflow id of the same workspace; a file path "
+        "relative to the calling file under `linkflow run`) as a child execution, linked both "
+        "ways. Its input is `input`, or else the items' json. `mode: once` starts one child "
+        "with all items; `each_item` one per item. With `wait` (default) the child's output "
+        "items come out (a failed child fails this node): under `serve` the execution waits "
+        "without holding a worker and resumes when every child ended, surviving restarts. "
+        "Each child is started once, even when the node runs again after a crash (and a "
+        "retry of the node does not start it again). Without `wait`, the input items pass on "
+        "as soon as the child started."
     )
     lineage = Lineage.EXPLICIT
     parameters_schema: ClassVar[JsonObject] = {

@@ -101,6 +101,9 @@ class Execution(WorkspaceScoped):
     parent_execution_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("executions.id", ondelete="SET NULL"), default=None
     )
+    # The idempotency key a sub-workflow or error workflow was started under: unique, so
+    # a parent's node that runs again finds its child instead of starting another.
+    parent_key: Mapped[str | None] = mapped_column(String(300), unique=True, default=None)
     attempt: Mapped[int] = mapped_column(default=1)
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
