@@ -142,6 +142,9 @@ def api(
     updates = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     settings = settings.model_copy(update=updates) if updates else settings
     _prepare_database(settings)
+    from linkflow.api.routes.no_plane import MESSAGE
+
+    typer.echo(f"note: {MESSAGE}", err=True)
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,

@@ -36,6 +36,7 @@ from linkflow.api.routes import (
     credentials,
     executions,
     health,
+    no_plane,
     nodes,
     oauth,
     schedules,
@@ -167,6 +168,8 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         gateway = WebhookGateway(plane.webhooks, plane.resume_links,
                                  max_body_bytes=container.settings.max_body_bytes)  # fmt: skip
         app.webhook_gateway = _wrap(gateway, _middleware(container, webhooks=True))
+    else:
+        app.include_router(no_plane.router)
     install_openapi(app)
     return app
 
