@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.e2e._serve import (
     ADA,
@@ -26,14 +24,6 @@ from tests.e2e._serve import (
     started,
     workflow,
 )
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Serve]:
-    running = Serve(tmp_path)
-    running.start()
-    yield running
-    running.stop()
 
 
 def test_webhook_to_answer_to_execution_details(server: Serve) -> None:

@@ -4,11 +4,7 @@ API, SIGKILL while a parent waits for its child."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.e2e._serve import (
     ADA,
@@ -20,14 +16,6 @@ from tests.e2e._serve import (
     started,
     workflow,
 )
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Serve]:
-    running = Serve(tmp_path)
-    running.start()
-    yield running
-    running.stop()
 
 
 def doubler() -> dict[str, Any]:

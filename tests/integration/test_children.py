@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from linkflow.bus import LocalBus
@@ -57,14 +55,6 @@ class ChildPlane:
     async def stop(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
-
-
-@pytest.fixture
-async def writer(database: Database) -> AsyncIterator[GroupCommitWriter]:
-    writer = GroupCommitWriter(database)
-    writer.start()
-    yield writer
-    await writer.close()
 
 
 async def waiting_parent(

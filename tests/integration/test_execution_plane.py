@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +68,6 @@ def build_plane(database: Database, writer: GroupCommitWriter, *, ttl_s: float =
                     bus=LocalBus(), cancels=cancels, fresh=service.fresh,
                     leases=leases)  # fmt: skip
     return Plane(database, writer, queue, service, worker, cancels)
-
-
-@pytest.fixture
-async def writer(database: Database) -> AsyncIterator[GroupCommitWriter]:
-    writer = GroupCommitWriter(database)
-    writer.start()
-    yield writer
-    await writer.close()
 
 
 async def save_workflow(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,14 +34,6 @@ from tests.integration.test_execution_plane import (
     wait_for_status,
 )
 from tests.unit.engine._nodes import Calls, registry_with_gate
-
-
-@pytest.fixture
-async def writer(database: Database) -> AsyncIterator[GroupCommitWriter]:
-    writer = GroupCommitWriter(database)
-    writer.start()
-    yield writer
-    await writer.close()
 
 
 async def history_types(writer: GroupCommitWriter, execution_id: uuid.UUID) -> list[str]:
