@@ -104,6 +104,18 @@ def _as_node_error(error: Exception) -> NodeError:
     return NodeError(f"unexpected error: {detail}", retryable=True)
 
 
+MAX_INTERRUPTIONS = 3
+"""A node run whose process died this many times while running it fails instead of
+being run again: a node that is OOM-killed every time must not crash-loop its workers."""
+
+
+def _interrupted(times: int) -> NodeError:
+    return NodeError(
+        f"the node was interrupted {times} times: the process running it stopped each time "
+        "(killed, out of memory, or its lease lost); it is not run again"
+    )
+
+
 def choose_start_node(workflow: CompiledWorkflow, requested: str | None) -> str | None:
     """The trigger an execution starts from: the requested one, else the first manual
     trigger, else the first trigger in execution order."""
@@ -319,6 +331,8 @@ class Executor:
             )
             run = self.state.runs[node_id][-1]
             inputs = [self.state.items_of(input_) for input_ in run.inputs]
+            if run.interruptions >= MAX_INTERRUPTIONS:
+                return await self._fail(compiled, run, _interrupted(run.interruptions), inputs)
             outcome = await self._attempt(compiled, run, inputs)
             awaiting = self._context.awaiting if self._context is not None else []
             if awaiting:

@@ -91,6 +91,11 @@ class NodeRun:
     status: RunStatus = RunStatus.RUNNING
     attempts: int = 1
     failures: int = 0
+    interruptions: int = 0
+    """Attempts that started and never ended: the process running them died (or lost
+    its lease). Counted so a node that kills its process every time stops being run."""
+    open: bool = True
+    """The latest attempt started and has not ended (completed, failed, retrying, waiting)."""
     outputs: dict[str, list[Item]] = field(default_factory=dict)
     state: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -232,8 +237,12 @@ class ExecutionState:
         data = event.data
         runs = self.runs[node_id]
         if runs and runs[-1].index == data["run"]:
-            runs[-1].attempts = data["attempt"]
-            runs[-1].now = event.timestamp
+            run = runs[-1]
+            if run.open:
+                run.interruptions += 1
+            run.attempts = data["attempt"]
+            run.now = event.timestamp
+            run.open = True
             return
         if self.node_status[node_id] is NodeStatus.LOOPING:
             self._reset_loop_body(node_id)
@@ -247,6 +256,7 @@ class ExecutionState:
         assert event.node_id is not None
         run = self.runs[event.node_id][-1]
         run.failures += 1
+        run.open = False
         run.error = event.data.get("error")
 
     def _on_node_completed(self, event: Event, decoded: object) -> None:
@@ -261,6 +271,7 @@ class ExecutionState:
         run.state = event.data.get("state")
         run.error = event.data.get("error")
         run.status = RunStatus.COMPLETED
+        run.open = False
         run.completed_at = event.timestamp
         self.last_run = run
         looping = run.state is not None and node_id in self.graph.loop_bodies
@@ -274,6 +285,7 @@ class ExecutionState:
         assert event.node_id is not None
         run = self.runs[event.node_id][-1]
         run.status = RunStatus.FAILED
+        run.open = False
         run.error = event.data.get("error")
         run.completed_at = event.timestamp
 
@@ -288,6 +300,9 @@ class ExecutionState:
     def _on_execution_waiting(self, event: Event, _: object) -> None:
         self.status = ExecutionStatus.WAITING
         self.waiting = dict(event.data)
+        waiting_runs = self.runs.get(str(event.data.get("node_id")))
+        if waiting_runs:
+            waiting_runs[-1].open = False
         self._waiting_since = event.timestamp
 
     def _on_execution_resumed(self, event: Event, _: object) -> None:

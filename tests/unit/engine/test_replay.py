@@ -184,3 +184,56 @@ async def test_expressions_see_the_time_recorded_in_node_started() -> None:
     result = await run(doc, {})
     started = next(e for e in result.events if e.type == "node.started" and e.node_id == "stamp")
     assert datetime.fromisoformat(result.output[0]["at"]) == started.timestamp
+
+
+class DiesInNode:
+    """The process dies each time `node_id` runs: its start is stored, its end never."""
+
+    def __init__(self, inner: History, node_id: str) -> None:
+        self.inner = inner
+        self.node_id = node_id
+
+    async def read(self) -> Sequence[Event]:
+        return await self.inner.read()
+
+    async def append(self, event: Event) -> None:
+        if event.node_id == self.node_id and event.type != "node.started":
+            raise Crash
+        await self.inner.append(event)
+
+    async def flush(self) -> None:
+        await self.inner.flush()
+
+
+async def test_a_node_that_kills_its_process_every_time_fails_after_three_interruptions() -> None:
+    """No crash loop: the fourth start of an interrupted node run fails it with the
+    reason instead of running it again (the history records why)."""
+    Calls.reset()
+    doc = document([node("start", "manual"), node("victim", "test_count")],
+                   [edge("start", "victim")])  # fmt: skip
+    history = InMemoryHistory()
+    for _ in range(3):
+        with pytest.raises(Crash):
+            await run(doc, INPUT, history=DiesInNode(history, "victim"))
+    assert Calls.counter[("victim", 0)] == 3
+    result = await run(doc, None, history=history)
+    assert Calls.counter[("victim", 0)] == 3
+    assert result.status == "failed"
+    assert result.state.error is not None
+    assert result.state.error["node_id"] == "victim"
+    assert "interrupted 3 times" in result.state.error["message"]
+    replayed = await run(doc, None, history=history)
+    assert replayed.status == "failed"
+
+
+async def test_two_interruptions_still_run_the_node_again() -> None:
+    Calls.reset()
+    doc = document([node("start", "manual"), node("victim", "test_count")],
+                   [edge("start", "victim")])  # fmt: skip
+    history = InMemoryHistory()
+    for _ in range(2):
+        with pytest.raises(Crash):
+            await run(doc, INPUT, history=DiesInNode(history, "victim"))
+    result = await run(doc, None, history=history)
+    assert result.status == "completed"
+    assert Calls.counter[("victim", 0)] == 3
