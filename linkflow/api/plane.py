@@ -12,7 +12,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from linkflow.bus import LocalBus
+from linkflow.bus import Bus
 from linkflow.engine import Engine
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
@@ -28,7 +28,7 @@ __all__ = ["Plane", "PlaneServices", "get_plane"]
 @dataclass(frozen=True)
 class Plane:
     engine: Engine
-    bus: LocalBus
+    bus: Bus
     workflows: WorkflowService
     executions: ExecutionViews
     webhooks: WebhookService

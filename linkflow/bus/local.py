@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-__all__ = ["LocalBus", "Subscription"]
+__all__ = ["LocalBus", "LocalSubscription"]
 
 SUBSCRIBER_BUFFER = 1024
 """Messages a subscriber may lag behind before the oldest are dropped."""
 
 
-class Subscription:
+class LocalSubscription:
     def __init__(self, channels: frozenset[str], kinds: frozenset[str] | None = None) -> None:
         self.channels = channels
         self.kinds = kinds
@@ -47,7 +47,7 @@ class LocalBus:
     """Channels by name (`execution.<id>`, `workspace.<id>`)."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[Subscription]] = {}
+        self._subscribers: dict[str, set[LocalSubscription]] = {}
 
     def publish(self, channel: str, message: dict[str, Any]) -> None:
         for subscription in self._subscribers.get(channel, ()):
@@ -67,10 +67,10 @@ class LocalBus:
     @asynccontextmanager
     async def subscribe(
         self, *channels: str, kinds: frozenset[str] | None = None
-    ) -> AsyncIterator[Subscription]:
+    ) -> AsyncIterator[LocalSubscription]:
         """Receive the messages of `channels` (only those whose `event` is in `kinds`,
         when given) until the block ends."""
-        subscription = Subscription(frozenset(channels), kinds)
+        subscription = LocalSubscription(frozenset(channels), kinds)
         for channel in channels:
             self._subscribers.setdefault(channel, set()).add(subscription)
         try:

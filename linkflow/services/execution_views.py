@@ -16,7 +16,8 @@ from typing import Any, cast
 
 from sqlalchemy import func, select, update
 
-from linkflow.bus import LocalBus
+from linkflow.bus import Bus
+from linkflow.bus.envelope import event_data, message, stamp
 from linkflow.engine import EventType
 from linkflow.queue import Priority
 from linkflow.security.rbac import Permission
@@ -98,7 +99,7 @@ class ExecutionViews:
         writer: GroupCommitWriter,
         executions: ExecutionService,
         cancels: CancelRegistry,
-        bus: LocalBus | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.database = database
         self.writer = writer
@@ -112,7 +113,7 @@ class ExecutionViews:
         workflow_id: uuid.UUID,
         input: Any,
         priority: Priority,
-        bus: LocalBus,
+        bus: Bus,
         limit_s: float,
     ) -> dict[str, Any]:
         """Queue a run and wait (at most `limit_s`) for it to end; the execution as it is."""
@@ -262,12 +263,9 @@ class ExecutionViews:
             return False
         if self.bus is not None:
             channel = f"execution.{execution_id}"
-            self.bus.publish(channel, {
-                "event": event.type, "channel": channel,
-                "data": {"execution_id": str(execution_id), "seq": event.seq, "node_id": None,
-                         **event.data},
-                "timestamp": (event.created_at or datetime.now(UTC)).isoformat(),
-            })  # fmt: skip
+            data = event_data(str(execution_id), event.seq, None, event.data)
+            at = stamp(event.created_at or datetime.now(UTC))
+            self.bus.publish(channel, message(channel, event.type, data, at))
         return True
 
     async def retry(

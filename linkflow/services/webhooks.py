@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, select
 
-from linkflow.bus import LocalBus
+from linkflow.bus import Bus
 from linkflow.queue import Priority
 from linkflow.security.secretbox import SecretBox
 from linkflow.services._ttl_cache import TTLCache
@@ -128,7 +128,7 @@ class WebhookService:
         database: Database,
         writer: GroupCommitWriter,
         executions: ExecutionService,
-        bus: LocalBus,
+        bus: Bus,
         box: SecretBox,
         *,
         answer_timeout_s: float = 30.0,

@@ -31,7 +31,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from linkflow.bus import LocalBus
+from linkflow.bus import Bus
+from linkflow.bus.envelope import event_data, message, stamp
 from linkflow.engine import (
     CompiledWorkflow,
     Engine,
@@ -121,7 +122,7 @@ class Worker:
         writer: GroupCommitWriter,
         queue: Queue,
         engine: Engine,
-        bus: LocalBus,
+        bus: Bus,
         cancels: CancelRegistry,
         concurrency: int = 16,
         variables: Variables | None = None,
@@ -415,12 +416,10 @@ class Worker:
                 return
             kind = event.type.value
             # One data object for every channel: subscribers only read messages.
-            data = {"execution_id": execution_id, "seq": event.seq, "node_id": event.node_id,
-                    **event.data}  # fmt: skip
-            timestamp = event.timestamp.isoformat()
+            data = event_data(execution_id, event.seq, event.node_id, event.data)
+            timestamp = stamp(event.timestamp)
             for channel in targets:
-                bus.publish(channel, {"event": kind, "channel": channel, "data": data,
-                                      "timestamp": timestamp})  # fmt: skip
+                bus.publish(channel, message(channel, kind, data, timestamp))
 
         return publish
 
