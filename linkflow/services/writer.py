@@ -46,6 +46,7 @@ __all__ = [
     "Appended",
     "GroupCommitWriter",
     "LeaseAction",
+    "LeaseWrite",
     "WriterHistory",
     "flush",
 ]

@@ -53,7 +53,7 @@ from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.executions import ExecutionRecord, Fresh
 from linkflow.services.history import event_from_row
 from linkflow.services.variables import Variables
-from linkflow.services.writer import GroupCommitWriter, WriterHistory
+from linkflow.services.writer import GroupCommitWriter, LeaseWrite, WriterHistory
 from linkflow.store import (
     Database,
     Execution,
@@ -266,7 +266,7 @@ class Worker:
         released = None
         try:
             result = await self._execute(execution_id, fresh, lease)
-            finished = result is not None and result.state.status.value in _FINISHED_VALUES
+            finished = result is not None and _ended(result.state)
         except asyncio.CancelledError:
             if lease in self.leases.held:
                 raise  # a shutdown: the job comes back
@@ -278,7 +278,9 @@ class Worker:
             await self._wake(execution_id, result, released)
         return result
 
-    async def _wake(self, execution_id: uuid.UUID, result: RunResult, released: Any) -> None:
+    async def _wake(
+        self, execution_id: uuid.UUID, result: RunResult, released: LeaseWrite
+    ) -> None:
         """A wait for children, or the end of a child its parent waits for: once that is
         durable (the lease's release is written after it), resume the parent whose
         children have all ended (see `services.children`)."""

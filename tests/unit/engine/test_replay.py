@@ -205,35 +205,38 @@ class DiesInNode:
         await self.inner.flush()
 
 
+VICTIM = document([node("start", "manual"), node("victim", "test_count")],
+                  [edge("start", "victim")])  # fmt: skip
+
+
+async def die_in_victim(history: History, times: int) -> None:
+    """Run `VICTIM` `times` times, the process dying in `victim` each time."""
+    for _ in range(times):
+        with pytest.raises(Crash):
+            await run(VICTIM, INPUT, history=DiesInNode(history, "victim"))
+
+
 async def test_a_node_that_kills_its_process_every_time_fails_after_three_interruptions() -> None:
     """No crash loop: the fourth start of an interrupted node run fails it with the
     reason instead of running it again (the history records why)."""
     Calls.reset()
-    doc = document([node("start", "manual"), node("victim", "test_count")],
-                   [edge("start", "victim")])  # fmt: skip
     history = InMemoryHistory()
-    for _ in range(3):
-        with pytest.raises(Crash):
-            await run(doc, INPUT, history=DiesInNode(history, "victim"))
+    await die_in_victim(history, 3)
     assert Calls.counter[("victim", 0)] == 3
-    result = await run(doc, None, history=history)
+    result = await run(VICTIM, None, history=history)
     assert Calls.counter[("victim", 0)] == 3
     assert result.status == "failed"
     assert result.state.error is not None
     assert result.state.error["node_id"] == "victim"
     assert "interrupted 3 times" in result.state.error["message"]
-    replayed = await run(doc, None, history=history)
+    replayed = await run(VICTIM, None, history=history)
     assert replayed.status == "failed"
 
 
 async def test_two_interruptions_still_run_the_node_again() -> None:
     Calls.reset()
-    doc = document([node("start", "manual"), node("victim", "test_count")],
-                   [edge("start", "victim")])  # fmt: skip
     history = InMemoryHistory()
-    for _ in range(2):
-        with pytest.raises(Crash):
-            await run(doc, INPUT, history=DiesInNode(history, "victim"))
-    result = await run(doc, None, history=history)
+    await die_in_victim(history, 2)
+    result = await run(VICTIM, None, history=history)
     assert result.status == "completed"
     assert Calls.counter[("victim", 0)] == 3
