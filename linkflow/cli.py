@@ -112,11 +112,11 @@ def _prepare_database(settings: Settings) -> None:
 
 def api_app() -> object:
     """The app of one `linkflow api --workers N` worker process (uvicorn's factory)."""
-    from linkflow.api import build_container, create_app
+    from linkflow.wiring import build_api
 
     settings = _settings()
     try:
-        return create_app(build_container(settings))
+        return build_api(settings)
     except ConfigError as error:
         raise _fail(str(error)) from None
 
@@ -163,10 +163,10 @@ def api(
         os.environ["LINKFLOW_PORT"] = str(settings.port)  # noqa: TID251 - as above
         uvicorn.run("linkflow.cli:api_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
         return
-    from linkflow.api import build_container, create_app
+    from linkflow.wiring import build_api
 
     try:
-        application = create_app(build_container(settings))
+        application = build_api(settings)
     except ConfigError as error:
         raise _fail(str(error)) from None
     uvicorn.run(application, **options)  # type: ignore[arg-type]

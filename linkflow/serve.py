@@ -44,17 +44,12 @@ log = get_logger(__name__)
 
 
 async def serve(settings: Settings, *, concurrency: int = 64) -> None:
-    from linkflow.api import build_container, create_app
-    from linkflow.wiring import build_runtime
+    from linkflow.wiring import build_serve
 
-    container = build_container(settings)
-    # The SQLite writer in a child process: serve's own process is busy with HTTP and
-    # the engine, and the writer's work then runs on the other core.
-    runtime = build_runtime(settings, container.database, concurrency=concurrency,
-                            writer_process=True)  # fmt: skip
-    app = create_app(container, plane=runtime.plane)
+    built = build_serve(settings, concurrency=concurrency)
+    runtime = built.runtime
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="none", http="httptools",
+        built.app, host=settings.host, port=settings.port, loop="none", http="httptools",
         log_config=None, access_log=False, proxy_headers=False, server_header=False,
         timeout_graceful_shutdown=10, lifespan="on",
     )  # fmt: skip

@@ -7,7 +7,8 @@ actions (take, renew, release, drop). In order, inside the transaction:
 1. new executions are inserted;
 2. the rows of executions whose status changes are locked and read, leases
    are taken, and the owners of every fenced execution are read (locked
-   against a takeover until commit; see `store.fencing`);
+   against a takeover until commit; see `store.fencing`); on SQLite, whose
+   transaction holds every row already, statuses and owners are one read;
 3. fencing: an op carrying a lease that is not the execution's owner is refused;
 4. transitions: each status change (explicit, or caused by an event a worker
    appends, `store.transitions.STATUS_OF_EVENT`) is checked in op order
@@ -148,21 +149,29 @@ class _Batch:
         return [found[key] for key in sorted(found)]
 
     def fence(self) -> None:
-        fencing = self.statements.fencing
-        changing = self.ids_where(
-            lambda index, op: index in self.implied or "status" in op.values
-        )
-        self.statuses = {
-            hex_id(row_id): status for row_id, status in fencing.statuses.fetch(self.sink, changing)
-        }
+        fencing, sink = self.statements.fencing, self.sink
+
+        def changes(index: int, op: WriteOp) -> bool:
+            return index in self.implied or "status" in op.values
+
         takes = [
             {"execution_id": op.execution_id, "owner": op.lease,
              "expires_at": op.values["expires_at"], "at": self.now}
             for op in self.ops if op.lease_action == LeaseAction.TAKE
         ]  # fmt: skip
-        fencing.take.run(self.sink, takes)
-        fenced = self.ids_where(lambda _, op: op.lease is not None)
-        held = {hex_id(row_id): owner for row_id, owner in fencing.held.fetch(self.sink, fenced)}
+        if fencing.both is None:  # PostgreSQL: two locked reads, around the takes
+            statuses = fencing.statuses.fetch(sink, self.ids_where(changes))
+            fencing.take.run(sink, takes)
+            owners = fencing.held.fetch(sink, self.ids_where(lambda _, op: op.lease is not None))
+        else:  # SQLite: one read, after the takes
+            fencing.take.run(sink, takes)
+            both = fencing.both.fetch(
+                sink, self.ids_where(lambda index, op: op.lease is not None or changes(index, op))
+            )
+            statuses = [(row_id, status) for row_id, status, _ in both]
+            owners = [(row_id, owner) for row_id, _, owner in both]
+        self.statuses = {hex_id(row_id): status for row_id, status in statuses}
+        held = {hex_id(row_id): owner for row_id, owner in owners}
         for index, op in enumerate(self.ops):
             if op.lease is not None and held.get(self.keys[index] or "") != op.lease:
                 self.refuse(index)

@@ -138,7 +138,17 @@ class FencingStatements:
             )
             return statement.order_by(_EXECUTIONS.c.id).with_for_update()
 
+        def both(ids: list[Any]) -> Any:
+            joined = _EXECUTIONS.outerjoin(_LEASES, _LEASES.c.execution_id == _EXECUTIONS.c.id)
+            return select(_EXECUTIONS.c.id, _EXECUTIONS.c.status, _LEASES.c.owner).select_from(
+                joined
+            ).where(_EXECUTIONS.c.id.in_(ids))
+
         self.held = InQuery(owners, dialect, convert_id)
         """(execution_id, owner) of the leases of the given executions, locked."""
         self.statuses = InQuery(statuses, dialect, convert_id)
         """(id, status) of the given executions, locked for the batch's status changes."""
+        self.both = None if postgres else InQuery(both, dialect, convert_id)
+        """SQLite: (id, status, owner) in one read, taken after the batch's takes; its
+        ``BEGIN IMMEDIATE`` already holds every row still (PostgreSQL needs the two
+        locked reads: a lock cannot reach the outer side of a join)."""

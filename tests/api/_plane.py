@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from linkflow.api import build_container, create_app
+from linkflow.api import create_app
 from linkflow.api.container import Container
 from linkflow.config import Settings
-from linkflow.wiring import Runtime, build_runtime
+from linkflow.wiring import Runtime, build_container, build_runtime
 from tests.api._support import Account, api_settings, eventually, register
 
 FINISHED = ("completed", "failed", "cancelled", "timeout")

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from linkflow.api import build_container, create_app
+from linkflow.api import create_app
 from linkflow.api.container import Container
 from linkflow.config import Settings
+from linkflow.wiring import build_container
 from tests.api._support import api_settings
 
 

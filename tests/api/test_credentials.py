@@ -24,7 +24,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from linkflow.api import build_container, create_app
+from linkflow.api import create_app
 from linkflow.api.container import Container
 from linkflow.api.routes import credentials as credentials_routes
 from linkflow.observability.logging import configure_logging
@@ -33,6 +33,7 @@ from linkflow.security.ssrf import AddressPolicy, guarded_client
 from linkflow.services.credential_resolver import WorkspaceCredentials
 from linkflow.services.credentials import Credentials
 from linkflow.store import AuditLog
+from linkflow.wiring import build_container
 from tests._http_server import Recorded, Reply, serve
 from tests._services import PostgresServer, free_port
 from tests.api._support import Account, api_key, api_settings, join, register, team

@@ -82,7 +82,7 @@ async def stream_events(
 async def until_subscribed(plane: PlaneApi, channel: str) -> None:
     """Wait (with a deadline) until something listens on `channel`."""
     deadline = asyncio.get_running_loop().time() + STREAM_DEADLINE_S
-    while not plane.runtime.bus.has_subscribers(channel):
+    while not plane.runtime.shared.bus.has_subscribers(channel):
         assert asyncio.get_running_loop().time() < deadline, f"nobody subscribed to {channel}"
         await asyncio.sleep(0.01)
 
@@ -542,7 +542,7 @@ class TestEventStream:
         flow = await plane_api.workflow(me, timed_wait_doc(0.3))
         queued = await plane_api.execute(me, flow["id"], input={})
         await plane_api.execution(me, queued["id"], "waiting")
-        bus = plane_api.runtime.bus
+        bus = plane_api.runtime.shared.bus
         subscribe = bus.subscribe
         channel = f"execution.{queued['id']}"
 

@@ -14,17 +14,18 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from linkflow.bus import LocalBus
-from linkflow.engine import Engine, NodeServices, ParentLink
-from linkflow.queue import LocalQueue
-from linkflow.services.children import ChildExecutions
-from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.engine import ParentLink
+from linkflow.services.executions import NewExecution
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import Database, Execution, ExecutionStatus
-from linkflow.worker.consumer import CancelRegistry, Worker
-from linkflow.worker.leases import LeaseKeeper
 from tests.integration._rows import new_workspace
-from tests.integration.test_execution_plane import chain, save_workflow, wait_for_status
+from tests.integration.test_execution_plane import (
+    Plane,
+    build_plane,
+    chain,
+    save_workflow,
+    wait_for_status,
+)
 
 CHILD = chain({"id": "start", "type": "manual"},
               {"id": "double", "type": "set",
@@ -37,28 +38,15 @@ def parent_of(child_id: uuid.UUID) -> dict[str, Any]:
                   "parameters": {"workflow_id": str(child_id)}})  # fmt: skip
 
 
-class ChildPlane:
-    """A worker wired as serve wires it; `wakes`: False for a process that dies right
-    after a child ended, before it could wake the parent."""
-
-    def __init__(self, database: Database, writer: GroupCommitWriter, *, wakes: bool) -> None:
-        self.queue = LocalQueue()
-        self.children = ChildExecutions(database, self.queue)
-        leases = LeaseKeeper(writer)
-        self.service = ExecutionService(database, writer, self.queue, leases=leases.mint)
-        engine = Engine(services=NodeServices(workflows=self.children))
-        self.worker = Worker(database=database, writer=writer, queue=self.queue, engine=engine,
-                             bus=LocalBus(), cancels=CancelRegistry(), fresh=self.service.fresh,
-                             leases=leases, children=self.children if wakes else None)  # fmt: skip
-        self.task = asyncio.create_task(self.worker.run())
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+def child_plane(database: Database, writer: GroupCommitWriter, *, wakes: bool) -> Plane:
+    """A worker wired as serve wires it, running; see `build_plane` for `wakes`."""
+    plane = build_plane(database, writer, wakes=wakes)
+    plane.start()
+    return plane
 
 
 async def waiting_parent(
-    database: Database, plane: ChildPlane
+    database: Database, plane: Plane
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A parent waiting for its child, and the child, ended: (parent, child)."""
     workspace = await new_workspace(database)
@@ -78,20 +66,20 @@ async def test_recovery_wakes_a_parent_whose_child_ended_unseen(
 ) -> None:
     """The child ended in a process that died before waking the parent: the parent stays
     waiting; recovery (at start-up, then every half lease) resumes it, once."""
-    dying = ChildPlane(database, writer, wakes=False)
+    dying = child_plane(database, writer, wakes=False)
     try:
         parent_id, _ = await waiting_parent(database, dying)
         async with database.session() as session:
             assert (await session.get(Execution, parent_id)).status is ExecutionStatus.WAITING
     finally:
-        await dying.stop()
-    survivor = ChildPlane(database, writer, wakes=True)
+        await dying.crash()
+    survivor = child_plane(database, writer, wakes=True)
     try:
         assert await survivor.children.recover() == 1
         assert await survivor.children.recover() == 0
         row = await wait_for_status(database, parent_id, "completed", "failed")
     finally:
-        await survivor.stop()
+        await survivor.crash()
     assert row.status is ExecutionStatus.COMPLETED
     assert row.output == [{"n": 8}]
 
@@ -99,14 +87,14 @@ async def test_recovery_wakes_a_parent_whose_child_ended_unseen(
 async def test_twenty_wake_ups_at_once_resume_the_parent_once(
     database: Database, writer: GroupCommitWriter
 ) -> None:
-    quiet = ChildPlane(database, writer, wakes=False)
+    quiet = child_plane(database, writer, wakes=False)
     try:
         parent_id, _ = await waiting_parent(database, quiet)
         woken = await asyncio.gather(*(quiet.children.wake(parent_id) for _ in range(20)))
         assert sorted(woken) == [False] * 19 + [True]
         await wait_for_status(database, parent_id, "completed")
     finally:
-        await quiet.stop()
+        await quiet.crash()
     events = await WriterHistory(writer, parent_id).read()
     assert [e.type.value for e in events].count("execution.resumed") == 1
     assert [e.node_id for e in events if e.type.value == "node.completed"] == ["start", "call"]
@@ -116,7 +104,7 @@ async def test_two_starts_under_one_key_make_one_child(
     database: Database, writer: GroupCommitWriter
 ) -> None:
     """Two processes running the same parent node (one of them stale) find one child."""
-    plane = ChildPlane(database, writer, wakes=True)
+    plane = child_plane(database, writer, wakes=True)
     try:
         workspace = await new_workspace(database)
         child = await save_workflow(database, workspace, CHILD)
@@ -130,7 +118,7 @@ async def test_two_starts_under_one_key_make_one_child(
             for _ in range(10)
         ))  # fmt: skip
     finally:
-        await plane.stop()
+        await plane.crash()
     assert len({start.execution_id for start in starts}) == 1
     async with database.session() as session:
         count = await session.scalar(

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from linkflow.bus import LocalBus
-from linkflow.engine import Engine
-from linkflow.queue import LocalQueue
+from linkflow.config import Settings
+from linkflow.engine import Engine, NodeServices
+from linkflow.queue import Queue
+from linkflow.services.children import ChildExecutions
 from linkflow.services.executions import ExecutionService, NewExecution
 from linkflow.services.writer import GroupCommitWriter, WriterHistory
 from linkflow.store import (
@@ -29,8 +30,9 @@ from linkflow.store import (
     Workflow,
     WorkflowRepository,
 )
+from linkflow.wiring import Shared, build_shared, build_worker
 from linkflow.worker.consumer import CancelRegistry, Worker
-from linkflow.worker.leases import LeaseKeeper
+from tests.api._support import ENCRYPTION_KEY, SECRET_KEY
 from tests.integration._rows import new_workspace
 from tests.unit.engine._nodes import Calls, Gate, registry_with_gate
 
@@ -39,13 +41,33 @@ DEADLINE_S = 20
 
 @dataclass
 class Plane:
-    database: Database
-    writer: GroupCommitWriter
-    queue: LocalQueue
-    service: ExecutionService
+    shared: Shared
     worker: Worker
-    cancels: CancelRegistry
     task: asyncio.Task[None] | None = None
+
+    @property
+    def database(self) -> Database:
+        return self.shared.database
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        return self.shared.writer
+
+    @property
+    def queue(self) -> Queue:
+        return self.shared.queue
+
+    @property
+    def service(self) -> ExecutionService:
+        return self.shared.executions
+
+    @property
+    def cancels(self) -> CancelRegistry:
+        return self.shared.cancels
+
+    @property
+    def children(self) -> ChildExecutions:
+        return self.shared.children
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.worker.run())
@@ -57,17 +79,19 @@ class Plane:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-def build_plane(database: Database, writer: GroupCommitWriter, *, ttl_s: float = 30) -> Plane:
-    """One process's plane, wired as `serve` wires it (its own leases)."""
-    queue = LocalQueue()
-    cancels = CancelRegistry()
-    engine = Engine(registry_with_gate())
-    leases = LeaseKeeper(writer, ttl_s=ttl_s)
-    service = ExecutionService(database, writer, queue, leases=leases.mint, lease_ttl_s=ttl_s)
-    worker = Worker(database=database, writer=writer, queue=queue, engine=engine,
-                    bus=LocalBus(), cancels=cancels, fresh=service.fresh,
-                    leases=leases)  # fmt: skip
-    return Plane(database, writer, queue, service, worker, cancels)
+def build_plane(
+    database: Database, writer: GroupCommitWriter, *, ttl_s: float = 30, wakes: bool = True
+) -> Plane:
+    """One process's plane, wired by `linkflow.wiring` as `serve` wires it (its own queue
+    and leases on the shared writer), running the test nodes. `wakes`: False for a process
+    that dies right after a child ended, before it could wake the parent."""
+    settings = Settings(secret_key=SECRET_KEY, encryption_key=ENCRYPTION_KEY, lease_ttl_s=ttl_s)
+    shared = build_shared(settings, database, writer=writer)
+    engine = Engine(registry_with_gate(), services=NodeServices(workflows=shared.children))
+    worker = build_worker(shared, engine, concurrency=16)
+    if not wakes:
+        worker.children = None
+    return Plane(shared, worker)
 
 
 async def save_workflow(

@@ -1,0 +1,75 @@
+"""Builds each process from `Settings`: the one place that picks implementations
+(SQLite or PostgreSQL, embedded or Redis queue and bus, which blob store) and composes
+the parts against their protocols.
+
+- `build_api`: the HTTP API alone (`linkflow api`); until a shared queue is
+  configured it serves no execution plane, and says so (`api.routes.no_plane`);
+- `build_runtime` (`wiring.plane`): worker, scheduler and the API's plane on one
+  process's queue and bus; `build_worker` and `build_scheduler` are its parts;
+- `build_serve`: the two in one process (`linkflow serve`).
+
+Nothing here runs at import time; the CLI calls these builders once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from linkflow.api import Container, create_app
+from linkflow.config import Settings
+from linkflow.wiring.container import build_container
+from linkflow.wiring.engine import build_blob_store, build_local_engine, shared_http_client
+from linkflow.wiring.plane import (
+    Runtime,
+    Shared,
+    build_engine,
+    build_plane,
+    build_runtime,
+    build_scheduler,
+    build_shared,
+    build_worker,
+)
+
+__all__ = [
+    "Runtime",
+    "Serve",
+    "Shared",
+    "build_api",
+    "build_blob_store",
+    "build_container",
+    "build_engine",
+    "build_local_engine",
+    "build_plane",
+    "build_runtime",
+    "build_scheduler",
+    "build_serve",
+    "build_shared",
+    "build_worker",
+    "shared_http_client",
+]
+
+
+def build_api(settings: Settings) -> FastAPI:
+    """The app of an API-only process; `ConfigError` names a bad setting."""
+    return create_app(build_container(settings))
+
+
+@dataclass(frozen=True)
+class Serve:
+    """`linkflow serve`'s parts: the app, what it is built on, and the plane beside it."""
+
+    app: FastAPI
+    container: Container
+    runtime: Runtime
+
+
+def build_serve(settings: Settings, *, concurrency: int = 64) -> Serve:
+    """API, worker and scheduler in one process. The SQLite writer runs in a child
+    process: serve's own is busy with HTTP and the engine, and the writer's work then
+    runs on the other core."""
+    container = build_container(settings)
+    runtime = build_runtime(settings, container.database, concurrency=concurrency,
+                            writer_process=True)  # fmt: skip
+    return Serve(create_app(container, plane=runtime.plane), container, runtime)

@@ -1,0 +1,215 @@
+"""The execution plane, built from protocols: the parts every process of it shares
+(`Shared`: database writer, queue, bus, leases, the execution service), and on them a
+worker, a scheduler and the API's view of executions (`Plane`).
+
+`build_runtime` puts the three in one process, as `linkflow serve` runs them; the
+queue and the bus are the embedded ones unless the caller hands others in (the
+Redis ones, when that plane lands, are picked here from the settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httpx
+
+from linkflow.api.container import public_url
+from linkflow.api.plane import Plane
+from linkflow.bus import Bus, LocalBus
+from linkflow.config import Settings
+from linkflow.engine import Engine, NodeServices
+from linkflow.nodes.sdk import CodeRunner
+from linkflow.queue import LocalQueue, Queue
+from linkflow.sandbox import build_runner
+from linkflow.scheduler.local import LocalScheduler
+from linkflow.security.secretbox import SecretBox
+from linkflow.security.ssrf import AddressPolicy
+from linkflow.services.children import ChildExecutions
+from linkflow.services.credential_resolver import ExecutionCredentials
+from linkflow.services.credentials import Credentials
+from linkflow.services.execution_views import ExecutionViews
+from linkflow.services.executions import ExecutionService
+from linkflow.services.resume import ResumeLinks
+from linkflow.services.schedules import Schedules
+from linkflow.services.variables import Variables
+from linkflow.services.webhooks import WebhookService
+from linkflow.services.workflows import WorkflowService
+from linkflow.services.writer import GroupCommitWriter
+from linkflow.store import Database
+from linkflow.wiring.engine import build_blob_store, shared_http_client
+from linkflow.worker.consumer import CancelRegistry, Worker
+from linkflow.worker.leases import LeaseKeeper, held_by_dead_process
+
+__all__ = [
+    "Runtime",
+    "Shared",
+    "build_engine",
+    "build_plane",
+    "build_runtime",
+    "build_scheduler",
+    "build_shared",
+    "build_worker",
+]
+
+
+@dataclass
+class Shared:
+    """What the worker, the scheduler and the API of one process share."""
+
+    settings: Settings
+    database: Database
+    writer: GroupCommitWriter
+    queue: Queue
+    bus: Bus
+    leases: LeaseKeeper
+    cancels: CancelRegistry
+    children: ChildExecutions
+    executions: ExecutionService
+    resume_links: ResumeLinks
+    http: httpx.AsyncClient
+    box: SecretBox
+    credentials: ExecutionCredentials
+    variables: Variables
+
+    def dead_owner(self, owner: str) -> bool:
+        """Whether a lease belongs to a dead process of this machine (not to this one)."""
+        return held_by_dead_process(owner, me=self.leases.process)
+
+
+def build_shared(
+    settings: Settings, database: Database, *, writer: GroupCommitWriter | None = None,
+    writer_process: bool = False, queue: Queue | None = None, bus: Bus | None = None,
+) -> Shared:  # fmt: skip
+    """The shared parts on `database`; `writer_process`: SQLite writes in a child
+    process (see `store.sqlite_writer`). `queue` and `bus` default to the embedded ones."""
+    assert settings.secret_key is not None
+    writer = writer or GroupCommitWriter(database, process=writer_process)
+    queue = queue or LocalQueue()
+    leases = LeaseKeeper(writer, ttl_s=settings.lease_ttl_s)
+    http = shared_http_client(settings)
+    box = SecretBox.from_key(settings.encryption_key_bytes())
+    executions = ExecutionService(database, writer, queue, leases=leases.mint,
+                                  lease_ttl_s=settings.lease_ttl_s)  # fmt: skip
+    resume_links = ResumeLinks(database, queue, settings.secret_key.get_secret_value().encode(),
+                               public_url(settings))  # fmt: skip
+    return Shared(
+        settings=settings, database=database, writer=writer, queue=queue,
+        bus=bus or LocalBus(), leases=leases, cancels=CancelRegistry(),
+        children=ChildExecutions(database, queue), executions=executions,
+        resume_links=resume_links, http=http, box=box,
+        credentials=ExecutionCredentials(database, box, http), variables=Variables(database),
+    )  # fmt: skip
+
+
+def build_engine(shared: Shared, code: CodeRunner | None) -> Engine:
+    """The server's engine: pooled HTTP, the configured blob store, stored credentials,
+    sub-workflows as child executions."""
+    settings = shared.settings
+    return Engine(services=NodeServices(
+        http=lambda: shared.http, blobs=build_blob_store(settings), code=code,
+        credentials=shared.credentials, workflows=shared.children,
+        blob_threshold_bytes=settings.blob_threshold_bytes,
+    ))  # fmt: skip
+
+
+def build_worker(shared: Shared, engine: Engine, *, concurrency: int = 64) -> Worker:
+    """A worker on the shared queue, running at most `concurrency` executions at once."""
+    return Worker(
+        database=shared.database, writer=shared.writer, queue=shared.queue, engine=engine,
+        bus=shared.bus, cancels=shared.cancels, concurrency=concurrency,
+        variables=shared.variables, credentials=shared.credentials,
+        fresh=shared.executions.fresh, leases=shared.leases, children=shared.children,
+        resume_url=shared.resume_links.url,
+    )  # fmt: skip
+
+
+def build_scheduler(shared: Shared) -> LocalScheduler:
+    """Schedules, due waits and recovery of expired leases (every half lease)."""
+    scheduler = LocalScheduler(
+        shared.database, shared.executions, shared.queue,
+        recover_every_s=shared.settings.lease_ttl_s / 2, children=shared.children,
+    )  # fmt: skip
+    scheduler.dead_owner = shared.dead_owner
+    return scheduler
+
+
+def build_plane(shared: Shared, engine: Engine) -> Plane:
+    """The API's view of the execution plane: workflows, executions, webhooks."""
+    settings, database, box = shared.settings, shared.database, shared.box
+    webhooks = WebhookService(database, shared.writer, shared.executions, shared.bus, box,
+                              answer_timeout_s=settings.webhook_answer_timeout_s)  # fmt: skip
+    return Plane(
+        engine=engine, bus=shared.bus,
+        workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),
+        executions=ExecutionViews(database, shared.writer, shared.executions, shared.cancels,
+                                  shared.bus),
+        webhooks=webhooks, variables=shared.variables, public_url=public_url(settings),
+        schedules=Schedules(database), resume_links=shared.resume_links,
+        credentials=Credentials(database, box, shared.http,
+                                AddressPolicy(allow_private=settings.http_allow_private),
+                                refresher=shared.credentials.refresher),
+    )  # fmt: skip
+
+
+@dataclass
+class Runtime:
+    """The execution plane of one process: what `serve` runs beside the API."""
+
+    shared: Shared
+    engine: Engine
+    worker: Worker
+    scheduler: LocalScheduler
+    plane: Plane
+    code: CodeRunner | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def database(self) -> Database:
+        return self.shared.database
+
+    @property
+    def executions(self) -> ExecutionService:
+        return self.shared.executions
+
+    async def start(self) -> int:
+        """Start the writer, re-enqueue what the database says is unfinished, start the
+        worker and the scheduler; returns how many executions were recovered."""
+        shared = self.shared
+        shared.writer.start()
+        recovered = await shared.executions.recover(shared.dead_owner)
+        recovered += await shared.children.recover()
+        self.tasks = [
+            asyncio.create_task(self.worker.run(), name="worker"),
+            asyncio.create_task(self.scheduler.run(), name="scheduler"),
+            asyncio.create_task(shared.leases.run(), name="lease-heartbeat"),
+        ]
+        return recovered
+
+    async def stop(self) -> None:
+        """Graceful: stop taking jobs, let running executions reach their end, flush."""
+        shared = self.shared
+        await shared.queue.close()
+        if self.tasks:
+            worker, *others = self.tasks
+            for task in others:
+                task.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await asyncio.gather(*others, return_exceptions=True)
+        await shared.writer.close()
+        await shared.http.aclose()
+        if self.code is not None and hasattr(self.code, "close"):
+            await self.code.close()
+
+
+def build_runtime(
+    settings: Settings, database: Database, *, concurrency: int = 64,
+    writer_process: bool = False,
+) -> Runtime:  # fmt: skip
+    """Worker, scheduler and the API's plane in one process, on the embedded queue and
+    bus, on `database`."""
+    shared = build_shared(settings, database, writer_process=writer_process)
+    code = build_runner(settings)
+    engine = build_engine(shared, code)
+    return Runtime(shared, engine, build_worker(shared, engine, concurrency=concurrency),
+                   build_scheduler(shared), build_plane(shared, engine), code)  # fmt: skip
