@@ -6,7 +6,8 @@ extension members of the error (an `mfa_token`...). `code` is stable and
 machine-readable; `errors` lists field problems (``{"field", "message",
 "type"}``). Domain errors are mapped by class along their hierarchy; FastAPI's
 validation errors become 422 `validation_error` (400 `malformed_json` when the
-body is not JSON at all); unknown routes and methods are 404 and 405
+body is not JSON at all; a body JSON that cannot be stored exactly is refused
+while read, see `linkflow.api.json_body`); unknown routes and methods are 404 and 405
 problems; an unexpected exception is a 500 `internal_error` that names the
 request id and nothing else.
 """
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from linkflow.api.json_body import BodyRefused
 from linkflow.observability.logging import get_logger
 from linkflow.services.errors import (
     UNAVAILABLE_ERRORS,
@@ -180,6 +182,8 @@ async def _on_validation_error(_request: Request, error: Exception) -> Response:
 
 async def _on_http_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
+    if isinstance(error, BodyRefused):
+        return render_error(error.error)
     code = getattr(error, "code", None) or _CODE_OF_STATUS.get(
         error.status_code, HTTPStatus(error.status_code).name.lower()
     )
