@@ -24,6 +24,7 @@ from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 
+from linkflow.engine.expressions._budget import enter, leave
 from linkflow.engine.expressions._convert import render_text, to_json_value
 from linkflow.engine.expressions._errors import translate
 from linkflow.engine.expressions._limits import check_text
@@ -97,6 +98,7 @@ class _JinjaBlock:
         if "_rng" in scope:
             names["_rng"] = scope["_rng"]
         context = _ExpressionContext(self._env, names, self._eval_ctx)
+        budget = enter()
         try:
             for _ in self._root(context):
                 pass
@@ -105,6 +107,8 @@ class _JinjaBlock:
             if error is None:
                 raise
             raise error from exc
+        finally:
+            leave(budget)
         return context.vars[_RESULT]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from linkflow.engine.expressions._budget import spend_items, spend_text
 from linkflow.engine.expressions._protocol import ExpressionError
 
 __all__ = [
@@ -42,15 +43,19 @@ MAX_REGEX_PATTERN = 1_000
 
 
 def check_text(length: int, what: str = "the text") -> None:
-    """Refuse a string of `length` characters when it exceeds `MAX_TEXT`."""
+    """Refuse a string of `length` characters when it exceeds `MAX_TEXT`, or when the
+    evaluation has built too much in total (`_budget`)."""
     if length > MAX_TEXT:
         raise ExpressionError(f"{what} would be too long (limit {MAX_TEXT:,} characters)")
+    spend_text(length)
 
 
 def check_items(count: int, what: str = "the list") -> None:
-    """Refuse a list of `count` items when it exceeds `MAX_ITEMS`."""
+    """Refuse a list of `count` items when it exceeds `MAX_ITEMS`, or when the evaluation
+    has built too many in total (`_budget`)."""
     if count > MAX_ITEMS:
         raise ExpressionError(f"{what} would be too long (limit {MAX_ITEMS:,} items)")
+    spend_items(count)
 
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])")

@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
+from linkflow.engine.expressions._budget import tick
 from linkflow.engine.expressions._convert import to_json_value
 from linkflow.engine.expressions._errors import call_error
 from linkflow.engine.expressions._limits import (
@@ -59,6 +60,7 @@ def _none_for_missing(args: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _invoke(name: str, func: Func, args: tuple[Any, ...], kwargs: dict[str, Any], skip: int) -> Any:
+    tick()
     try:
         return func(*args, **kwargs)
     except ExpressionError:

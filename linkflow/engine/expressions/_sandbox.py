@@ -28,6 +28,7 @@ from jinja2 import ChainableUndefined, Undefined
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 
+from linkflow.engine.expressions._budget import tick
 from linkflow.engine.expressions._convert import describe
 from linkflow.engine.expressions._limits import (
     MAX_INT_BITS,
@@ -263,6 +264,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return bounded_format
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        tick()
         if isinstance(__obj, BuiltinMethodType) and isinstance(__obj.__self__, str):
             _check_str_method(__obj.__self__, __obj.__name__, args)
         if not __self.is_safe_callable(__obj):
@@ -272,6 +274,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if type(left) in _PLAIN_NUMBERS and type(right) in _PLAIN_NUMBERS and operator in _SAFE_OPS:
             return self.binop_table[operator](left, right)  # the common case, nothing to check
+        tick()
         for side in (left, right):
             if isinstance(side, Undefined):
                 raise ExpressionError(f"cannot use '{operator}': {side._undefined_message}")

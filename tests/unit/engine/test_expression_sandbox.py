@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from linkflow.engine.expressions import ExpressionError, ExpressionSyntaxError, JinjaDialect
+from linkflow.engine.expressions._budget import EVALUATION_TEXT, EVALUATION_TIME_S, Budget
 from linkflow.engine.expressions._limits import MAX_TEXT
 
 
@@ -150,8 +152,9 @@ LIMITS = [
     ("{{ 'a' * 6000000 }}{{ 'b' * 6000000 }}", "the rendered text would be too long"),
     ("{{ 'a' * 6000000 ~ 'b' * 6000000 }}", "the result would be too long"),
     ("{{ ('a' * 200000) | regex_match('a') }}", "the text is too long for a regex"),
-    ("{{ 'aaaa' | regex_match('(a+)+$') }}", "the regex '(a+)+$' repeats a group"),
-    ("{{ 'aaaa' | regex_match('(\\\\w*)*$') }}", "the regex '(\\w*)*$' repeats a group"),
+    ("{{ 'aa' | regex_match('(a)\\\\1') }}", "invalid regex '(a)\\1': invalid escape sequence"),
+    ("{{ 'ab' | regex_match('a(?=b)') }}", "invalid regex 'a(?=b)': invalid perl operator"),
+    ("{{ 'a' | regex_match('a', 'x') }}", "the regex flag 'x' (verbose) is not supported"),
     ("{{ ('a' * 1000) | regex_replace('a', 'b' * 10**5) }}", "the replaced text would be"),
 ]
 
@@ -191,3 +194,55 @@ def test_rendered_text_limit_is_ten_million_characters(dialect: JinjaDialect) ->
 def test_reasonable_sizes_are_allowed(dialect: JinjaDialect, source: str, expected: object) -> None:
     """The limits leave ordinary workloads alone."""
     assert dialect.compile(source).evaluate(scope()) == expected
+
+
+# -- what one evaluation may spend (`_budget`) ------------------------------------------
+
+CATASTROPHIC_REGEXES = [
+    ("{{ ('a' * 30000) | regex_match('(a|a)*b') }}", False),
+    ("{{ ('a' * 30000 ~ '!') | regex_match('^(\\\\w+\\\\s?)*$') }}", False),
+    ("{{ ('a' * 30000) | regex_match('(a+)+$') }}", True),
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), CATASTROPHIC_REGEXES)
+def test_a_backtracking_pattern_answers_at_once(
+    dialect: JinjaDialect, source: str, expected: bool
+) -> None:
+    """Patterns that take Python's `re` exponential time answer in linear time (RE2): the
+    result is right, and the evaluation stays far inside its time budget."""
+    budget = Budget(seconds=EVALUATION_TIME_S)
+    assert dialect.compile(source).evaluate(scope()) is expected
+    assert time.perf_counter() < budget.deadline
+
+
+def test_many_values_each_under_the_limit_are_refused_in_total(dialect: JinjaDialect) -> None:
+    """150 strings of ten million characters each: every one passes the size check, their
+    total does not; refused before the memory is taken."""
+    source = "{{ range(150) | map('string') | map('center', 9999999) | list | length }}"
+    assert refusal(dialect, source).message.startswith(
+        f"the expression would build more than {EVALUATION_TEXT:,} characters in total"
+    )
+
+
+def test_the_total_is_per_evaluation(dialect: JinjaDialect) -> None:
+    """The budget starts afresh at each evaluation: two evaluations each near the total
+    both succeed."""
+    source = "{{ range(15) | map('string') | map('center', 1000000) | list | length }}"
+    expression = dialect.compile(source)
+    assert [expression.evaluate(scope()) for _ in range(3)] == [15, 15, 15]
+
+
+def test_a_long_chain_of_work_is_stopped_at_the_time_budget(dialect: JinjaDialect) -> None:
+    """Work that is bounded step by step but long in total ends with the time limit's error,
+    a little after the limit (checked at every filter call), not whenever it finishes."""
+    replace = "map('regex_replace', '(\\\\d)', '\\\\1\\\\1')"
+    chain = " | ".join([replace] * 12)
+    source = "{{ range(100000) | map('string') | " + chain + " | join | length }}"
+    started = time.perf_counter()
+    error = refusal(dialect, source)
+    took = time.perf_counter() - started
+    assert error.message.startswith(
+        f"the expression ran longer than its limit of {EVALUATION_TIME_S:g} s"
+    )
+    assert took < EVALUATION_TIME_S * 4

@@ -1,16 +1,23 @@
-"""Regular expressions (Python `re` syntax).
+"""Regular expressions, matched by RE2 (`google-re2`): in time linear in the input,
+whatever the pattern.
 
-Python's `re` has no timeout, so a pathological pattern could backtrack for a
-very long time. Two guards keep it bounded in practice: inputs are limited to
-`MAX_REGEX_INPUT` characters, and patterns with a repeated group that itself
-ends in a repetition (`(a+)+`, `(\\w*)*`), the classic catastrophic shape, are
-refused.
+Python's `re` backtracks: `(a|a)*b` on 30 characters runs for minutes, and an
+expression runs on the worker's event loop, so one pattern would freeze every
+tenant's requests. RE2's syntax is Python's minus backreferences (`\\1` in a
+pattern) and look-around (`(?=`, `(?<=`...), which are what makes backtracking
+necessary; a pattern using them is refused with RE2's reason. Replacements keep
+`\\1` and `\\g<name>`. Inputs are still limited to `MAX_REGEX_INPUT`
+characters and patterns to `MAX_REGEX_PATTERN`, and RE2's own memory to
+`RE2_MEMORY_BYTES` per pattern.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any, Final
+
+import re2
 
 from linkflow.engine.expressions._limits import (
     MAX_REGEX_INPUT,
@@ -23,36 +30,59 @@ from linkflow.engine.expressions.library._base import Entry, as_int, as_text
 
 __all__ = ["ENTRIES"]
 
-_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
-_NESTED_REPETITION = re.compile(r"[+*}]\??\)[+*{]")
+_FLAGS: Final = {"i": "i", "m": "m", "s": "s"}
+"""Flags, as RE2's inline groups."""
+RE2_MEMORY_BYTES: Final = 8 << 20
+"""What RE2 may use for one compiled pattern (its DFA cache); a pattern needing more fails."""
+
+Pattern = Any
+"""A compiled RE2 pattern (`re2._Regexp`, which ships no type information)."""
+Match = Any
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the author's error, not a log line
+    options.max_mem = RE2_MEMORY_BYTES
+    return options
+
+
+_OPTIONS: Final = _options()
 
 
 @lru_cache(maxsize=512)
-def _compile(pattern: str, flags: str) -> re.Pattern[str]:
+def _compile(pattern: str, flags: str) -> Pattern:
     if len(pattern) > MAX_REGEX_PATTERN:
         raise ExpressionError(f"the regex pattern is too long (limit {MAX_REGEX_PATTERN})")
-    if _NESTED_REPETITION.search(pattern):
-        raise ExpressionError(
-            f"the regex '{pattern}' repeats a group that ends in a repetition, "
-            "which can take exponential time; rewrite it without nesting"
-        )
-    value = 0
+    inline = ""
     for flag in flags:
+        if flag == "x":
+            raise ExpressionError("the regex flag 'x' (verbose) is not supported")
         if flag not in _FLAGS:
-            raise ExpressionError(f"unknown regex flag {flag!r} (use i, m, s or x)")
-        value |= _FLAGS[flag]
+            raise ExpressionError(f"unknown regex flag {flag!r} (use i, m or s)")
+        inline += _FLAGS[flag]
+    source = f"(?{inline}){pattern}" if inline else pattern
     try:
-        return re.compile(pattern, value)
-    except re.error as error:
-        raise ExpressionError(f"invalid regex '{pattern}': {error}") from None
+        return re2.compile(source, _OPTIONS)
+    except re2.error as error:
+        reason = error.args[0] if error.args else error
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ExpressionError(f"invalid regex '{pattern}': {reason}") from None
+    except UnicodeEncodeError:
+        raise ExpressionError(f"invalid regex '{pattern}': it is not valid Unicode") from None
 
 
-def _prepare(value: object, pattern: object, flags: object) -> tuple[str, re.Pattern[str]]:
+def _prepare(value: object, pattern: object, flags: object) -> tuple[str, Pattern]:
     text = as_text(value)
     if len(text) > MAX_REGEX_INPUT:
         raise ExpressionError(
             f"the text is too long for a regex (limit {MAX_REGEX_INPUT:,} characters)"
         )
+    try:
+        text.encode("utf-8")  # RE2 matches UTF-8: a lone surrogate cannot be matched
+    except UnicodeEncodeError:
+        raise ExpressionError("the text is not valid Unicode (a lone surrogate)") from None
     return text, _compile(as_text(pattern), as_text(flags))
 
 
@@ -91,15 +121,15 @@ def regex_replace(
     try:
         bound = _replaced_size_bound(compiled, text, template, most)
         if bound <= MAX_TEXT:
-            return compiled.sub(template, text, count=most)
+            return str(compiled.sub(template, text, count=most))
         if "\\" not in template:  # no group references: the bound is (nearly) exact
             check_text(bound, "the replaced text")
         return _replace_checked(compiled, text, template, most)
-    except (re.error, IndexError) as error:
+    except (re2.error, IndexError) as error:
         raise ExpressionError(f"invalid replacement '{template}': {error}") from None
 
 
-def _replaced_size_bound(compiled: re.Pattern[str], text: str, template: str, count: int) -> int:
+def _replaced_size_bound(compiled: Pattern, text: str, template: str, count: int) -> int:
     """An upper bound of the replaced text's length: each `\\` may insert up to the whole text
     (a group inside a look-ahead can reach past its match)."""
     matches = 0
@@ -110,18 +140,18 @@ def _replaced_size_bound(compiled: re.Pattern[str], text: str, template: str, co
     return len(text) + matches * (len(template) + template.count("\\") * len(text))
 
 
-def _replace_checked(compiled: re.Pattern[str], text: str, template: str, count: int) -> str:
+def _replace_checked(compiled: Pattern, text: str, template: str, count: int) -> str:
     """Replace while counting, for the rare case the bound is too loose to decide."""
     produced = 0
 
-    def expand(found: re.Match[str]) -> str:
+    def expand(found: Match) -> str:
         nonlocal produced
-        piece = found.expand(template)
+        piece = str(found.expand(template))
         produced += len(piece)
         check_text(produced + len(text), "the replaced text")
         return piece
 
-    return compiled.sub(expand, text, count=count)
+    return str(compiled.sub(expand, text, count=count))
 
 
 def regex_split(value: object, pattern: object, flags: object = "") -> list[object]:
@@ -132,7 +162,7 @@ def regex_split(value: object, pattern: object, flags: object = "") -> list[obje
 
 def regex_escape(value: object) -> str:
     """Escape text so that it matches itself literally inside a pattern."""
-    return re.escape(as_text(value))
+    return re.escape(as_text(value))  # Python's escapes are valid RE2
 
 
 ENTRIES = (
