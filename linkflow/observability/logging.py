@@ -4,20 +4,67 @@ JSON lines in production (one object per event, ready for a log pipeline),
 readable colourless console lines locally. Ids of the request or execution in
 progress ride contextvars (`bind_context`), so every log line written while
 handling them carries them without being passed around.
+
+Secrets stay out of the log (issue 13: httpx logged `HTTP Request: GET
+https://api.example/v1?apikey=...` for every node request with a query-string
+credential):
+- every line, whatever logger wrote it and tracebacks included, is written with
+  the query string of any URL or path replaced by `?[redacted]` and any
+  user:password in a URL by `***`: query strings carry API keys, signatures and
+  resume tokens;
+- the HTTP client and protocol libraries (`QUIET_LIBRARIES`) log at WARNING at
+  the most, whatever the level: below it they narrate every request, and
+  httpcore's and h11's/h2's DEBUG records dump request headers (Authorization
+  among them), so those are dropped even if a level is lowered later.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import orjson
 import structlog
 
-__all__ = ["bind_context", "configure_logging", "get_logger"]
+__all__ = ["QUIET_LIBRARIES", "bind_context", "configure_logging", "get_logger", "redact"]
+
+QUIET_LIBRARIES: Final = ("httpx", "httpcore", "h11", "h2", "hpack", "urllib3", "botocore",
+                          "aiobotocore", "s3transfer", "websockets")  # fmt: skip
+"""Loggers kept at WARNING or above: below it they log URLs, headers or both."""
+_HEADER_DUMPERS: Final = ("httpcore", "h11", "h2", "hpack")
+# A URL (scheme://...) or an absolute path, then its query: everything up to
+# whitespace, a quote, an angle bracket, a backslash (a JSON escape) or a fragment.
+_QUERY: Final = re.compile(r"((?:\b[A-Za-z][A-Za-z0-9+.-]*://|/)[^\s?\"'<>\\]*)\?[^\s\"'<>#\\]+")
+_USERINFO: Final = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@\"'<>\\]+@")
+
+
+def redact(text: str) -> str:
+    """`text` with URL query strings and user:password parts masked."""
+    if "?" in text:
+        text = _QUERY.sub(r"\1?[redacted]", text)
+    if "@" in text:
+        text = _USERINFO.sub(r"\1***@", text)
+    return text
+
+
+class _RedactingFormatter(structlog.stdlib.ProcessorFormatter):
+    """The process's formatter, whose every rendered line goes through `redact`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class _DropHeaderDumps(logging.Filter):
+    """Refuses the protocol libraries' records below WARNING: they hold raw headers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not record.name.startswith(_HEADER_DUMPERS)
 
 
 def _orjson_dumps(value: Any, **_: Any) -> str:
@@ -30,7 +77,8 @@ def configure_logging(
     """Configure structlog and the standard library's logging for this process.
 
     Library loggers (uvicorn, sqlalchemy, alembic) go through the same renderer,
-    so a process writes one format only.
+    so a process writes one format only, and every line is redacted (see the
+    module's docstring).
     """
     out = stream or sys.stderr
     shared: list[structlog.types.Processor] = [
@@ -58,14 +106,17 @@ def configure_logging(
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        _RedactingFormatter(
             foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(_DropHeaderDumps())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     # Alembic narrates every migration step at INFO; only a debugging operator wants that.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 

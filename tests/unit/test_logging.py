@@ -59,3 +59,45 @@ def test_console_tracebacks_show_no_local_variables() -> None:
     assert "ValueError: boom 19" in text
     assert "in failing" in text
     assert "hunter2-very-secret" not in text
+
+
+class TestSecretsStayOutOfTheLog:
+    """Issue 13: httpx logged every node request's URL, query-string credentials included."""
+
+    def test_query_strings_and_userinfo_of_any_logger_are_redacted(self) -> None:
+        """A library's line, one of ours and a traceback: each URL's query is `?[redacted]`,
+        a path's query too, a user:password `***`; text with a plain `?` is left alone."""
+        out = io.StringIO()
+        configure_logging(level="info", json=True, stream=out)
+        logging.getLogger("some.client").warning(
+            "HTTP Request: GET %s", "https://api.example/v1?apikey=k3y&page=2"
+        )
+        get_logger("test").warning("called", url="https://ada:pa55@db.example/x?sig=s1g")
+        try:
+            raise ValueError("for url 'http://h/p?token=t0k'")
+        except ValueError:
+            logging.getLogger("other.lib").exception("GET /webhooks/w?token=t0k failed? yes")
+        text = out.getvalue()
+        for secret in ("k3y", "pa55", "s1g", "t0k"):
+            assert secret not in text
+        assert "https://api.example/v1?[redacted]" in text
+        assert "https://***@db.example/x?[redacted]" in text
+        assert "/webhooks/w?[redacted] failed? yes" in text
+
+    def test_http_libraries_log_nothing_below_warning_even_at_debug(self) -> None:
+        """httpx narrates requests and httpcore dumps headers at DEBUG: neither reaches the
+        log at level debug, and a header dump is dropped even if a level is lowered later."""
+        out = io.StringIO()
+        configure_logging(level="debug", json=False, stream=out)
+        logging.getLogger("httpx").info("HTTP Request: GET http://h/")
+        logging.getLogger("httpcore.http11").debug("send_request_headers authorization=Bearer x")
+        logging.getLogger("httpcore").setLevel(logging.DEBUG)
+        logging.getLogger("httpcore.http11").debug("receive_response_headers cookie=c00kie")
+        logging.getLogger("httpx").warning("shown")
+        get_logger("test").debug("ours at debug")
+        text = out.getvalue()
+        assert "HTTP Request" not in text
+        assert "authorization" not in text
+        assert "c00kie" not in text
+        assert "shown" in text
+        assert "ours at debug" in text
