@@ -9,6 +9,9 @@ Invariants:
 - `SecondFactor.consume` accepts a TOTP code newer than the last accepted
   step, or an unused recovery code, and records the use on the user row;
   the caller holds that row locked and commits.
+- Turning MFA on ends every other session of the user (their refresh tokens
+  are revoked, and with them their access tokens: at once in this process,
+  within the auth cache's TTL in others); the session that turned it on goes on.
 - Disabling needs the password and a current code.
 """
 
@@ -23,6 +26,7 @@ from linkflow.services.audit import record
 from linkflow.services.auth_cache import AuthCache
 from linkflow.services.context import Actor, Principal
 from linkflow.services.errors import Conflict, Invalid, Unauthorized
+from linkflow.services.sessions import Sessions
 from linkflow.store import Database, User
 
 __all__ = ["Mfa", "MfaSetup", "SecondFactor"]
@@ -125,6 +129,10 @@ class Mfa:
             user.mfa_enabled = True
             user.mfa_last_step = step
             user.mfa_recovery_codes = [totp.hash_recovery_code(value) for value in codes]
+            if principal.session_id is None:
+                await Sessions.revoke_all(session, user.id)
+            else:
+                await Sessions.revoke_others(session, user.id, principal.session_id)
             await record(
                 session,
                 actor,

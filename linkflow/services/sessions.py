@@ -10,7 +10,8 @@ Invariants:
   The claim of a row is a conditional UPDATE, so two concurrent refreshes
   with one token cannot both succeed.
 - Logout revokes the caller's family; a password reset revokes every family
-  of the user.
+  of the user; turning MFA on revokes every family but the caller's (a
+  session started before the second factor was required must not outlive it).
 """
 
 from __future__ import annotations
@@ -156,5 +157,24 @@ class Sessions:
         await session.execute(
             update(UserSession)
             .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+
+    @staticmethod
+    async def revoke_others(
+        session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID
+    ) -> None:
+        """Revoke every session of `user_id` but the family of `keep_session_id`, inside the
+        caller's transaction."""
+        kept_family = (
+            select(UserSession.family_id).where(UserSession.id == keep_session_id)
+        ).scalar_subquery()
+        await session.execute(
+            update(UserSession)
+            .where(
+                UserSession.user_id == user_id,
+                UserSession.revoked_at.is_(None),
+                UserSession.family_id != kept_family,
+            )
             .values(revoked_at=utcnow())
         )

@@ -9,8 +9,8 @@ import httpx
 import pyotp
 
 from linkflow.store import User
-from tests.api._support import PASSWORD, Account, register
-from tests.api.conftest import Api
+from tests.api._support import PASSWORD, Account, eventually, register
+from tests.api.conftest import Api, ApiFactory
 
 
 async def enable_mfa(client: httpx.AsyncClient, account: Account) -> tuple[str, list[str]]:
@@ -154,3 +154,49 @@ class TestMfa:
         await enable_mfa(client, account)
         response = await client.post("/api/v1/auth/mfa/setup", headers=account.headers)
         assert response.status_code == 409
+
+
+class TestTurningMfaOnEndsOtherSessions:
+    """Issue 13: sessions from before MFA was turned on kept working."""
+
+    async def test_other_sessions_end_and_the_one_that_turned_it_on_goes_on(
+        self, make_api: ApiFactory
+    ):
+        """Two API processes on one database: after MFA is turned on in one, the user's
+        earlier session is refused at once there and within the auth cache's TTL in the
+        other (which had it cached), its refresh token too; the session that turned MFA on
+        keeps its access token and can refresh."""
+        ttl_s = 1.0
+        here = await make_api(auth_cache_ttl_s=ttl_s)
+        there = await make_api(auth_cache_ttl_s=ttl_s)
+        earlier = await register(here.client)
+        again = await login(here.client, earlier)
+        assert again.status_code == 200, again.text
+        enabling = {"Authorization": f"Bearer {again.json()['access_token']}"}
+        me = "/api/v1/users/me"
+        assert (await there.client.get(me, headers=earlier.headers)).status_code == 200
+        setup = await here.client.post("/api/v1/auth/mfa/setup", headers=enabling)
+        verified = await here.client.post(
+            "/api/v1/auth/mfa/verify",
+            json={"code": pyotp.TOTP(setup.json()["secret"]).now()},
+            headers=enabling,
+        )
+        assert verified.status_code == 200, verified.text
+
+        assert (await here.client.get(me, headers=earlier.headers)).status_code == 401
+
+        async def refused_there() -> bool | None:
+            response = await there.client.get(me, headers=earlier.headers)
+            return True if response.status_code == 401 else None
+
+        await eventually(refused_there, timeout_s=ttl_s + 2, what="the earlier token refused")
+        for app in (here, there):
+            refresh = await app.client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": earlier.refresh_token}
+            )
+            assert refresh.status_code == 401, refresh.text
+        assert (await there.client.get(me, headers=enabling)).status_code == 200
+        renewed = await there.client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": again.json()["refresh_token"]}
+        )
+        assert renewed.status_code == 200, renewed.text
