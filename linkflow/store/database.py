@@ -18,10 +18,15 @@ Invariants:
   load that asyncio forbids).
 - A failure to reach the database surfaces as `StoreUnavailable` where this
   module connects on purpose (`Database.ping`, `connect`).
+- A SQLite file this module creates is 0600, like the key files beside it (it
+  holds password hashes, sealed credentials and every execution's data); SQLite
+  gives its -wal, -shm and -journal files the mode of the database file. A
+  missing directory is created 0700. Existing files keep their mode.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -55,7 +60,9 @@ __all__ = [
 
 _ASYNC_DRIVERS: Final = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
 _BACKEND_ALIASES: Final = {"postgres": "postgresql", "postgresql": "postgresql", "sqlite": "sqlite"}
-_EXAMPLES: Final = "e.g. postgresql://user:password@host:5432/linkflow or sqlite:///path/to/linkflow.db"
+_EXAMPLES: Final = (
+    "e.g. postgresql://user:password@host:5432/linkflow or sqlite:///path/to/linkflow.db"
+)
 
 # Long enough to ride out a checkpoint or a burst of writers, short enough that
 # a stuck writer surfaces as an error rather than a hung request.
@@ -116,6 +123,24 @@ def _sqlite_path(parsed: URL) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database)
+
+
+SQLITE_FILE_MODE: Final = 0o600
+SQLITE_DIR_MODE: Final = 0o700
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """Create `path` (and its directory) owner-only if missing, before SQLite does.
+
+    SQLite would create it with 0644 (minus the umask): readable by every local
+    user. An empty file is a valid, empty SQLite database.
+    """
+    path.parent.mkdir(mode=SQLITE_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(descriptor)
 
 
 def _describe(parsed: URL) -> str:
@@ -180,6 +205,9 @@ def sqlite_writer_engine(url: str) -> Engine:
     is ``BEGIN IMMEDIATE``.
     """
     sync_url = _parse(url).set(drivername="sqlite")
+    path = _sqlite_path(sync_url)
+    if path is not None:
+        _prepare_sqlite_file(path)
     engine = create_sync_engine(
         sync_url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
         execution_options={_SQLITE_BEGIN: "IMMEDIATE"},
@@ -195,7 +223,8 @@ def _json_dumps(value: object) -> str:
 def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) -> AsyncEngine:
     """An async engine for `url` (see `normalize_url`), configured for LinkFlow.
 
-    For SQLite, the database file's directory is created if missing.
+    For SQLite, the database file and its directory are created owner-only if
+    missing.
     `foreign_keys=False` is for migrations only: SQLite's batch migrations
     rebuild tables, and enforcing foreign keys during the rebuild would
     cascade deletes into the referencing tables.
@@ -205,7 +234,7 @@ def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) ->
     if backend == "sqlite":
         path = _sqlite_path(parsed)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _prepare_sqlite_file(path)
         engine = create_async_engine(
             parsed, echo=echo, json_serializer=_json_dumps, json_deserializer=orjson.loads,
             pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW,
