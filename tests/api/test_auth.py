@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
 import httpx
 from sqlalchemy import select, update
 
+from linkflow.security.tokens import hash_opaque_token
+from linkflow.services.sessions import REUSE_GRACE
 from linkflow.store import User, UserSession, utcnow
 from tests.api._support import PASSWORD, new_email, register
 from tests.api.conftest import Api, ApiFactory
+
+
+async def past_the_grace(api: Api, refresh_token: str) -> None:
+    """Make the rotation of `refresh_token` older than the reuse grace (its replacement time
+    is its row's `last_used_at`), as if the grace had passed."""
+    async with api.container.database.transaction() as session:
+        await session.execute(
+            update(UserSession)
+            .where(UserSession.refresh_token_hash == hash_opaque_token(refresh_token))
+            .values(last_used_at=utcnow() - REUSE_GRACE - timedelta(seconds=1))
+        )
 
 
 class TestRegister:
@@ -188,13 +202,15 @@ class TestRefreshAndLogout:
         assert me.status_code == 200
 
     async def test_replaying_a_used_refresh_token_revokes_the_whole_family(self, api: Api):
-        """The old token is refused, and every token of that login dies with it."""
+        """After the grace, the old token is refused, and every token of that login dies
+        with it."""
         account = await register(api.client)
         first = (
             await api.client.post(
                 "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
             )
         ).json()
+        await past_the_grace(api, account.refresh_token)
         replay = await api.client.post(
             "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
         )
@@ -346,3 +362,82 @@ class TestTokenKeysAndCache:
         await first.client.post("/api/v1/auth/logout", headers=account.headers)
         gone = await second.client.get("/api/v1/users/me", headers=account.headers)
         assert gone.status_code == 401
+
+
+class TestSimultaneousRefreshes:
+    """Issue 13: two simultaneous refreshes of one token logged the user out (the loser was
+    taken for a reuse and the family revoked)."""
+
+    @staticmethod
+    async def refresh(api: Api, token: str) -> httpx.Response:
+        return await api.client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+    @staticmethod
+    async def works(api: Api, access_token: str) -> bool:
+        me = await api.client.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {access_token}"}
+        )
+        return me.status_code == 200
+
+    async def test_refreshes_in_flight_at_once_all_succeed_and_keep_the_login(
+        self, make_api: ApiFactory
+    ):
+        """Three refreshes of one token at once, through two API processes on one database,
+        five rounds: each answers a new pair, every pair works, and the login survives."""
+        here, there = await make_api(), await make_api()
+        account = await register(here.client)
+        token = account.refresh_token
+        for _ in range(5):
+            answers = await asyncio.gather(
+                self.refresh(here, token), self.refresh(there, token), self.refresh(here, token)
+            )
+            assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+            pairs = [a.json() for a in answers]
+            assert len({pair["refresh_token"] for pair in pairs}) == 3
+            for pair in pairs:
+                assert await self.works(there, pair["access_token"])
+            token = pairs[0]["refresh_token"]
+        assert (await self.refresh(here, pairs[1]["refresh_token"])).status_code == 200
+
+    async def test_a_retry_within_seconds_gets_a_pair(self, api: Api):
+        """A client that lost the answer and sends the same token again gets a new pair; both
+        pairs go on working."""
+        account = await register(api.client)
+        first = await self.refresh(api, account.refresh_token)
+        retry = await self.refresh(api, account.refresh_token)
+        assert (first.status_code, retry.status_code) == (200, 200), retry.text
+        for pair in (first.json(), retry.json()):
+            assert await self.works(api, pair["access_token"])
+            assert (await self.refresh(api, pair["refresh_token"])).status_code == 200
+
+    async def test_reuse_after_the_grace_still_revokes_the_family(self, api: Api):
+        """Past `REUSE_GRACE`, the old token is `refresh_token_reused` and the whole login,
+        its newest pair included, dies."""
+        account = await register(api.client)
+        newest = (await self.refresh(api, account.refresh_token)).json()
+        await past_the_grace(api, account.refresh_token)
+        late = await self.refresh(api, account.refresh_token)
+        assert (late.status_code, late.json()["code"]) == (401, "refresh_token_reused")
+        assert not await self.works(api, newest["access_token"])
+        assert (await self.refresh(api, newest["refresh_token"])).status_code == 401
+
+    async def test_reuse_after_the_successor_was_used_revokes_the_family(self, api: Api):
+        """Within the grace but after its successor was itself refreshed, the old token is a
+        leaked one: `refresh_token_reused`, the login dies."""
+        account = await register(api.client)
+        successor = (await self.refresh(api, account.refresh_token)).json()
+        third = (await self.refresh(api, successor["refresh_token"])).json()
+        late = await self.refresh(api, account.refresh_token)
+        assert (late.status_code, late.json()["code"]) == (401, "refresh_token_reused")
+        assert not await self.works(api, third["access_token"])
+
+    async def test_a_logged_out_token_gets_nothing_in_the_grace(self, api: Api):
+        """Logout inside the grace: the rotated token is refused like the rest."""
+        account = await register(api.client)
+        pair = (await self.refresh(api, account.refresh_token)).json()
+        out = await api.client.post(
+            "/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"}
+        )
+        assert out.status_code == 204, out.text
+        late = await self.refresh(api, account.refresh_token)
+        assert late.status_code == 401
