@@ -23,6 +23,8 @@ from linkflow.config import ConfigError, Settings, load_settings
 from linkflow.observability.logging import configure_logging
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from linkflow.engine import CompiledWorkflow, Engine, RunResult
     from linkflow.progress import ProgressView
     from linkflow.services.credentials_file import FileCredentials
@@ -75,7 +77,7 @@ def migrate(
     url = settings.effective_database_url
     try:
         if not check:
-            asyncio.run(store_migrate.upgrade(url))
+            asyncio.run(store_migrate.upgrade(url, seal=_seal(settings)))
             typer.echo("database is up to date")
             return
         differences = asyncio.run(store_migrate.check(url))
@@ -89,6 +91,13 @@ def migrate(
     typer.echo("models and migrations agree")
 
 
+def _seal(settings: Settings) -> Callable[[bytes], bytes]:
+    """The secret box's `seal`, for migrations that encrypt what they move (0005)."""
+    from linkflow.security.secretbox import SecretBox
+
+    return SecretBox.from_key(settings.encryption_key_bytes()).seal
+
+
 def _prepare_database(settings: Settings) -> None:
     """Embedded SQLite is migrated on start; any other database must already be at head."""
     from linkflow.store import StoreConfigError, StoreUnavailable
@@ -97,7 +106,7 @@ def _prepare_database(settings: Settings) -> None:
     url = settings.effective_database_url
     try:
         if not settings.is_production and url.startswith("sqlite"):
-            asyncio.run(store_migrate.upgrade(url))
+            asyncio.run(store_migrate.upgrade(url, seal=_seal(settings)))
             return
         current = asyncio.run(store_migrate.current(url))
     except (StoreConfigError, StoreUnavailable) as error:

@@ -1,8 +1,9 @@
 """`ANY /webhooks/{endpoint_id}[/{path}]` and `/webhooks/resume/{execution_id}/{token}`:
 the public endpoints of webhook triggers and of waiting executions.
 
-No authentication: a webhook is protected by its unguessable id, and
-optionally by an HMAC signature and an IP allowlist.
+No authentication: a webhook is protected by its unguessable id (random, stored,
+rotated on request), and optionally by a timestamped HMAC signature and an IP
+allowlist.
 
 This is a plain ASGI app, not FastAPI routes: webhooks are the hot path
 (one call, one execution), and FastAPI's route matching and dependency
@@ -27,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from linkflow.api.errors import render_error
 from linkflow.services.errors import LinkFlowError, NotFound, PayloadTooLarge, as_unavailable
 from linkflow.services.resume import ResumeLinks
+from linkflow.services.webhook_headers import redacted
 from linkflow.services.webhooks import WebhookAnswer, WebhookCall, WebhookService
 
 __all__ = ["WebhookGateway"]
@@ -102,7 +104,8 @@ class WebhookGateway:
             parsed: object = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
             parsed = body.decode("utf-8", "replace")
-        payload = {"method": scope["method"], "headers": _headers(scope),
+        # Stored in the execution's events, so credentials are redacted as for triggers.
+        payload = {"method": scope["method"], "headers": redacted(_headers(scope)),
                    "query": _query(scope), "body": parsed}  # fmt: skip
         await self.resume_links.resume(execution_id, token, payload)
         return Response(

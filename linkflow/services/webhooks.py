@@ -2,14 +2,17 @@
 
 A call is refused, in this order: unknown or inactive endpoint (404, the same
 for both so nobody learns which ids exist), method (405), IP allowlist (403),
-body size (413), HMAC signature (401). Otherwise it starts an execution from
-the webhook node with the item `{method, path, headers, query, body}` and
-answers by the node's `response_mode`:
+body size (413), HMAC signature (401, `linkflow.services.webhook_signatures`).
+Otherwise it starts an execution from the webhook node with the item
+`{method, path, headers, query, body}` (headers carrying credentials or
+signatures as `[redacted]`, `linkflow.services.webhook_headers`) and answers
+by the node's `response_mode`:
 
 - `immediately`: 202 with the execution id, once the execution is stored;
 - `last_node`: the last node's first item as JSON, as soon as the execution
   ends (its events are durable by then);
-- `respond_node`: what a respond_to_webhook node set, as soon as it ran.
+- `respond_node`: what a respond_to_webhook node set, as soon as it ran, less
+  the headers that would change the API origin's security, and sandboxed.
 
 An execution slower than `answer_timeout_s` gets 202 with its id instead.
 """
@@ -18,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import ipaddress
 import uuid
 from collections.abc import Mapping, Sequence
@@ -41,9 +42,10 @@ from linkflow.services.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
 )
 from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.webhook_headers import answer_headers, redacted
+from linkflow.services.webhook_signatures import SignatureCheck
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
     Database,
@@ -62,7 +64,6 @@ ENDPOINT_CACHE_TTL_S = 1.0
 """Another process's deactivation reaches this one's cache within twice this long (an
 expired entry is served while it is refreshed)."""
 ENDPOINT_CACHE_SIZE = 10_000
-SIGNATURE_HEADER = "x-linkflow-signature"
 _END_EVENTS = frozenset(
     {"execution.completed", "execution.failed", "execution.cancelled", "execution.timed_out",
      "execution.waiting"}
@@ -106,19 +107,23 @@ class WebhookSettings:
     path: str
     method: str
     response_mode: WebhookResponseMode
-    secret_encrypted: bytes | None
+    secret: bytes | None
+    """Opened once per load: a signed call does not pay for AES-GCM."""
+    legacy_signature: bool
     ip_allowlist: tuple[str, ...]
     max_body_bytes: int | None
     is_test: bool
 
     @classmethod
-    def of(cls, row: Webhook) -> WebhookSettings:
+    def of(cls, row: Webhook, box: SecretBox) -> WebhookSettings:
+        sealed = row.secret_encrypted
         return cls(
             id=row.id, workspace_id=row.workspace_id, workflow_id=row.workflow_id,
             node_id=row.node_id, path=row.path, method=row.method.upper(),
-            response_mode=row.response_mode, secret_encrypted=row.secret_encrypted,
-            ip_allowlist=tuple(row.ip_allowlist or ()), max_body_bytes=row.max_body_bytes,
-            is_test=row.is_test,
+            response_mode=row.response_mode,
+            secret=box.open(sealed) if sealed is not None else None,
+            legacy_signature=row.legacy_signature, ip_allowlist=tuple(row.ip_allowlist or ()),
+            max_body_bytes=row.max_body_bytes, is_test=row.is_test,
         )  # fmt: skip
 
 
@@ -139,6 +144,7 @@ class WebhookService:
         self.bus = bus
         self.box = box
         self.answer_timeout_s = answer_timeout_s
+        self.signatures = SignatureCheck(database)
         self._endpoints: TTLCache[uuid.UUID, Endpoint] = TTLCache(
             ENDPOINT_CACHE_TTL_S, max_entries=ENDPOINT_CACHE_SIZE
         )
@@ -156,6 +162,11 @@ class WebhookService:
         its execution; the answer its response mode asks for."""
         webhook = endpoint.webhook
         self._check(endpoint, call)
+        if webhook.secret is not None:
+            await self.signatures.verify(
+                webhook.secret, legacy=webhook.legacy_signature, workflow_id=webhook.workflow_id,
+                node_id=webhook.node_id, headers=call.headers, body=call.body,
+            )  # fmt: skip
         if webhook.is_test and not await self._use_test_url(webhook.id):
             raise NotFound("there is no active webhook here", code="webhook_not_found")
         execution_id = new_id()
@@ -185,7 +196,7 @@ class WebhookService:
             .join(Workflow, Workflow.id == Webhook.workflow_id)
             .where(
                 Webhook.id == endpoint_id,
-                (Workflow.status == WorkflowStatus.ACTIVE) | Webhook.is_test,
+                ((Workflow.status == WorkflowStatus.ACTIVE) & Webhook.enabled) | Webhook.is_test,
                 Workflow.deleted_at.is_(None),
             )
         )
@@ -193,7 +204,7 @@ class WebhookService:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
             raise NotFound("there is no active webhook here", code="webhook_not_found")
-        return Endpoint(WebhookSettings.of(row[0]), row[1])
+        return Endpoint(WebhookSettings.of(row[0], self.box), row[1])
 
     async def _use_test_url(self, webhook_id: uuid.UUID) -> bool:
         """A test URL serves one call: the first caller deletes it (and wins)."""
@@ -216,13 +227,9 @@ class WebhookService:
 
     def _check(self, endpoint: Endpoint, call: WebhookCall) -> None:
         self.admit(endpoint, call.method, call.path, call.client_ip)
-        webhook = endpoint.webhook
         limit = self.body_limit(endpoint)
         if len(call.body) > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        if webhook.secret_encrypted is not None:
-            secret = self.box.open(webhook.secret_encrypted)
-            _verify_signature(secret, call)
 
     def _count(self, webhook_id: uuid.UUID) -> None:
         """Count the call; a counter is not worth a wait on the caller's path."""
@@ -241,7 +248,7 @@ class WebhookService:
             kind, data = message["event"], message["data"]
             if mode is WebhookResponseMode.RESPOND_NODE and kind == "execution.responded":
                 return WebhookAnswer(int(data["status"]), data.get("body"),
-                                     dict(data.get("headers") or {}))  # fmt: skip
+                                     answer_headers(data.get("headers")))  # fmt: skip
             if kind in _END_EVENTS:
                 return _final_answer(kind, data, execution_id)
         return WebhookAnswer(202, {"execution_id": str(execution_id), "status": "running"})
@@ -260,7 +267,7 @@ def _final_answer(kind: str, data: Mapping[str, Any], execution_id: uuid.UUID) -
 def _item(call: WebhookCall) -> dict[str, Any]:
     return {
         "method": call.method.upper(), "path": call.path,
-        "headers": dict(call.headers), "query": dict(call.query), "body": _parse_body(call),
+        "headers": redacted(call.headers), "query": dict(call.query), "body": _parse_body(call),
     }  # fmt: skip
 
 
@@ -298,10 +305,3 @@ def _allowed(client_ip: str | None, allowlist: Sequence[str]) -> bool:
             continue
     return False
 
-
-def _verify_signature(secret: bytes, call: WebhookCall) -> None:
-    given = call.headers.get(SIGNATURE_HEADER, "")
-    expected = "sha256=" + hmac.new(secret, call.body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("the X-LinkFlow-Signature header is missing or wrong",
-                           code="invalid_signature")  # fmt: skip

@@ -6,10 +6,12 @@ Invariants:
   `Invalid` with one field problem per engine problem, naming the node;
 - `workflows.version` is the newest `workflow_versions.version`, and a version
   row never changes: an execution runs exactly the version it recorded;
-- an active workflow has one `webhooks` row per webhook trigger and one
-  `schedules` row per schedule trigger; deactivation removes them. A webhook's
-  id (its public URL) is derived from the workflow and node ids, so it stays
-  the same across deactivation and activation.
+- a workflow has one `webhooks` row per webhook node, whatever its status
+  (`linkflow.services.webhook_endpoints`): a random id (its public URL), kept
+  across edits, deactivation and activation until rotated, and the node's
+  sealed signing secret, which the document never holds;
+- an active workflow has one `schedules` row per schedule trigger;
+  deactivation removes them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, TextClause, delete, exists, func, literal, select, text
+from sqlalchemy import (
+    ColumnElement,
+    TextClause,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from linkflow.engine import CompiledWorkflow, Engine, InvalidWorkflow
 from linkflow.security.rbac import Permission
@@ -30,26 +42,25 @@ from linkflow.services import audit
 from linkflow.services._paging import Page, page
 from linkflow.services.context import Actor, WorkspaceAccess
 from linkflow.services.errors import FieldProblem, Invalid, NotFound
+from linkflow.services.webhook_endpoints import (
+    SecretChange,
+    sealed_nodes,
+    sync_webhooks,
+    webhook_row,
+)
 from linkflow.store import (
     Credential,
     Database,
     Schedule,
     Webhook,
-    WebhookResponseMode,
     Workflow,
     WorkflowStatus,
     WorkflowVersion,
 )
 
-__all__ = ["WorkflowChanges", "WorkflowDocumentIn", "WorkflowService", "webhook_id"]
+__all__ = ["WorkflowChanges", "WorkflowDocumentIn", "WorkflowService"]
 
-_WEBHOOK_NAMESPACE = uuid.UUID("6c8e5f3a-2b7d-4f1e-9a0c-5d4b3e2f1a09")
 DOCUMENT_FIELDS = ("nodes", "connections", "settings")
-
-
-def webhook_id(workflow_id: uuid.UUID, node_id: str, *, test: bool = False) -> uuid.UUID:
-    """The stable public id of a workflow's webhook trigger."""
-    return uuid.uuid5(_WEBHOOK_NAMESPACE, f"{workflow_id}:{node_id}:{'test' if test else 'live'}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +122,18 @@ class WorkflowService:
             ) from None  # fmt: skip
 
     async def create(
-        self, access: WorkspaceAccess, actor: Actor, doc: WorkflowDocumentIn
-    ) -> Workflow:
+        self, access: WorkspaceAccess, actor: Actor, doc: WorkflowDocumentIn,
+        inherited: Mapping[str, bytes] | None = None,
+    ) -> Workflow:  # fmt: skip
+        """A new draft; its webhook nodes' plain secrets are sealed away (`inherited`:
+        sealed secrets by node id, for nodes that say `{"sealed": true}`)."""
         access.require(Permission.WORKFLOWS_WRITE)
-        self.compile(doc.name, doc.nodes, doc.connections, doc.settings)
+        nodes, secrets = sealed_nodes(doc.nodes)
+        compiled = self.compile(doc.name, nodes, doc.connections, doc.settings)
         async with self.database.transaction() as session:
             workflow = Workflow(
                 id=uuid.uuid4(), workspace_id=access.workspace_id, name=doc.name,
-                description=doc.description, nodes=doc.nodes, connections=doc.connections,
+                description=doc.description, nodes=nodes, connections=doc.connections,
                 settings=doc.settings, tags=doc.tags, version=1,
                 status=WorkflowStatus.DRAFT, created_by_id=actor.user_id,
                 updated_by_id=actor.user_id,
@@ -126,6 +141,7 @@ class WorkflowService:
             session.add(workflow)
             await session.flush()
             session.add(_version_of(workflow, "created", actor))
+            await sync_webhooks(session, self.box, workflow, compiled, secrets, inherited)
             await audit.record(session, actor, "workflow.created", "workflow", workflow.id,
                                workspace_id=access.workspace_id,
                                new={"name": doc.name, "version": 1})  # fmt: skip
@@ -194,6 +210,11 @@ class WorkflowService:
             old = audit.snapshot(workflow, ("name", "version", "status"))
             document = {f: getattr(changes, f) for f in DOCUMENT_FIELDS}
             new_document = {f: v for f, v in document.items() if v is not None}
+            # Sealed first, so that a document differing only by a secret's value is no
+            # new version (secrets are not part of the document).
+            nodes, secrets = sealed_nodes(new_document.get("nodes", workflow.nodes))
+            if "nodes" in new_document:
+                new_document["nodes"] = nodes
             changed = any(getattr(workflow, f) != v for f, v in new_document.items())
             name = changes.name if changes.name is not None else workflow.name
             merged = {f: new_document.get(f, getattr(workflow, f)) for f in DOCUMENT_FIELDS}
@@ -211,8 +232,10 @@ class WorkflowService:
                 session.add(_version_of(workflow, changes.message, actor))
             workflow.updated_by_id = actor.user_id
             workflow.updated_at = datetime.now(UTC)
+            await sync_webhooks(session, self.box, workflow, compiled, secrets)
+            self._triggers_changed()
             if changed and workflow.status is WorkflowStatus.ACTIVE:
-                await self._register_triggers(session, workflow, compiled, previous)
+                await self._register_schedules(session, workflow, compiled, previous)
             new = audit.snapshot(workflow, ("name", "version", "status"))
             await audit.record(session, actor, "workflow.updated", "workflow", workflow.id,
                                workspace_id=access.workspace_id, old=old, new=new)  # fmt: skip
@@ -223,6 +246,7 @@ class WorkflowService:
         async with self.database.transaction() as session:
             workflow = await _get(session, access.workspace_id, workflow_id)
             await _remove_triggers(session, workflow.id)
+            await session.execute(delete(Webhook).where(Webhook.workflow_id == workflow.id))
             self._triggers_changed()
             workflow.deleted_at = datetime.now(UTC)
             workflow.status = WorkflowStatus.INACTIVE
@@ -239,7 +263,12 @@ class WorkflowService:
             connections=source.connections, settings=source.settings,
             description=source.description, tags=list(source.tags or []),
         )  # fmt: skip
-        return await self.create(access, actor, doc)
+        async with self.database.session() as session:
+            rows = await session.scalars(select(Webhook).where(
+                Webhook.workflow_id == source.id, Webhook.is_test.is_(False)))  # fmt: skip
+            inherited = {row.node_id: row.secret_encrypted for row in rows
+                         if row.secret_encrypted is not None}  # fmt: skip
+        return await self.create(access, actor, doc, inherited)
 
     async def set_active(
         self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID, active: bool
@@ -254,7 +283,9 @@ class WorkflowService:
                 if not compiled.triggers:
                     raise Invalid("a workflow needs a trigger to be activated",
                                   code="no_trigger")  # fmt: skip
-                await self._register_triggers(session, workflow, compiled)
+                await sync_webhooks(session, self.box, workflow, compiled,
+                                    _kept_secrets(workflow.nodes))  # fmt: skip
+                await self._register_schedules(session, workflow, compiled)
                 workflow.status = WorkflowStatus.ACTIVE
                 workflow.activated_at = datetime.now(UTC)
             else:
@@ -266,20 +297,17 @@ class WorkflowService:
         self._triggers_changed()
         return workflow
 
-    async def _register_triggers(
+    async def _register_schedules(
         self, session: Any, workflow: Workflow, compiled: CompiledWorkflow,
         previous: Sequence[Mapping[str, Any]] = (),
     ) -> None:  # fmt: skip
-        """Make the trigger rows match the workflow's triggers, keeping what belongs to a
-        row: a webhook's call counts, a schedule's pause, input and API changes. A
-        schedule's timing follows its node only when the node's own timing changed from
-        `previous` (the nodes before this edit)."""
+        """Make the schedule rows match the workflow's schedule triggers, keeping what
+        belongs to a row: its pause, input and API changes. A schedule's timing follows
+        its node only when the node's own timing changed from `previous` (the nodes
+        before this edit). (Webhook rows follow every save: `sync_webhooks`.)"""
         self._triggers_changed()
         specs = [compiled.nodes[node_id].spec for node_id in compiled.triggers]
         specs = [spec for spec in specs if not spec.disabled]
-        wanted = [self._webhook_row(workflow, spec.id, spec.parameters)
-                  for spec in specs if spec.type == "webhook"]  # fmt: skip
-        await _reconcile_webhooks(session, workflow.id, wanted)
         before = {node["id"]: node.get("parameters") or {} for node in previous}
         timings = {spec.id: (_timing(spec.parameters), spec.parameters)
                    for spec in specs if spec.type == "schedule"}  # fmt: skip
@@ -310,9 +338,15 @@ class WorkflowService:
             await session.execute(
                 delete(Webhook).where(Webhook.workflow_id == workflow.id, Webhook.is_test)
             )
+            await sync_webhooks(session, self.box, workflow, compiled,
+                                _kept_secrets(workflow.nodes))  # fmt: skip
+            secrets = {row.node_id: row.secret_encrypted for row in await session.scalars(
+                select(Webhook).where(Webhook.workflow_id == workflow.id,
+                                      Webhook.is_test.is_(False)))}  # fmt: skip
             rows = [
-                self._webhook_row(
-                    workflow, node_id, compiled.nodes[node_id].spec.parameters, test=True
+                webhook_row(
+                    workflow, node_id, compiled.nodes[node_id].spec.parameters,
+                    sealed=secrets.get(node_id), test=True,
                 )
                 for node_id in compiled.triggers
                 if compiled.nodes[node_id].spec.type == "webhook"
@@ -323,20 +357,52 @@ class WorkflowService:
         self._triggers_changed()
         return rows
 
-    def _webhook_row(
-        self, workflow: Workflow, node_id: str, params: Mapping[str, Any], *, test: bool = False
+    async def rotate_webhook(
+        self, access: WorkspaceAccess, actor: Actor, workflow_id: uuid.UUID, node_id: str
     ) -> Webhook:
-        secret = params.get("secret")
-        return Webhook(
-            id=webhook_id(workflow.id, node_id, test=test), workspace_id=workflow.workspace_id,
-            is_test=test,
-            workflow_id=workflow.id, node_id=node_id, path=str(params.get("path") or ""),
-            method=str(params.get("method") or "POST").upper(),
-            response_mode=WebhookResponseMode(params.get("response_mode") or "immediately"),
-            secret_encrypted=self.box.seal(str(secret).encode()) if secret else None,
-            ip_allowlist=list(params.get("ip_allowlist") or []),
-            max_body_bytes=params.get("max_body_bytes"),
-        )  # fmt: skip
+        """Give a webhook node's endpoint a new random id: the old URL stops answering
+        (and the node's test URL, if armed, is dropped). Secret and counts stay."""
+        access.require(Permission.WORKFLOWS_WRITE)
+        async with self.database.transaction() as session:
+            workflow = await _get(session, access.workspace_id, workflow_id)
+            compiled = self.compile(workflow.name, workflow.nodes, workflow.connections,
+                                    workflow.settings)  # fmt: skip
+            await sync_webhooks(session, self.box, workflow, compiled,
+                                _kept_secrets(workflow.nodes))  # fmt: skip
+            await session.flush()
+            hooks = {row.is_test: row for row in await session.scalars(select(Webhook).where(
+                Webhook.workflow_id == workflow.id, Webhook.node_id == node_id))}  # fmt: skip
+            live = hooks.get(False)
+            if live is None:
+                raise NotFound(f"workflow {workflow_id} has no webhook node {node_id!r}",
+                               code="webhook_not_found")  # fmt: skip
+            if True in hooks:
+                await session.delete(hooks[True])
+            old_id, new_id = live.id, uuid.uuid4()
+            await session.execute(update(Webhook).where(Webhook.id == old_id).values(id=new_id))
+            await audit.record(session, actor, "workflow.webhook_rotated", "workflow",
+                               workflow.id, workspace_id=access.workspace_id,
+                               new={"node_id": node_id})  # fmt: skip
+            session.expunge(live)
+            live.id = new_id
+        self._triggers_changed()
+        return live
+
+    async def webhooks_of(
+        self, access: WorkspaceAccess, workflow_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, builtins.list[Webhook]]:
+        """The live webhook rows of these workflows (of this workspace), by workflow."""
+        out: dict[uuid.UUID, builtins.list[Webhook]] = {}
+        if not workflow_ids:
+            return out
+        async with self.database.session() as session:
+            rows = await session.scalars(select(Webhook).where(
+                Webhook.workspace_id == access.workspace_id,
+                Webhook.workflow_id.in_(list(workflow_ids)), Webhook.is_test.is_(False),
+            ))  # fmt: skip
+            for row in rows:
+                out.setdefault(row.workflow_id, []).append(row)
+        return out
 
     async def versions(
         self, access: WorkspaceAccess, workflow_id: uuid.UUID
@@ -416,28 +482,9 @@ def _version_of(workflow: Workflow, message: str, actor: Actor) -> WorkflowVersi
     )  # fmt: skip
 
 
-async def _reconcile_webhooks(
-    session: Any, workflow_id: uuid.UUID, wanted: Sequence[Webhook]
-) -> None:
-    """Insert the wanted webhook rows that are new, update the settings of those that
-    exist (their counts stay), delete the others (test URLs aside)."""
-    rows = {row.id: row for row in await session.scalars(
-        select(Webhook).where(Webhook.workflow_id == workflow_id, Webhook.is_test.is_(False))
-    )}  # fmt: skip
-    for hook in wanted:
-        row = rows.pop(hook.id, None)
-        if row is None:
-            session.add(hook)
-            continue
-        for name in _WEBHOOK_SETTINGS:
-            setattr(row, name, getattr(hook, name))
-    for row in rows.values():
-        await session.delete(row)
-
-
-_WEBHOOK_SETTINGS = ("path", "method", "response_mode", "secret_encrypted", "ip_allowlist",
-                     "max_body_bytes")  # fmt: skip
-"""What a webhook row takes from its node; the rest (counts) is the row's own."""
+def _kept_secrets(nodes: Sequence[Mapping[str, Any]]) -> dict[str, SecretChange]:
+    """A stored document's secrets: each sealed one kept (stored documents hold no other)."""
+    return sealed_nodes(nodes)[1]
 
 
 def _timing(params: Mapping[str, Any]) -> tuple[str | None, int | None, str]:
@@ -453,7 +500,6 @@ def _schedule_row(workflow: Workflow, node_id: str, params: Mapping[str, Any]) -
 
 
 async def _remove_triggers(session: Any, workflow_id: uuid.UUID) -> None:
-    await session.execute(
-        delete(Webhook).where(Webhook.workflow_id == workflow_id, Webhook.is_test.is_(False))
-    )
+    """Deactivation: schedules go; webhook rows stay (their ids and secrets), unanswered
+    while the workflow is not active."""
     await session.execute(delete(Schedule).where(Schedule.workflow_id == workflow_id))

@@ -40,6 +40,7 @@ from linkflow.store.types import JSONDocument, StrEnumType, StringArray, UTCDate
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "SEAL_ATTRIBUTE",
     "ContextOptions",
     "alembic_config",
     "check",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
+SEAL_ATTRIBUTE: Final = "linkflow.seal"
+"""Where a migration finds the secret box's `seal` (`Config.attributes`), when given."""
 
 T = TypeVar("T")
 
@@ -150,9 +153,15 @@ async def _run(url: str, work: Callable[[Connection], T]) -> T:
         await engine.dispose()
 
 
-def _command(action: Callable[[Config], object], connection: Connection) -> None:
+def _command(
+    action: Callable[[Config], object],
+    connection: Connection,
+    seal: Callable[[bytes], bytes] | None = None,
+) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
+    if seal is not None:
+        config.attributes[SEAL_ATTRIBUTE] = seal
     action(config)
     if connection.dialect.name == "sqlite":
         violations = connection.execute(text("PRAGMA foreign_key_check")).all()
@@ -162,12 +171,18 @@ def _command(action: Callable[[Config], object], connection: Connection) -> None
             raise StoreError(msg)
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+async def upgrade(
+    url: str, revision: str = "head", *, seal: Callable[[bytes], bytes] | None = None
+) -> None:
     """Migrate the database at `url` up to `revision` (default: the latest).
+
+    `seal` (the secret box's `seal`) is for data migrations that must encrypt what they
+    move, such as 0005 (webhook secrets out of workflow documents); one that needs it and
+    has none stops with a `StoreError` saying so.
 
     Raises `StoreUnavailable` when the database cannot be reached.
     """
-    await _run(url, partial(_command, lambda cfg: command.upgrade(cfg, revision)))
+    await _run(url, partial(_command, lambda cfg: command.upgrade(cfg, revision), seal=seal))
 
 
 async def downgrade(url: str, revision: str = "base") -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from linkflow.services.workflows import webhook_id
 from linkflow.store import Webhook
 from tests.api._plane import PlaneApi, assert_problem, manual_doc, plane_api, webhook_doc
 from tests.api._support import Account, eventually
@@ -106,10 +105,14 @@ class TestResponseModes:
 
 
 class TestChecks:
-    async def test_a_secret_requires_the_hmac_signature_of_the_raw_body(self, plane_api: PlaneApi):
-        """With `secret`: no signature or a wrong one is 401; `sha256=<hex HMAC>` passes."""
+    async def test_the_legacy_body_only_signature_passes_with_the_opt_in(
+        self, plane_api: PlaneApi
+    ):
+        """With `secret` and `legacy_signature: true`: no signature or a wrong one is 401;
+        `sha256=<hex HMAC of the raw body>` passes (tests/api/test_plane_webhook_secrets.py
+        has the timestamped scheme)."""
         me = await plane_api.user()
-        doc = webhook_doc(response_mode="last_node", secret=SECRET)
+        doc = webhook_doc(response_mode="last_node", secret=SECRET, legacy_signature=True)
         url = await hook_url(plane_api, me, doc)
         body = b'{"n": 3}'
         json_type = {"content-type": "application/json"}
@@ -205,7 +208,10 @@ class TestChecks:
         """A draft workflow's endpoint (its future URL) answers 404 like an unknown one."""
         me = await plane_api.user()
         flow = await plane_api.workflow(me, webhook_doc())
-        endpoint = webhook_id(uuid.UUID(flow["id"]), "hook")
+        async with plane_api.container.database.session() as session:
+            endpoint = (await session.scalars(
+                select(Webhook.id).where(Webhook.workflow_id == uuid.UUID(flow["id"]))
+            )).one()  # fmt: skip
         response = await plane_api.client.post(f"/webhooks/{endpoint}", json={})
         assert_problem(response, 404, "webhook_not_found")
 

@@ -37,6 +37,7 @@ EXPECTED_TABLES = {
     "credentials",
     "schedules",
     "webhooks",
+    "webhook_signatures",
     "plans",
     "subscriptions",
     "usage",

@@ -1,12 +1,18 @@
-"""`/api/v1/workflows`: documents, versions, activation, import/export, execute."""
+"""`/api/v1/workflows`: documents, versions, activation, import/export, execute, webhook URLs.
+
+No response carries a webhook's signing secret: documents hold `{"sealed": true}`
+in its place (`linkflow.services.webhook_endpoints`).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -15,8 +21,9 @@ from linkflow.api.json_body import JSONRoute
 from linkflow.api.plane import Plane, PlaneServices
 from linkflow.api.schemas import ListOf
 from linkflow.queue import Priority
-from linkflow.services.workflows import WorkflowChanges, WorkflowDocumentIn, webhook_id
-from linkflow.store import Workflow, WorkflowStatus, WorkflowVersion
+from linkflow.services.context import WorkspaceAccess
+from linkflow.services.workflows import WorkflowChanges, WorkflowDocumentIn
+from linkflow.store import Webhook, Workflow, WorkflowStatus, WorkflowVersion
 
 router = APIRouter(route_class=JSONRoute, prefix="/api/v1/workflows", tags=["workflows"])
 
@@ -94,29 +101,42 @@ class QueuedOut(BaseModel):
     status: str
 
 
-def webhook_urls(plane: Plane, workflow: Workflow) -> list[WebhookUrl]:
-    """The public URLs of an active workflow's webhook triggers."""
+def webhook_url(plane: Plane, row: Webhook) -> WebhookUrl:
+    url = f"{plane.public_url}/webhooks/{row.id}"
+    path = row.path.strip("/")
+    return WebhookUrl(node_id=row.node_id, method=row.method,
+                      url=f"{url}/{path}" if path else url)  # fmt: skip
+
+
+def webhook_urls(plane: Plane, workflow: Workflow, rows: Sequence[Webhook]) -> list[WebhookUrl]:
+    """The public URLs of an active workflow's enabled webhook triggers, in node order."""
     if workflow.status is not WorkflowStatus.ACTIVE:
         return []
-    urls = []
-    for node in workflow.nodes:
-        if node.get("type") != "webhook" or node.get("disabled"):
-            continue
-        params = cast(dict[str, Any], node.get("parameters") or {})
-        path = str(params.get("path") or "").strip("/")
-        node_id = str(node["id"])
-        url = f"{plane.public_url}/webhooks/{webhook_id(workflow.id, node_id)}"
-        urls.append(WebhookUrl(node_id=node_id, method=str(params.get("method") or "POST").upper(),
-                               url=f"{url}/{path}" if path else url))  # fmt: skip
-    return urls
+    order = {str(node.get("id")): index for index, node in enumerate(workflow.nodes)}
+    live = sorted((row for row in rows if row.enabled), key=lambda r: order.get(r.node_id, 0))
+    return [webhook_url(plane, row) for row in live]
 
 
-def out(plane: Plane, workflow: Workflow) -> WorkflowOut:
+async def outs(
+    plane: Plane, access: WorkspaceAccess, workflows: Sequence[Workflow]
+) -> list[WorkflowOut]:
+    """The workflows as served, with their webhook URLs (one query for all)."""
+    active = [w.id for w in workflows if w.status is WorkflowStatus.ACTIVE]
+    rows = await plane.workflows.webhooks_of(access, active)
+    return [_out(plane, w, rows) for w in workflows]
+
+
+async def out(plane: Plane, access: WorkspaceAccess, workflow: Workflow) -> WorkflowOut:
+    return (await outs(plane, access, [workflow]))[0]
+
+
+def _out(plane: Plane, workflow: Workflow, rows: Mapping[uuid.UUID, list[Webhook]]) -> WorkflowOut:
     return WorkflowOut(
         id=workflow.id, name=workflow.name, description=workflow.description,
         status=workflow.status.value, version=workflow.version, nodes=workflow.nodes,
         connections=workflow.connections, settings=workflow.settings,
-        tags=list(workflow.tags or []), webhooks=webhook_urls(plane, workflow),
+        tags=list(workflow.tags or []),
+        webhooks=webhook_urls(plane, workflow, rows.get(workflow.id, [])),
         created_at=workflow.created_at, updated_at=workflow.updated_at,
         activated_at=workflow.activated_at,
     )  # fmt: skip
@@ -129,7 +149,7 @@ async def create_workflow(
     """A new workflow (status `draft`, version 1); an invalid document is refused with
     every problem, each naming its node."""
     doc = WorkflowDocumentIn(**body.model_dump())
-    return out(plane, await plane.workflows.create(access, actor, doc))
+    return await out(plane, access, await plane.workflows.create(access, actor, doc))
 
 
 @router.post("/import", status_code=201)
@@ -139,7 +159,7 @@ async def import_workflow(
     """Create a workflow from an exported document; credentials are named, and are
     resolved to this workspace's credentials of the same name."""
     doc = WorkflowDocumentIn(**body.model_dump())
-    return out(plane, await plane.workflows.import_document(access, actor, doc))
+    return await out(plane, access, await plane.workflows.import_document(access, actor, doc))
 
 
 @router.get("")
@@ -154,7 +174,7 @@ async def list_workflows(
     """This workspace's workflows, newest first."""
     page = await plane.workflows.list_page(access, limit=paging.limit, cursor=paging.cursor,
                                            status=status, tag=tag, search=search)  # fmt: skip
-    return ListOf[WorkflowOut](data=[out(plane, w) for w in page.items],
+    return ListOf[WorkflowOut](data=await outs(plane, access, page.items),
                                next_cursor=page.next_cursor)  # fmt: skip
 
 
@@ -162,7 +182,7 @@ async def list_workflows(
 async def get_workflow(
     workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
 ) -> WorkflowOut:
-    return out(plane, await plane.workflows.get(access, workflow_id))
+    return await out(plane, access, await plane.workflows.get(access, workflow_id))
 
 
 @router.put("/{workflow_id}")
@@ -172,7 +192,8 @@ async def update_workflow(
 ) -> WorkflowOut:  # fmt: skip
     """Change fields; a change of nodes, connections or settings makes a new version."""
     changes = WorkflowChanges(**body.model_dump())
-    return out(plane, await plane.workflows.update(access, actor, workflow_id, changes))
+    updated = await plane.workflows.update(access, actor, workflow_id, changes)
+    return await out(plane, access, updated)
 
 
 @router.delete("/{workflow_id}", status_code=204)
@@ -189,7 +210,7 @@ async def clone_workflow(
     plane: PlaneServices, body: CloneIn | None = None,
 ) -> WorkflowOut:  # fmt: skip
     name = body.name if body is not None else None
-    return out(plane, await plane.workflows.clone(access, actor, workflow_id, name))
+    return await out(plane, access, await plane.workflows.clone(access, actor, workflow_id, name))
 
 
 @router.post("/{workflow_id}/activate")
@@ -197,14 +218,16 @@ async def activate_workflow(
     workflow_id: uuid.UUID, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
 ) -> WorkflowOut:
     """Register the workflow's webhooks and schedules; an invalid workflow is refused."""
-    return out(plane, await plane.workflows.set_active(access, actor, workflow_id, True))
+    activated = await plane.workflows.set_active(access, actor, workflow_id, True)
+    return await out(plane, access, activated)
 
 
 @router.post("/{workflow_id}/deactivate")
 async def deactivate_workflow(
     workflow_id: uuid.UUID, access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices
 ) -> WorkflowOut:
-    return out(plane, await plane.workflows.set_active(access, actor, workflow_id, False))
+    deactivated = await plane.workflows.set_active(access, actor, workflow_id, False)
+    return await out(plane, access, deactivated)
 
 
 @router.post("/{workflow_id}/test-webhook")
@@ -214,13 +237,18 @@ async def arm_test_webhooks(
     """Test URLs for the workflow's webhook triggers (active or not), each serving the next
     call only, with the current version: for trying a workflow before activating it."""
     rows = await plane.workflows.arm_test_webhooks(access, actor, workflow_id)
-    urls = []
-    for row in rows:
-        url = f"{plane.public_url}/webhooks/{row.id}"
-        if row.path:
-            url += "/" + row.path.strip("/")
-        urls.append(WebhookUrl(node_id=row.node_id, method=row.method, url=url))
-    return urls
+    return [webhook_url(plane, row) for row in rows]
+
+
+@router.post("/{workflow_id}/webhooks/{node_id}/rotate")
+async def rotate_webhook(
+    workflow_id: uuid.UUID, node_id: Annotated[str, FastApiPath(max_length=64)],
+    access: CurrentWorkspace, actor: CurrentActor, plane: PlaneServices,
+) -> WebhookUrl:  # fmt: skip
+    """A new random URL for a webhook node: the old one (and the node's armed test URL)
+    answers 404 from now on; the secret, settings and counts stay."""
+    return webhook_url(plane, await plane.workflows.rotate_webhook(access, actor, workflow_id,
+                                                                   node_id))  # fmt: skip
 
 
 @router.get("/{workflow_id}/versions")

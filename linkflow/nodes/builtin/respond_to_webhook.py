@@ -27,7 +27,10 @@ class RespondToWebhook(Node):
         "`response_mode: respond_node`): `status`, `headers` and `body`, evaluated for the "
         "first item; the body defaults to the first item. The caller gets the answer as soon "
         "as this node runs, while the execution goes on; only the first answer counts. The "
-        "items pass on unchanged."
+        "items pass on unchanged. The answer is served from the API's origin, so it is "
+        "sandboxed (`Content-Security-Policy: sandbox`, `X-Content-Type-Options: nosniff`) and "
+        "headers that would change that origin's security (`Set-Cookie`, CSP, HSTS, CORS, "
+        "`Clear-Site-Data` and the like, see docs/api.md) are dropped."
     )
     parameters_schema: ClassVar[JsonObject] = {
         "type": "object",

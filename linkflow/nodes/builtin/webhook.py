@@ -28,9 +28,12 @@ class WebhookTrigger(Node):
     group = NodeGroup.TRIGGER
     description = (
         "Starts the workflow when an HTTP request arrives at "
-        "`/webhooks/{endpoint_id}/{path}`. Optionally checks an HMAC signature "
-        "(`X-LinkFlow-Signature: sha256=<hex HMAC-SHA256 of the raw body>`), the caller's IP "
-        "and the body size (413 when larger). `response_mode` decides what the caller gets back."
+        "`/webhooks/{endpoint_id}/{path}` (a random endpoint id, rotated on request). "
+        "Optionally checks a signature (`X-LinkFlow-Timestamp: <unix seconds>` and "
+        "`X-LinkFlow-Signature: sha256=<hex HMAC-SHA256 of \"<timestamp>.<raw body>\">`, "
+        "within 5 minutes, each signature accepted once), the caller's IP and the body size "
+        "(413 when larger). `response_mode` decides what the caller gets back. Headers that "
+        "carry credentials or signatures reach the workflow as `[redacted]`."
     )
     inputs = 0
     parameters_schema: ClassVar[JsonObject] = {
@@ -57,12 +60,32 @@ class WebhookTrigger(Node):
                 "default": "immediately",
             },
             "secret": {
-                "type": ["string", "null"],
+                "anyOf": [
+                    {"type": ["string", "null"]},
+                    {
+                        "type": "object",
+                        "properties": {"sealed": {"const": True}},
+                        "required": ["sealed"],
+                        "additionalProperties": False,
+                    },
+                ],
                 "description": (
-                    "When set, requests must carry `X-LinkFlow-Signature: sha256=<hex>`, the "
-                    "HMAC-SHA256 of the raw body with this secret."
+                    "When set, requests must be signed with this secret (see the node's "
+                    "description). Write-only: it is stored sealed, and the workflow reads "
+                    "back `{\"sealed\": true}` in its place; saving that again keeps the "
+                    "secret, a new string replaces it, null removes it."
                 ),
                 "default": None,
+            },
+            "legacy_signature": {
+                "type": "boolean",
+                "description": (
+                    "Also accept the old scheme: `X-LinkFlow-Signature: sha256=<hex "
+                    "HMAC-SHA256 of the raw body>` without a timestamp. It can be replayed "
+                    "forever by whoever sees one call: only for senders that cannot sign "
+                    "the timestamp."
+                ),
+                "default": False,
             },
             "ip_allowlist": {
                 "type": "array",

@@ -35,6 +35,7 @@ from linkflow.store.models.workflows import (
     Credential,
     Schedule,
     Webhook,
+    WebhookSignature,
     Workflow,
     WorkflowVersion,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "UserSession",
     "Variable",
     "Webhook",
+    "WebhookSignature",
     "Workflow",
     "WorkflowVersion",
     "Workspace",

@@ -9,6 +9,14 @@ Invariants:
   Names are unique per workspace among credentials that are not deleted.
 - A trigger node has at most one schedule, and at most one production and
   one test webhook.
+- A webhook row lives as long as its node is in the workflow's document,
+  whatever the workflow's status: it holds the endpoint's random id (its URL),
+  the node's sealed signing secret (the document only says `{"sealed": true}`)
+  and its counts. It answers only while the workflow is active and the node
+  enabled.
+- `webhook_signatures` remembers each accepted timestamped signature until
+  it could no longer pass the time check, so a signed call is accepted once,
+  by whichever process sees it first (the primary key decides).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from linkflow.store.enums import ScheduleStatus, WebhookResponseMode, WorkflowStatus
 from linkflow.store.models._base import (
+    Base,
     SoftDeletable,
     Timestamped,
     WorkspaceScoped,
@@ -38,7 +47,14 @@ from linkflow.store.models._base import (
 )
 from linkflow.store.types import JSONDocument, JSONObject, JSONValue, StrEnumType, StringArray
 
-__all__ = ["Credential", "Schedule", "Webhook", "Workflow", "WorkflowVersion"]
+__all__ = [
+    "Credential",
+    "Schedule",
+    "Webhook",
+    "WebhookSignature",
+    "Workflow",
+    "WorkflowVersion",
+]
 
 _ACTIVE_SCHEDULE = text("status = 'active'")
 _NOT_DELETED = text("deleted_at IS NULL")
@@ -161,7 +177,11 @@ class Schedule(Timestamped, WorkspaceScoped):
 
 
 class Webhook(Timestamped, WorkspaceScoped):
-    """A public endpoint ``/webhooks/{id}[/{path}]`` bound to a webhook trigger node."""
+    """A public endpoint ``/webhooks/{id}[/{path}]`` bound to a webhook trigger node.
+
+    The id is random (`uuid4`, not derived from anything a caller could know) and is
+    changed only by a rotation; test rows get a fresh one each time they are armed.
+    """
 
     __tablename__ = "webhooks"
     __table_args__ = (
@@ -183,9 +203,31 @@ class Webhook(Timestamped, WorkspaceScoped):
     )
     # HMAC key for X-LinkFlow-Signature, sealed by the secret box; NULL = unsigned.
     secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # The node's opt-in to the old body-only signature (no timestamp, replayable).
+    legacy_signature: Mapped[bool] = mapped_column(default=False)
+    # False while the node is disabled: the row keeps its id and secret but does not answer.
+    enabled: Mapped[bool] = mapped_column(default=True)
     ip_allowlist: Mapped[list[str]] = mapped_column(StringArray, default=list)
     # NULL means the server-wide default limit applies.
     max_body_bytes: Mapped[int | None] = mapped_column(default=None)
     is_test: Mapped[bool] = mapped_column(default=False)
     call_count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_called_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookSignature(Base):
+    """A timestamped signature a webhook accepted, kept until `expires_at` (when its
+    timestamp is too old to pass anyway) so that it is never accepted twice.
+
+    Keyed by the workflow and node, not the endpoint id: a rotation does not make a
+    captured call valid again at the new URL.
+    """
+
+    __tablename__ = "webhook_signatures"
+    __table_args__ = (Index("ix_webhook_signatures_expires_at", "expires_at"),)
+
+    workflow_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The hex HMAC-SHA256 (64 characters).
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]
