@@ -43,6 +43,7 @@ from linkflow.engine.state import (
     items_from_json,
     items_to_json,
 )
+from linkflow.engine.storable import UnstorableValue, check_storable, scrubbed
 from linkflow.engine.validation import CompiledNode, CompiledWorkflow
 from linkflow.nodes.sdk import (
     ERROR_OUTPUT,
@@ -66,6 +67,9 @@ _DURABLE_BEFORE_TOLD = TERMINAL_EVENTS | {
 }
 """Events an observer may act on outside (answer a webhook caller, report an end):
 they are durable before anyone hears of them. Other appends may be pipelined."""
+
+_NODE_DATA_EVENTS = frozenset({EventType.NODE_COMPLETED, EventType.EXECUTION_RESPONDED})
+"""Events holding what a node produced: unstorable, they fail that node (`storable`)."""
 
 MAX_LOG_LINES = 1000
 """Log lines kept per node run (`ctx.log`, a code node's prints); more is noise."""
@@ -159,8 +163,16 @@ class Executor:
     # -- history -------------------------------------------------------------
 
     async def _append(
-        self, type_: EventType, node_id: str | None, data: dict[str, Any], decoded: object = None
-    ) -> None:
+        self, type_: EventType, node_id: str | None, data: dict[str, Any], decoded: object = None,
+        *, checked: bool = False,
+    ) -> None:  # fmt: skip
+        if not checked:
+            try:
+                check_storable(data)
+            except UnstorableValue:
+                if type_ in _NODE_DATA_EVENTS:
+                    raise  # the node's own data: it fails (see `_succeed`)
+                data = scrubbed(data)  # the engine's data quoting a bad value: repaired
         event = Event(self.state.seq + 1, type_, node_id, data, self.clock.now())
         await self.history.append(event)
         self.state.apply(event, decoded)
@@ -425,14 +437,18 @@ class Executor:
             outputs = _with_lineage(compiled, result, inputs)
         except NodeError as error:
             return await self._fail(compiled, run, error, inputs)
-        if result.response is not None and self.state.response is None:
-            response = result.response
-            await self._append(
-                EventType.EXECUTION_RESPONDED, run.node_id,
-                {"status": response.status, "headers": dict(response.headers),
-                 "body": response.body},
-            )  # fmt: skip
-        await self._complete(compiled, run, outputs, result)
+        try:
+            if result.response is not None and self.state.response is None:
+                response = result.response
+                await self._append(
+                    EventType.EXECUTION_RESPONDED, run.node_id,
+                    {"status": response.status, "headers": dict(response.headers),
+                     "body": response.body},
+                )  # fmt: skip
+            await self._complete(compiled, run, outputs, result)
+        except UnstorableValue as unstorable:
+            failure = NodeError(f"the node's output cannot be stored: {unstorable.reason}")
+            return await self._fail(compiled, run, failure, inputs)
         return True
 
     async def _complete(
@@ -443,21 +459,23 @@ class Executor:
         result: NodeResult,
     ) -> None:
         data: dict[str, Any] = {"run": run.index}
-        encoded = {name: items_to_json(items) for name, items in outputs.items()}
-        blobs = self.services.blobs
-        if blobs is not None:
-            raw = orjson.dumps(encoded)
-            if len(raw) > self.services.blob_threshold_bytes:
-                stored = await blobs.put(raw, mime_type="application/json")
-                data["outputs_ref"] = stored.ref
-        if "outputs_ref" not in data:
-            data["outputs"] = encoded
         if result.state is not None:
             data["state"] = result.state
         if result.meta is not None:
             data["meta"] = result.meta
+        check_storable(data)  # all but the outputs and logs, which are checked apart
+        encoded = {name: items_to_json(items) for name, items in outputs.items()}
+        raw = check_storable(encoded)
+        blobs = self.services.blobs
+        if blobs is not None and len(raw) > self.services.blob_threshold_bytes:
+            stored = await blobs.put(raw, mime_type="application/json")
+            data["outputs_ref"] = stored.ref
+        else:
+            data["outputs"] = encoded
         self._add_logs(data)
-        await self._append(EventType.NODE_COMPLETED, compiled.spec.id, data, outputs)
+        await self._append(
+            EventType.NODE_COMPLETED, compiled.spec.id, data, outputs, checked=True
+        )
 
     async def _fail(
         self, compiled: CompiledNode, run: NodeRun, error: NodeError, inputs: list[list[Item]]
@@ -491,7 +509,12 @@ class Executor:
     def _add_logs(self, data: dict[str, Any]) -> None:
         logs = self._context.logs if self._context is not None else []
         if logs:
-            data["logs"] = logs[:MAX_LOG_LINES]
+            kept = logs[:MAX_LOG_LINES]
+            try:
+                check_storable(kept)
+            except UnstorableValue:
+                kept = scrubbed(kept)  # a log line quoting a bad value: repaired, not fatal
+            data["logs"] = kept
 
 
 def _with_lineage(

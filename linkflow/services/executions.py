@@ -22,7 +22,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from linkflow.engine import EventType
+from linkflow.engine.storable import UnstorableValue, check_input
 from linkflow.queue import Job, JobType, Priority, Queue
+from linkflow.services.errors import Invalid
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
     Database,
@@ -35,7 +37,14 @@ from linkflow.store import (
 )
 from linkflow.store import Priority as StoredPriority
 
-__all__ = ["ExecutionRecord", "ExecutionService", "Fresh", "NewExecution", "execution_job"]
+__all__ = [
+    "ExecutionRecord",
+    "ExecutionService",
+    "Fresh",
+    "NewExecution",
+    "execution_job",
+    "storable_input",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,7 @@ class ExecutionService:
         now = datetime.now(UTC)
         execution_id = new.id or new_id()
         payload = new.input if new.input is not None else {}
+        storable_input(payload, "the execution's input")
         values = {
             "id": execution_id, "workspace_id": new.workspace_id, "workflow_id": new.workflow_id,
             "workflow_version": new.workflow_version, "status": ExecutionStatus.QUEUED,
@@ -186,6 +196,15 @@ class ExecutionService:
                 .where(ExecutionLease.execution_id == execution_id, ExecutionLease.owner == owner)
                 .values(expires_at=now)
             )
+
+
+def storable_input(value: Any, what: str) -> None:
+    """Refuse a value an execution could not store (`engine.storable`), before anything
+    is written: `Invalid` with code `unstorable_input`, the caller's 422."""
+    try:
+        check_input(value)
+    except UnstorableValue as error:
+        raise Invalid(f"{what} cannot be stored: {error.reason}", code="unstorable_input") from None
 
 
 def execution_job(execution_id: uuid.UUID, priority: Priority = Priority.NORMAL) -> Job:

@@ -22,7 +22,7 @@ from typing import Any
 from linkflow.engine import EventType
 from linkflow.queue import Priority, Queue
 from linkflow.services.errors import Conflict, NotFound
-from linkflow.services.executions import execution_job
+from linkflow.services.executions import execution_job, storable_input
 from linkflow.store import (
     Database,
     Execution,
@@ -60,6 +60,7 @@ class ResumeLinks:
         token (the same as for an unknown execution), `Conflict` when it is not waiting."""
         if not hmac.compare_digest(token, self.token(execution_id)):
             raise NotFound("there is no waiting execution here", code="execution_not_found")
+        storable_input(payload, "the resume payload")
         async with self.database.session() as session:
             row = await session.get(Execution, execution_id)
         if row is None:

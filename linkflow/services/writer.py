@@ -33,10 +33,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from linkflow.engine import Event, HistoryConflict
+from linkflow.engine import Event, EventType, HistoryConflict
 from linkflow.observability.logging import get_logger
+from linkflow.services.errors import Invalid
 from linkflow.services.history import read_events
-from linkflow.store import Database, NewEvent
+from linkflow.store import Database, ExecutionStatus, NewEvent
 from linkflow.store.batch import LeaseAction, Outcome, WriteOp, write_batch
 from linkflow.store.bulk import BulkStatements, SQLAlchemySink
 from linkflow.store.sqlite_writer import SQLiteBatches, WriterProcess
@@ -218,11 +219,16 @@ class GroupCommitWriter:
         """Durably insert an execution row (`BulkStatements.EXECUTION_COLUMNS`) and its
         first events, in one batch; with `lease` (id, expiry), its lease too."""
         batch = self._enqueue(WriteOp(new_execution=values))
+        position = len(batch.ops) - 1
         appended = [Appended(self._enqueue(WriteOp(event=event)), event) for event in events]
         if lease is not None:
             self.lease_nowait(LeaseAction.TAKE, values["id"], lease[0], lease[1])
+        outcome = await batch.wait()
+        for at, reason in outcome.unstorable:
+            if at == position:
+                raise Invalid(f"the execution cannot be stored: {reason}",
+                              code="unstorable_input")  # fmt: skip
         await flush(appended)
-        await batch.wait()
 
     async def update_execution(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Durably set columns of an `executions` row."""
@@ -249,7 +255,10 @@ class GroupCommitWriter:
 
     async def _settle(self, batch: _Batch, slots: asyncio.Semaphore) -> None:
         try:
-            outcome = await self._write(batch.ops)
+            try:
+                outcome = await self._write(batch.ops)
+            except Exception as error:  # noqa: BLE001 - the data, or the database? see _isolate
+                outcome = await self._isolate(batch.ops, error)
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.warning("group commit failed", error=str(error), ops=len(batch.ops))
             batch.done.set_exception(error)
@@ -278,6 +287,80 @@ class GroupCommitWriter:
         self.ops += len(batch)
         return outcome
 
+    async def _isolate(self, ops: Sequence[WriteOp], error: Exception) -> Outcome:
+        """A batch failed: write each execution's ops alone, so that one execution's value
+        the database cannot take (a tenant's) fails only that execution. The parts that
+        fail alone are refused, and their execution is failed with the reason; when
+        nothing can be written, the database is the cause and `error` is raised."""
+        parts: dict[str, list[int]] = {}
+        for index, op in enumerate(ops):
+            target = op.target()
+            parts.setdefault("" if target is None else target.hex, []).append(index)
+        if len(parts) == 1:
+            try:
+                await self._write([])  # does the database take writes at all?
+            except Exception:  # noqa: BLE001 - it does not: the batch's own data is not to blame
+                raise error from None
+        refused: set[int] = set()
+        lost: set[str] = set()
+        notes: list[str] = []
+        unstorable: list[tuple[int, str]] = []
+        failed: list[tuple[list[int], str]] = []
+        for positions in parts.values():
+            try:
+                outcome = await self._write([ops[index] for index in positions])
+            except Exception as failure:  # noqa: BLE001 - this part's own data
+                failed.append((positions, _reason(failure)))
+                continue
+            refused.update(positions[at] for at in outcome.refused)
+            lost.update(outcome.lost)
+            notes.extend(outcome.notes)
+        if len(failed) == len(parts) > 1:
+            raise error  # no part goes in alone: the database, not the data
+        for positions, reason in failed:
+            part = [ops[index] for index in positions]
+            refused.update(positions)
+            lost.update(op.lease for op in part if op.lease is not None)
+            unstorable.extend((index, reason) for index in positions)
+            await self._fail_unstorable(part, reason)
+        return Outcome(frozenset(refused), frozenset(lost), tuple(notes), tuple(unstorable))
+
+    async def _fail_unstorable(self, part: Sequence[WriteOp], reason: str) -> None:
+        """End the execution whose ops `part` could not be written: `execution.failed` at
+        the place of its first lost event, its row failed, its lease gone (its worker's
+        next write is refused and the worker stops). An execution not created yet (the
+        creation itself failed) has nothing to end: its creator is told instead."""
+        target = part[0].target()
+        if target is None or any(op.new_execution is not None for op in part):
+            log.warning("a write could not be stored", reason=reason, ops=len(part))
+            return
+        log.error("an execution's data could not be stored: it fails", execution_id=str(target),
+                  reason=reason)  # fmt: skip
+        seqs = [op.event.seq for op in part if op.event is not None]
+        seq = min(seqs) if seqs else await self._next_seq(target)
+        now = datetime.now(UTC)
+        error: dict[str, Any] = {
+            "message": f"the execution's data could not be stored: {reason}", "node_id": None,
+        }  # fmt: skip
+        ending = [
+            WriteOp(event=NewEvent(target, seq, EventType.EXECUTION_FAILED.value, None,
+                                   {"error": error}, now)),
+            WriteOp(execution_id=target,
+                    values={"status": ExecutionStatus.FAILED, "error": error,
+                            "completed_at": now}),
+            *(WriteOp(execution_id=target, lease=lease, lease_action=LeaseAction.DROP)
+              for lease in {op.lease for op in part if op.lease is not None}),
+        ]  # fmt: skip
+        try:
+            await self._write(ending)
+        except Exception:  # recovery meets it again, and it ends then
+            log.warning("failing an execution whose data could not be stored failed",
+                        execution_id=str(target), exc_info=True)  # fmt: skip
+
+    async def _next_seq(self, execution_id: uuid.UUID) -> int:
+        events = await read_events(self.database, execution_id)
+        return (events[-1].seq if events else 0) + 1
+
     def _write_sqlite(self, batch: Sequence[WriteOp]) -> Outcome:
         """A batch on the writer thread's own connection (made there on first use)."""
         if self._sqlite is None:
@@ -289,6 +372,12 @@ def _write_postgres(
     connection: Connection, statements: BulkStatements, batch: Sequence[WriteOp]
 ) -> Outcome:
     return write_batch(SQLAlchemySink(connection), statements, batch)
+
+
+def _reason(failure: Exception) -> str:
+    """A failed write's cause in one short line (no SQL, no parameters)."""
+    text = str(failure).split("\n", 1)[0].split("[SQL:", 1)[0].strip()
+    return f"{type(failure).__name__}: {text}"[:300]
 
 
 async def flush(appended: Sequence[Appended]) -> None:

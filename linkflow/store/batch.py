@@ -96,6 +96,9 @@ class Outcome(NamedTuple):
     """Leases a write was refused under: their executions must stop."""
     notes: tuple[str, ...]
     """Refused status transitions, for the log."""
+    unstorable: tuple[tuple[int, str], ...] = ()
+    """(position, reason) of ops refused because their execution's data could not be
+    written (see `services.writer`: a failing batch is split by execution)."""
 
 
 def _implied(event: NewEvent) -> dict[str, Any] | None:

@@ -257,8 +257,9 @@ def _serve(url: str, requests: IO[bytes], replies: IO[bytes]) -> None:
         except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
             _send(replies, orjson.dumps(("error", f"{type(error).__name__}: {error}")))
         else:
-            refused, lost, notes = outcome
-            _send(replies, orjson.dumps(("ok", sorted(refused), sorted(lost), notes)))
+            _send(replies, orjson.dumps(
+                ("ok", sorted(outcome.refused), sorted(outcome.lost), outcome.notes)
+            ))  # fmt: skip
     batches.close()
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: the writer the execution plane writes through."""
+"""Fixtures of the integration tests: the writer the execution plane writes through, and a
+SQLite database for the tests of the writer process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import pytest
 
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import Database
+
+
+@pytest.fixture
+async def sqlite_database(sqlite_url: str) -> AsyncIterator[Database]:
+    """A `Database` on a fresh SQLite file (whatever `db_url` a module runs on)."""
+    database = Database(sqlite_url)
+    yield database
+    await database.engine.dispose()
 
 
 @pytest.fixture

@@ -117,6 +117,14 @@ async def wait_for_status(database: Database, execution_id: uuid.UUID, *statuses
         await asyncio.sleep(0.01)
 
 
+async def recover_when_free(plane: Plane) -> None:
+    """Recover as soon as the execution's lease has expired or been released."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while await plane.service.recover() == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the lease was never free"
+        await asyncio.sleep(0.02)
+
+
 def chain(*nodes: dict[str, Any]) -> dict[str, Any]:
     ids = [n["id"] for n in nodes]
     return {
@@ -178,10 +186,7 @@ async def test_recovery_redelivers_executions_the_queue_lost(
     execution_id = await start(lost, SIMPLE, {"n": 3})
     fresh = build_plane(database, writer)
     assert await fresh.service.recover() == 0  # held: the job may still be on its way
-    deadline = asyncio.get_running_loop().time() + DEADLINE_S
-    while await fresh.service.recover() == 0:
-        assert asyncio.get_running_loop().time() < deadline, "the lease never expired"
-        await asyncio.sleep(0.05)
+    await recover_when_free(fresh)
     fresh.start()
     try:
         row = await wait_for_status(database, execution_id, "completed")
@@ -208,7 +213,9 @@ async def test_a_worker_killed_mid_run_is_replaced_without_rerunning_completed_n
 
     Gate.opened.set()
     second = build_plane(database, writer)
-    await second.service.recover()
+    # The crashed worker's lease is released by a write of its own, which may land a
+    # moment after the crash: recover once it has.
+    await recover_when_free(second)
     second.start()
     try:
         row = await wait_for_status(database, execution_id, "completed")

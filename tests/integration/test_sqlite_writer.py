@@ -29,13 +29,6 @@ from tests.integration.test_execution_plane import (
 
 
 @pytest.fixture
-async def sqlite_database(sqlite_url: str) -> AsyncIterator[Database]:
-    database = Database(sqlite_url)
-    yield database
-    await database.engine.dispose()
-
-
-@pytest.fixture
 async def writer(sqlite_database: Database) -> AsyncIterator[GroupCommitWriter]:
     writer = GroupCommitWriter(sqlite_database, process=True)
     writer.start()
