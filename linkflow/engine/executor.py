@@ -25,6 +25,7 @@ import orjson
 
 from linkflow.engine.context import ExecutionInfo, RunContext
 from linkflow.engine.events import TERMINAL_EVENTS, Event, EventType
+from linkflow.engine.expressions import end_run, start_run
 from linkflow.engine.history import History
 from linkflow.engine.runtime import (
     Cancellation,
@@ -229,7 +230,17 @@ class Executor:
 
         A waiting execution continues when `resume` is given (its webhook was
         called) or when its resume time has come; otherwise it stays waiting.
+        The run's expressions share one memory budget (`expressions.start_run`).
         """
+        budget = start_run()
+        try:
+            return await self._run(input=input, start_node=start_node, mode=mode, resume=resume)
+        finally:
+            end_run(budget)
+
+    async def _run(
+        self, *, input: Any, start_node: str | None, mode: str, resume: Resume | None
+    ) -> ExecutionState:
         await self._replay(await self.history.read())
         if self.state.status.value in {"completed", "failed", "cancelled", "timeout"}:
             return self.state

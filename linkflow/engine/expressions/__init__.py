@@ -6,6 +6,7 @@ errors; `JinjaDialect` is today's implementation. See docs/expressions.md.
 
 from __future__ import annotations
 
+from linkflow.engine.expressions._budget import end_run, start_run
 from linkflow.engine.expressions._jinja import JinjaDialect
 from linkflow.engine.expressions._protocol import (
     Dialect,
@@ -14,4 +15,12 @@ from linkflow.engine.expressions._protocol import (
     ExpressionSyntaxError,
 )
 
-__all__ = ["Dialect", "Expression", "ExpressionError", "ExpressionSyntaxError", "JinjaDialect"]
+__all__ = [
+    "Dialect",
+    "Expression",
+    "ExpressionError",
+    "ExpressionSyntaxError",
+    "JinjaDialect",
+    "end_run",
+    "start_run",
+]

@@ -11,7 +11,9 @@ filter and function call, method call and checked operator asks `tick()` whether
 the evaluation is past its time, and every sized build (`_limits.check_text`,
 `check_items`) is added up against the totals. An overrun is an `ExpressionError`
 naming the limit: the node fails (not retryable: the same expression on the same
-data overruns again) instead of freezing the process.
+data overruns again) instead of freezing the process. One execution run has a total
+of its own (`start_run`, opened by the executor): sized builds and returned text of
+all its evaluations, which would otherwise add up across items.
 
 The time check is cooperative, at those points: a single step between two of
 them is bounded by the size limits (no statements or loops exist in
@@ -30,11 +32,15 @@ __all__ = [
     "EVALUATION_ITEMS",
     "EVALUATION_TEXT",
     "EVALUATION_TIME_S",
+    "EXECUTION_TEXT",
     "Budget",
+    "RunBudget",
+    "end_run",
     "enter",
     "leave",
     "spend_items",
     "spend_text",
+    "start_run",
     "tick",
 ]
 
@@ -44,6 +50,10 @@ EVALUATION_TEXT: Final = 20_000_000
 """Most characters one evaluation may build in total through sized operations."""
 EVALUATION_ITEMS: Final = 2_000_000
 """Most list items one evaluation may build in total through sized operations."""
+EXECUTION_TEXT: Final = 200_000_000
+"""Most characters the expressions of one execution run may build and return in total:
+what one evaluation builds is freed after it, what it returns is kept with the run's
+outputs, so many evaluations each inside their budget could still fill the memory."""
 
 
 class Budget:
@@ -57,7 +67,26 @@ class Budget:
         self.items = EVALUATION_ITEMS
 
 
+class RunBudget:
+    """The characters left to the expressions of one execution run."""
+
+    __slots__ = ("text",)
+
+    def __init__(self) -> None:
+        self.text = EXECUTION_TEXT
+
+
 _current: ContextVar[Budget | None] = ContextVar("linkflow_expression_budget", default=None)
+_run: ContextVar[RunBudget | None] = ContextVar("linkflow_run_budget", default=None)
+
+
+def start_run() -> Token[RunBudget | None]:
+    """Start the budget of one execution run (its task's context); hand it to `end_run`."""
+    return _run.set(RunBudget())
+
+
+def end_run(token: Token[RunBudget | None]) -> None:
+    _run.reset(token)
 
 
 def enter() -> Token[Budget | None] | None:
@@ -85,7 +114,16 @@ def tick() -> None:
 
 
 def spend_text(length: int) -> None:
-    """Count `length` characters about to be built against the evaluation's total."""
+    """Count `length` characters about to be built (or returned) against the evaluation's
+    total and the execution run's."""
+    run = _run.get()
+    if run is not None:
+        run.text -= length
+        if run.text < 0:
+            raise ExpressionError(
+                f"this execution's expressions would build more than {EXECUTION_TEXT:,} "
+                "characters in total"
+            )
     budget = _current.get()
     if budget is None:
         return

@@ -24,10 +24,10 @@ from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 
-from linkflow.engine.expressions._budget import enter, leave
+from linkflow.engine.expressions._budget import enter, leave, spend_text
 from linkflow.engine.expressions._convert import render_text, to_json_value
 from linkflow.engine.expressions._errors import translate
-from linkflow.engine.expressions._limits import check_text
+from linkflow.engine.expressions._limits import MAX_TEXT, check_text
 from linkflow.engine.expressions._protocol import (
     Expression,
     ExpressionError,
@@ -212,8 +212,10 @@ class _Text:
                 except ExpressionError as error:
                     raise error.at(part.position) from None
             size += len(text)
-            check_text(size, "the rendered text")
+            if size > MAX_TEXT:
+                check_text(size, "the rendered text")  # raises: over the limit
             out.append(text)
+        spend_text(size)
         return "".join(out)
 
 

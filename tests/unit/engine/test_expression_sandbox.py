@@ -7,8 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from linkflow.engine import Engine
 from linkflow.engine.expressions import ExpressionError, ExpressionSyntaxError, JinjaDialect
-from linkflow.engine.expressions._budget import EVALUATION_TEXT, EVALUATION_TIME_S, Budget
+from linkflow.engine.expressions._budget import (
+    EVALUATION_TEXT,
+    EVALUATION_TIME_S,
+    EXECUTION_TEXT,
+    Budget,
+)
 from linkflow.engine.expressions._limits import MAX_TEXT
 
 
@@ -246,3 +252,24 @@ def test_a_long_chain_of_work_is_stopped_at_the_time_budget(dialect: JinjaDialec
         f"the expression ran longer than its limit of {EVALUATION_TIME_S:g} s"
     )
     assert took < EVALUATION_TIME_S * 4
+
+
+async def test_an_execution_runs_out_of_text_across_many_items() -> None:
+    """Each item's evaluation stays within its own budget, but the run's expressions
+    together may not build more than `EXECUTION_TEXT`: the set node fails with that
+    limit instead of holding hundreds of megabytes of outputs."""
+    engine = Engine()
+    workflow = engine.compile({
+        "name": "many",
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "shape", "type": "set",
+             "parameters": {"fields": {"big": "{{ 'x' * 9000000 }}"}}},
+        ],
+        "connections": [{"from": "start", "to": "shape"}],
+    })  # fmt: skip
+    items = [{"n": n} for n in range(EXECUTION_TEXT // 9_000_000 + 2)]
+    result = await engine.run(workflow, input=items)
+    assert result.state.status.value == "failed"
+    assert result.state.error is not None
+    assert "this execution's expressions would build more than" in result.state.error["message"]

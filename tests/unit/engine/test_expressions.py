@@ -121,6 +121,8 @@ class TestPublicSurface:
             "ExpressionError",
             "ExpressionSyntaxError",
             "JinjaDialect",
+            "end_run",
+            "start_run",
         ]
 
     def test_jinja_dialect_satisfies_the_protocols(self) -> None:
