@@ -35,6 +35,7 @@ from linkflow.engine.runtime import (
     NodeServices,
     SystemClock,
     SystemEntropy,
+    scrub_node_error,
 )
 from linkflow.engine.state import (
     Decision,
@@ -369,6 +370,8 @@ class Executor:
                 return False
             if isinstance(outcome, NodeResult):
                 return await self._succeed(compiled, run, outcome, inputs)
+            # Before any event holds it: a remote echoing the request may quote a credential.
+            outcome = scrub_node_error(outcome, self.services.scrubber)
             retry = compiled.spec.retry
             if outcome.retryable and run.failures + 1 < retry.max_attempts:
                 delay = outcome.retry_after_s

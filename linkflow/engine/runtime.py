@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from linkflow.nodes.sdk import BlobStore, ChildExecution, CodeRunner
+from linkflow.nodes.sdk import BlobStore, ChildExecution, CodeRunner, NodeError
 
 if TYPE_CHECKING:
     import httpx
@@ -28,9 +28,11 @@ __all__ = [
     "NeverCancelled",
     "NodeServices",
     "ParentLink",
+    "SecretScrubber",
     "SubWorkflowRunner",
     "SystemClock",
     "SystemEntropy",
+    "scrub_node_error",
 ]
 
 
@@ -82,6 +84,31 @@ class CredentialResolver(Protocol):
         Raises `LookupError` when there is no such credential for this execution.
         """
         ...
+
+
+class SecretScrubber(Protocol):
+    def scrub(self, text: str) -> str:
+        """`text` without the secret values the current execution's nodes were given.
+
+        A node's error is stored where every viewer reads it, and a remote server
+        echoing its request (a credential in a header or the URL) puts the secret
+        there; the executor passes every node error through this before storing it.
+        """
+        ...
+
+
+def scrub_node_error(error: NodeError, scrubber: SecretScrubber | None) -> NodeError:
+    """`error` with its message and description scrubbed (itself when nothing changes)."""
+    if scrubber is None:
+        return error
+    message = scrubber.scrub(error.message)
+    description = None if error.description is None else scrubber.scrub(error.description)
+    if message == error.message and description == error.description:
+        return error
+    return NodeError(
+        message, retryable=error.retryable, retry_after_s=error.retry_after_s,
+        item_index=error.item_index, description=description,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,5 +163,7 @@ class NodeServices:
     blobs: BlobStore | None = None
     code: CodeRunner | None = None
     workflows: SubWorkflowRunner | None = None
+    scrubber: SecretScrubber | None = None
+    """Applied to every node error before it is stored (see `SecretScrubber`)."""
     blob_threshold_bytes: int = 1024 * 1024
     """Node outputs larger than this (as JSON) are kept in `blobs`, not in the event."""

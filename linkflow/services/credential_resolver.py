@@ -17,6 +17,11 @@ Invariants:
 - `ExecutionCredentials` is the process-wide form: the worker binds the
   executing workspace in a context variable around each execution
   (`bound(workspace_id)`); asyncio tasks started inside inherit it.
+- Every secret value resolved inside `bound` is registered for that execution,
+  and `ExecutionCredentials.scrub` (the engine's `SecretScrubber`) replaces them,
+  and their URL-encoded and base64 forms, in a node's error before it is stored
+  (`_secret_scrubber`): a remote server echoing the request must not put the
+  credential in front of every viewer.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from linkflow.observability.logging import get_logger
 from linkflow.security.secretbox import SecretBox
 from linkflow.services._credential_codec import open_data
 from linkflow.services._credential_oauth2 import OAuth2RefreshError, TokenRefresher
+from linkflow.services._secret_scrubber import SecretValues
 from linkflow.services.errors import Unavailable
 from linkflow.store import Credential, Database, StoreUnavailable
 
@@ -51,6 +57,9 @@ _MAX_REMEMBERED: Final = 10_000  # bounds the in-process memory of recent touche
 
 _bound_workspace: ContextVar[uuid.UUID | None] = ContextVar(
     "linkflow_credentials_workspace", default=None
+)
+_bound_secrets: ContextVar[SecretValues | None] = ContextVar(
+    "linkflow_credentials_secrets", default=None
 )
 
 
@@ -104,8 +113,13 @@ class WorkspaceCredentials:
             data = open_data(self.box, row)
         except Unavailable as error:
             raise NodeError(error.detail, retryable=False) from None
+        secrets = _bound_secrets.get()
+        if secrets is not None:
+            secrets.add(row.type, data)
         if row.type == "oauth2":
             data = await self._fresh(row, data)
+            if secrets is not None:
+                secrets.add(row.type, data)
         await self._touch(row)
         return {"type": row.type, **data}
 
@@ -171,12 +185,20 @@ class ExecutionCredentials:
 
     @contextmanager
     def bound(self, workspace_id: uuid.UUID) -> Iterator[None]:
-        """Resolve references in `workspace_id` inside the block (and tasks it starts)."""
+        """Resolve references in `workspace_id` inside the block (and tasks it starts), and
+        remember the secrets resolved there for `scrub`."""
         token = _bound_workspace.set(workspace_id)
+        secrets = _bound_secrets.set(SecretValues())
         try:
             yield
         finally:
+            _bound_secrets.reset(secrets)
             _bound_workspace.reset(token)
+
+    def scrub(self, text: str) -> str:
+        """`text` without the secrets resolved so far in the bound execution."""
+        secrets = _bound_secrets.get()
+        return text if secrets is None else secrets.scrub(text)
 
     def for_workspace(self, workspace_id: uuid.UUID) -> WorkspaceCredentials:
         return WorkspaceCredentials(

@@ -103,12 +103,12 @@ def build_shared(
 
 
 def build_engine(shared: Shared, code: CodeRunner | None) -> Engine:
-    """The server's engine: pooled HTTP, the configured blob store, stored credentials,
-    sub-workflows as child executions."""
+    """The server's engine: pooled HTTP, the configured blob store, stored credentials
+    (whose values are scrubbed from node errors), sub-workflows as child executions."""
     settings = shared.settings
     return Engine(services=NodeServices(
         http=lambda: shared.http, blobs=build_blob_store(settings), code=code,
-        credentials=shared.credentials, workflows=shared.children,
+        credentials=shared.credentials, scrubber=shared.credentials, workflows=shared.children,
         blob_threshold_bytes=settings.blob_threshold_bytes,
     ))  # fmt: skip
 
