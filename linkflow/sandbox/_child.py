@@ -6,26 +6,43 @@ The pool starts this file's source as `python -I -S -c <source> <config json>`,
 under bubblewrap (or bare, in the unsandboxed mode), so it imports nothing but
 the standard library: the project's site-packages are not even mounted.
 
-Protocol: frames of a 4-byte big-endian length and a UTF-8 JSON document.
-Requests arrive on fd 0, responses leave on fd 1. The zygote first writes a
-hello frame (`{"ready": true, "checks": {...}}`), then answers each request
-with one response frame, and exits when fd 0 reaches its end.
+Protocol: frames of a 4-byte big-endian length and a body. Requests arrive on
+fd 0, responses leave on fd 1. The zygote first writes a hello frame
+(`{"ready": true, "checks": {...}}`) and exits when fd 0 reaches its end. A
+request is two frames: a control frame (`timeout_s`, `cpu_s`, `memory_mb`:
+no user data) and the payload (the code and the items, as JSON). A response
+is two frames too: the request process's result (empty when it produced
+none), then a status frame from the zygote: `{"complete": true}` when the
+result is whole, else the error document (`{"ok": false, "error": ...}`)
+that replaces it.
 
-Why a zygote: the zygote never runs user code. For each request it forks a
-process that lowers its own limits (no new processes or threads, address
-space, CPU time, file size), runs the code in fresh globals, writes its result
-into a pipe and exits. So requests never see each other's state (a patched
-module, a file in /tmp, a leftover thread), the zygote keeps the right to fork,
-and a request that hits a limit costs one process, not the warm worker. The
-zygote enforces the wall-clock timeout itself and kills the process; the pool
-kills the whole worker only when the zygote itself stops answering. Each
-process is forked ahead of its request (a "spare", warmed up by running
-trivial code), so that forking is not on the request's path.
+Why a zygote: the zygote never runs user code, and never holds user data.
+For each request it forks a process that lowers its own limits (no new
+processes or threads, address space, CPU time, file size), runs the code in
+fresh globals, writes its result into a pipe and exits. So requests never
+see each other's state (a patched module, a file in /tmp, a leftover thread),
+the zygote keeps the right to fork, and a request that hits a limit costs one
+process, not the warm worker. The zygote enforces the wall-clock timeout
+itself and kills the process; the pool kills the whole worker only when the
+zygote itself stops answering. Each process is forked ahead of its request
+(a "spare", warmed up by running trivial code), so that forking is not on the
+request's path.
+
+No user data in the zygote (the invariant that keeps tenants apart): every
+request process is a copy of the zygote's memory, freed buffers included, so
+whatever the zygote ever read would be readable by every later request, of
+whichever workspace. So the payload and the result never pass through the
+zygote's memory: `os.splice` moves them between pipes inside the kernel (the
+host's pipe to the request process's, the request process's to the host's),
+and the work directory is emptied by a throwaway process forked for it (file
+names are the code's data too). The zygote reads only the control frame and
+the result's length.
 
 Privileges: when started as root the zygote drops to `drop_uid`/`drop_gid`
 (65534, nobody) before anything else, because the kernel never applies
 RLIMIT_NPROC to uid 0; it then marks itself non-dumpable, so the request
-process (same uid) cannot ptrace it, and sets no_new_privs.
+process (same uid) cannot ptrace it, and sets no_new_privs. Under bubblewrap
+a seccomp filter (see `_seccomp.py`) is in force from the zygote's start.
 """
 
 from __future__ import annotations
@@ -76,7 +93,11 @@ that need it."""
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_NO_NEW_PRIVS = 38
+_CLONE_NEWUSER = 0x10000000
 _NO_PROCESSES_HINT = "; code nodes may not start processes or threads"
+_SPLICE_CHUNK = 1 << 20
+_PADDING = bytes(64 << 10)
+"""Fills the rest of a result cut short (the zygote cannot take back what it passed on)."""
 
 
 # --- frames -------------------------------------------------------------------------------
@@ -129,14 +150,19 @@ def _dumps(value: Any) -> bytes:
 _libc: Any = None
 
 
-def _prctl(option: int, value: int) -> bool:
+def _c_library() -> Any:
+    """libc through ctypes, loaded once per process; raises `OSError` or `ImportError`."""
     global _libc  # one handle on libc per process
-    try:
-        if _libc is None:
-            import ctypes  # here: only `_start` and request processes need it
+    if _libc is None:
+        import ctypes  # here: only `_start` and request processes need it
 
-            _libc = ctypes.CDLL(None, use_errno=True)
-        return int(_libc.prctl(option, value, 0, 0, 0)) == 0
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        return int(_c_library().prctl(option, value, 0, 0, 0)) == 0
     except (ImportError, OSError, AttributeError):
         return False
 
@@ -189,7 +215,10 @@ def _checks_of_a_request_process() -> dict[str, Any]:
                 if os.fork() == 0:
                     os._exit(0)
                 blocked = False
-            checks = {"processes_blocked": blocked, "interfaces": _interfaces()}
+            checks = {"processes_blocked": blocked, "interfaces": _interfaces(),
+                      "seccomp": _seccomp_mode(),
+                      # Last: should it succeed, this process is in a user namespace of its own.
+                      "user_namespaces_blocked": not _can_unshare(_CLONE_NEWUSER)}  # fmt: skip
             _write_all(write_fd, _dumps(checks))
         finally:
             os._exit(0)
@@ -198,6 +227,22 @@ def _checks_of_a_request_process() -> dict[str, Any]:
         data = result.read()
     os.waitpid(pid, 0)
     return dict(json.loads(data)) if data else {"processes_blocked": False, "interfaces": []}
+
+
+def _seccomp_mode() -> int:
+    """0: no filter; 2: a seccomp filter is in force (the `Seccomp:` line of our status)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Seccomp:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _can_unshare(flags: int) -> bool:
+    try:
+        return int(_c_library().unshare(flags)) == 0
+    except (ImportError, OSError, AttributeError):
+        return False
 
 
 def _interfaces() -> list[str]:
@@ -236,15 +281,22 @@ class _Spare:
         os.close(request_read)
         os.close(result_write)
 
-    def send(self, raw: bytes) -> bool:
-        """Hand the spare its request; False when it is gone."""
+    def waiting(self) -> bool:
+        """Whether the spare is still there (not killed from outside while it waited)."""
+        found = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return found is None
+
+    def send(self, size: int) -> None:
+        """Move the `size`-byte payload from fd 0 into the spare, inside the kernel.
+
+        Raises `OSError` when the spare dies meanwhile or fd 0 ends: the payload is
+        then half gone, and the zygote cannot answer for it (the pool replaces it).
+        """
         try:
-            _write_frame(self.request_fd, raw)
-        except OSError:
-            return False
+            _write_all(self.request_fd, _HEADER.pack(size))
+            _splice_exactly(0, self.request_fd, size)
         finally:
             self._close_request()
-        return True
 
     def _close_request(self) -> None:
         if self.request_fd >= 0:
@@ -265,74 +317,153 @@ class _Spare:
         return self.status
 
 
+def _splice_exactly(source: int, target: int, size: int) -> None:
+    """Move `size` bytes from `source` to `target` (one of them a pipe) without reading them."""
+    while size:
+        moved = os.splice(source, target, min(size, _SPLICE_CHUNK))
+        if not moved:
+            raise EOFError("the input ended inside a frame")
+        size -= moved
+
+
 def serve(config: dict[str, Any]) -> None:
     workdir, checks = _start(config)
     _write_frame(1, _dumps({"ready": True, "checks": checks}))
+    empty_size = _empty_size(workdir)
     spare = _Spare()
+    cleaner: int | None = None
     try:
         while True:
-            raw = _read_frame(0)
-            if raw is None:
+            control = _read_frame(0)
+            if control is None:
                 return
-            response, spare = _handle(spare, raw)
-            _write_frame(1, response)
+            header = _read_exact(0, _HEADER.size)
+            if header is None:
+                return
+            if cleaner is not None:  # the previous request's files are gone before this one
+                os.waitpid(cleaner, 0)
+                cleaner = None
+            spare = _handle(spare, json.loads(control), _HEADER.unpack(header)[0])
             # After answering: the host is not kept waiting for the clean-up.
             spare.end()
-            _wipe(workdir)
+            if empty_size is None or os.stat(workdir).st_size != empty_size:
+                cleaner = _clean(workdir)
             spare = _Spare()
     finally:
         spare.end()
+        if cleaner is not None:
+            os.waitpid(cleaner, 0)
         if not config.get("workdir"):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wipe(workdir: str) -> None:
-    """Empty the work directory, so files never pass from one request to the next."""
-    for entry in os.scandir(workdir):
+def _empty_size(workdir: str) -> int | None:
+    """The work directory's size when empty, if its size counts its entries, else None.
+
+    On tmpfs (the sandbox's /tmp) a directory grows by a fixed amount per entry, so an
+    unchanged size proves that the code left nothing, and saves forking a cleaner: most
+    code writes no file. Elsewhere (ext4's directories are whole blocks) always clean.
+    """
+    before = os.stat(workdir).st_size
+    probe = os.path.join(workdir, ".linkflow-size-probe")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        with_one = os.stat(workdir).st_size
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    after = os.stat(workdir).st_size
+    return before if with_one > before and after == before else None
+
+
+def _clean(workdir: str) -> int:
+    """Fork a process that empties the work directory; its pid (the zygote reaps it).
+
+    Not in the zygote: the names of the files are the code's data, and whatever the
+    zygote reads, every later request process inherits.
+    """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _wipe(workdir)
+        finally:
+            os._exit(0)
+    return pid
+
+
+def _wipe(directory: str) -> None:
+    """Empty `directory`, so files never pass from one request to the next."""
+    for entry in os.scandir(directory):
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.chmod(entry.path, 0o700)  # the code may have locked itself out of it
+                _wipe(entry.path)
+            with contextlib.suppress(OSError):
+                os.rmdir(entry.path)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
 
 
-def _handle(spare: _Spare, raw: bytes) -> tuple[bytes, _Spare]:
-    """Run one request in the spare; the response frame, and the spare that ran it."""
-    request = json.loads(raw)
-    if not spare.send(raw):  # the spare died waiting (killed from outside): once more
+def _handle(spare: _Spare, control: dict[str, Any], size: int) -> _Spare:
+    """Run one request in the spare and write both response frames; the spare that ran it."""
+    if not spare.waiting():  # the spare was killed from outside while it waited
         spare.end()
         spare = _Spare()
-        spare.send(raw)
-    deadline = time.monotonic() + float(request["timeout_s"])
-    body, reason = _collect(spare.result_fd, deadline)
-    if body is not None:
-        return body, spare
+    spare.send(size)
+    deadline = time.monotonic() + float(control["timeout_s"])
+    reason = _relay(spare.result_fd, deadline)
+    if reason == "complete":
+        _write_frame(1, b'{"complete":true}')
+        return spare
     status = spare.end(deadline if reason is None else None)
-    return _dumps({"ok": False, "logs": [], "error": _death(request, status, reason)}), spare
+    _write_frame(1, _dumps({"ok": False, "logs": [], "error": _death(control, status, reason)}))
+    return spare
 
 
-def _collect(fd: int, deadline: float) -> tuple[bytes | None, str | None]:
-    """Read the request process's result frame, or say why there is none.
+def _relay(fd: int, deadline: float) -> str | None:
+    """Pass the request process's result frame on to fd 1, or an empty frame when it has none.
 
-    Returns (the frame's body, None), or (None, "timeout" | "size"), or (None, None)
-    when the process closed the pipe without writing a whole frame.
+    Returns "complete", or why the result is missing: "timeout", "size", or None when
+    the process closed its pipe early. A result cut short is padded to the length
+    already announced (the status frame then tells the host to ignore it).
     """
-    buffer = bytearray()
-    needed = _HEADER.size
-    while len(buffer) < needed:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return None, "timeout"
-        chunk = os.read(fd, 1 << 20)
+    header = bytearray()
+    while len(header) < _HEADER.size:
+        if not _readable(fd, deadline):
+            _write_frame(1, b"")
+            return "timeout"
+        chunk = os.read(fd, _HEADER.size - len(header))
         if not chunk:
-            return None, None
-        buffer += chunk
-        if needed == _HEADER.size and len(buffer) >= needed:
-            (size,) = _HEADER.unpack_from(buffer)
-            if size > _MAX_RESULT_BYTES:
-                return None, "size"
-            needed += size
-    return bytes(buffer[_HEADER.size : needed]), None
+            _write_frame(1, b"")
+            return None
+        header += chunk
+    (size,) = _HEADER.unpack(header)
+    if size > _MAX_RESULT_BYTES:
+        _write_frame(1, b"")
+        return "size"
+    _write_all(1, bytes(header))
+    remaining = size
+    reason: str | None = "complete"
+    while remaining:
+        if not _readable(fd, deadline):
+            reason = "timeout"
+            break
+        moved = os.splice(fd, 1, min(remaining, _SPLICE_CHUNK))
+        if not moved:
+            reason = None
+            break
+        remaining -= moved
+    while remaining:
+        padding = min(remaining, len(_PADDING))
+        _write_all(1, _PADDING[:padding])
+        remaining -= padding
+    return reason
+
+
+def _readable(fd: int, deadline: float) -> bool:
+    remaining = deadline - time.monotonic()
+    return remaining > 0 and bool(select.select([fd], [], [], remaining)[0])
 
 
 def _wait_exit(pid: int, deadline: float) -> None:

@@ -7,6 +7,11 @@ free worker (requests queue for one; concurrency is the number of workers),
 sends it the code and the items as JSON, and turns its answer into a
 `CodeResult` or a `NodeError`.
 
+Tenants: a worker serves requests of any workspace, one at a time, but no
+request runs where another ran: each runs in a process forked for it alone
+from the worker's zygote, which never holds a request's data (see
+`_child.py`), and which exits after its one request.
+
 Errors: the code's own failures (an exception, a syntax error, a result that
 is not JSON, a limit it hit) are `NodeError(retryable=False)`; a worker that
 crashed or stopped answering is killed, replaced in the background, and its
@@ -35,6 +40,7 @@ from linkflow.sandbox._protection import (
     probe,
     unsandboxed_launch,
 )
+from linkflow.sandbox._seccomp import SeccompUnavailable
 from linkflow.sandbox._worker import Worker, WorkerDied, WorkerStuck
 
 __all__ = ["CodePool"]
@@ -130,9 +136,12 @@ class CodePool:
         if bwrap is None:
             reason = "bubblewrap (bwrap) is not installed"
         else:
-            launch, protections, problem = await _probed(
-                bubblewrap_launch(bwrap, self._hidden_paths)
-            )
+            try:
+                launch, protections, problem = await _probed(
+                    bubblewrap_launch(bwrap, self._hidden_paths)
+                )
+            except SeccompUnavailable as error:
+                launch, protections, problem = None, None, str(error)
             if problem is None:
                 return launch, protections, None
             reason = f"bubblewrap does not work here ({problem})"
@@ -157,10 +166,10 @@ class CodePool:
         if self._refusal is not None:
             raise NodeError(self._refusal)
         timeout_s = self._timeout_for(request)
-        body = self._encode(request, timeout_s)
+        control, payload = self._encode(request, timeout_s)
         worker = await self._acquire()
         try:
-            data = await worker.call(body, timeout_s + GRACE_S)
+            data = await worker.call(control, payload, timeout_s + GRACE_S)
         except WorkerStuck:
             raise NodeError(f"the code timed out after {timeout_s:g} s") from None
         except WorkerDied as error:
@@ -177,14 +186,15 @@ class CodePool:
             raise NodeError("timeout_s must be a positive number of seconds")
         return min(requested, self._timeout_s)
 
-    def _encode(self, request: CodeRequest, timeout_s: float) -> bytes:
-        payload = {
-            "code": request.code, "mode": CodeMode(request.mode).value,
-            "items": list(request.items), "timeout_s": timeout_s,
-            "cpu_s": math.ceil(timeout_s) + 1, "memory_mb": self._memory_mb,
-        }  # fmt: skip
+    def _encode(self, request: CodeRequest, timeout_s: float) -> tuple[bytes, bytes]:
+        """The control frame (limits only: the zygote reads it) and the payload (the
+        code and the items: only the request process reads it)."""
+        limits = {"timeout_s": timeout_s, "cpu_s": math.ceil(timeout_s) + 1,
+                  "memory_mb": self._memory_mb}  # fmt: skip
+        payload = {"code": request.code, "mode": CodeMode(request.mode).value,
+                   "items": list(request.items), **limits}  # fmt: skip
         try:
-            return orjson.dumps(payload)
+            return orjson.dumps(limits), orjson.dumps(payload)
         except TypeError as error:
             raise NodeError(f"the items could not be passed to the code: {error}") from None
 

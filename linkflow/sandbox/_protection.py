@@ -9,7 +9,9 @@ Two ways to start a worker:
   `/usr/lib64`), the zoneinfo database, `ld.so.cache`, and the interpreter's
   own installation, mounted at `/opt/python`. Never the project, its virtual
   environment, the data dir, home directories or `/etc`. `/tmp` is a small
-  private tmpfs.
+  private tmpfs. A seccomp filter (`_seccomp.py`) refuses namespaces, mounts,
+  tracing, the keyring, eBPF and the like; as any user but root, bubblewrap's
+  `--disable-userns` also stops the code making a user namespace of its own.
 - `none`: the same worker started directly, with an empty environment and
   rlimits only. Used only when configuration allows it.
 
@@ -18,10 +20,13 @@ created by root maps the sandbox's uid back to uid 0. So when LinkFlow runs
 as root, bwrap runs without a user namespace, keeps only CAP_SETUID and
 CAP_SETGID, and the worker drops to uid/gid 65534 (nobody) before anything
 else. As any other user, bwrap creates a user namespace (uid 65534 inside).
+As root there is no user namespace for `--disable-userns` to lock, so the
+seccomp filter alone refuses `unshare` and `clone` with namespace flags.
 
 The probe starts the real launch command once, reads the worker's self-checks
-(uid, environment, whether a request process can fork, which paths and
-network interfaces it sees), and `Protections` reports them.
+(uid, environment, whether a request process can fork or make a user
+namespace, whether a seccomp filter is in force, which paths and network
+interfaces it sees), and `Protections` reports them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from linkflow.sandbox._seccomp import build_filter, filter_fd
 
 __all__ = [
     "Launch",
@@ -59,6 +66,8 @@ TMP_BYTES = 16 << 20
 """Size of the sandbox's private /tmp (tmpfs); the same as a file's size limit."""
 PROBE_TIMEOUT_S = 15.0
 """A worker that has not said hello by then is broken (a cold start takes ~50 ms)."""
+_SECCOMP_FILTER = 2
+"""The `Seccomp:` mode of /proc/self/status when a filter is in force."""
 _HEADER = struct.Struct(">I")
 _CHILD_SOURCE = Path(__file__).with_name("_child.py")
 _NAMESPACES = (
@@ -84,6 +93,8 @@ class Launch:
     """`bubblewrap` or `none`."""
     argv: tuple[str, ...]
     """The command, ending with the worker's source and its JSON configuration."""
+    seccomp: bytes | None = None
+    """The compiled seccomp filter handed to bwrap (`--seccomp FD`), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,10 @@ class Protections:
     processes_blocked: bool
     filesystem_restricted: bool
     no_new_privs: bool
+    seccomp: bool = False
+    """A seccomp filter is in force in request processes."""
+    user_namespaces_blocked: bool = False
+    """A request process cannot create a user namespace (so cannot mount or own caps)."""
     rlimits: tuple[str, ...] = ("cpu", "address_space", "processes", "file_size", "open_files")
     visible_paths: tuple[str, ...] = ()
 
@@ -112,7 +127,9 @@ class Protections:
             "environment_empty": self.environment_empty,
             "processes_blocked": self.processes_blocked,
             "filesystem_restricted": self.filesystem_restricted,
-            "no_new_privs": self.no_new_privs, "rlimits": list(self.rlimits),
+            "no_new_privs": self.no_new_privs, "seccomp": self.seccomp,
+            "user_namespaces_blocked": self.user_namespaces_blocked,
+            "rlimits": list(self.rlimits),
         }  # fmt: skip
 
 
@@ -142,7 +159,11 @@ def _config(hidden_paths: Sequence[Path], workdir: str | None) -> dict[str, Any]
 
 
 def bubblewrap_launch(bwrap: str, hidden_paths: Sequence[Path] = ()) -> Launch:
-    """The bwrap command for a worker (see the module docstring for what it binds)."""
+    """The bwrap command for a worker (see the module docstring for what it binds).
+
+    Raises `SeccompUnavailable` when the seccomp filter cannot be built.
+    """
+    seccomp = build_filter()
     executable, prefix = _interpreter()
     args = [bwrap, *_NAMESPACES, "--die-with-parent", "--new-session", "--clearenv",
             "--hostname", "sandbox"]  # fmt: skip
@@ -150,7 +171,8 @@ def bubblewrap_launch(bwrap: str, hidden_paths: Sequence[Path] = ()) -> Launch:
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         # --disable-userns: the code cannot make a user namespace of its own inside.
-        args += ["--unshare-user", "--disable-userns", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+        args += ["--unshare-user", "--disable-userns", "--assert-userns-disabled",
+                 "--uid", str(NOBODY), "--gid", str(NOBODY)]  # fmt: skip
     # bwrap creates missing parent directories 0700, which uid 65534 could not enter.
     for directory in ("/usr", "/opt", "/etc", "/usr/share"):
         args += ["--perms", "0755", "--dir", directory]
@@ -179,7 +201,7 @@ def bubblewrap_launch(bwrap: str, hidden_paths: Sequence[Path] = ()) -> Launch:
              # unprivileged: read-only, so that only /tmp (emptied per request) is writable.
              "--remount-ro", "/dev", "--remount-ro", "/"]  # fmt: skip
     worker = _worker_argv(python, _config(hidden_paths, tmp))
-    return Launch("bubblewrap", (*args, *worker))
+    return Launch("bubblewrap", (*args, *worker), seccomp)
 
 
 def unsandboxed_launch(hidden_paths: Sequence[Path] = ()) -> Launch:
@@ -194,15 +216,25 @@ def find_bubblewrap() -> str | None:
 
 async def spawn(launch: Launch) -> asyncio.subprocess.Process:
     """Start a worker process (its own session, so it can be killed as a group)."""
-    return await asyncio.create_subprocess_exec(
-        *launch.argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={},
-        cwd="/",
-        start_new_session=True,
-    )
+    argv, passed = launch.argv, list[int]()
+    if launch.seccomp is not None:
+        passed.append(filter_fd(launch.seccomp))
+        # bwrap reads the filter from that inherited descriptor before it starts the worker.
+        argv = (argv[0], "--seccomp", str(passed[0]), *argv[1:])
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={},
+            cwd="/",
+            start_new_session=True,
+            pass_fds=passed,
+        )
+    finally:
+        for fd in passed:
+            os.close(fd)
 
 
 async def read_hello(process: asyncio.subprocess.Process) -> dict[str, Any]:
@@ -258,5 +290,7 @@ async def probe(launch: Launch) -> Protections:
         processes_blocked=bool(checks.get("processes_blocked")),
         filesystem_restricted=sandboxed and not visible,
         no_new_privs=bool(checks.get("no_new_privs")),
+        seccomp=checks.get("seccomp") == _SECCOMP_FILTER,
+        user_namespaces_blocked=bool(checks.get("user_namespaces_blocked")),
         visible_paths=visible,
     )

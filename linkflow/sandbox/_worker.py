@@ -1,4 +1,8 @@
-"""The engine's handle on one worker process: send a request frame, read the response frame.
+"""The engine's handle on one worker process: send a request, read its response.
+
+A request is two frames (control, payload) and so is a response (the result,
+then the zygote's status, which says whether the result is whole or replaces
+it with an error document); see `_child.py`.
 
 A worker answers requests one at a time. Anything unexpected during a call
 (no answer by the deadline, a closed pipe, a malformed frame, cancellation)
@@ -14,6 +18,8 @@ import os
 import signal
 import struct
 
+import orjson
+
 from linkflow.sandbox._protection import Launch, read_hello, spawn
 
 __all__ = ["Worker", "WorkerDied", "WorkerStuck"]
@@ -21,6 +27,8 @@ __all__ = ["Worker", "WorkerDied", "WorkerStuck"]
 _HEADER = struct.Struct(">I")
 MAX_RESPONSE_BYTES = (64 << 20) + (1 << 20)
 """The worker refuses results over 64 MiB; anything bigger is a broken worker."""
+MAX_STATUS_BYTES = 64 << 10
+"""A status is a short error document, far smaller than this."""
 STOP_GRACE_S = 2.0
 """How long a worker may take to exit after its stdin closes before it is killed."""
 
@@ -60,8 +68,8 @@ class Worker:
     def alive(self) -> bool:
         return not self._broken and self._process.returncode is None
 
-    async def call(self, body: bytes, deadline_s: float) -> bytes:
-        """Send one request, return the response frame's body.
+    async def call(self, control: bytes, payload: bytes, deadline_s: float) -> bytes:
+        """Send one request, return the response document (the result, or the error).
 
         Raises `WorkerStuck` or `WorkerDied` (the worker is then killed); on
         cancellation the worker is killed too, since it is mid-request.
@@ -71,12 +79,11 @@ class Worker:
         assert stdout is not None
         try:
             async with asyncio.timeout(deadline_s):
-                stdin.write(_HEADER.pack(len(body)) + body)
+                stdin.write(_HEADER.pack(len(control)) + control)
+                stdin.write(_HEADER.pack(len(payload)) + payload)
                 await stdin.drain()
-                (size,) = _HEADER.unpack(await stdout.readexactly(_HEADER.size))
-                if size > MAX_RESPONSE_BYTES:
-                    raise WorkerDied(f"the worker sent a {size}-byte frame")
-                return await stdout.readexactly(size)
+                result = await _read_frame(stdout, MAX_RESPONSE_BYTES)
+                status = await _read_frame(stdout, MAX_STATUS_BYTES)
         except TimeoutError:
             self.kill()
             raise WorkerStuck from None
@@ -86,6 +93,12 @@ class Worker:
         except BaseException:
             self.kill()
             raise
+        try:
+            complete = orjson.loads(status) == {"complete": True}
+        except orjson.JSONDecodeError:
+            self.kill()
+            raise WorkerDied("the worker sent a status that is not JSON") from None
+        return result if complete else status
 
     def kill(self) -> None:
         """Kill the worker and everything it started (synchronous; `dispose` reaps it)."""
@@ -106,6 +119,13 @@ class Worker:
                 async with asyncio.timeout(STOP_GRACE_S):
                     await self._process.wait()
         await self.dispose()
+
+
+async def _read_frame(stream: asyncio.StreamReader, limit: int) -> bytes:
+    (size,) = _HEADER.unpack(await stream.readexactly(_HEADER.size))
+    if size > limit:
+        raise WorkerDied(f"the worker sent a {size}-byte frame")
+    return await stream.readexactly(size)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -3,12 +3,14 @@
 Each attempt must fail with a clear `NodeError`, and the pool must serve a
 normal request afterwards. The module's pool is told that a data dir (holding
 a real SQLite file and key file) must stay invisible, and the parent process
-carries a fake `LINKFLOW_SECRET_KEY` that the code must not see.
+carries a fake `LINKFLOW_SECRET_KEY` that the code must not see. `TestTenants`
+and `TestSeccomp` use the runner that `linkflow serve` builds (`build_runner`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import sqlite3
@@ -16,12 +18,20 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pyseccomp
 import pytest
 from structlog.testing import capture_logs
 
 from linkflow.config import Settings
 from linkflow.nodes.sdk import CodeMode, CodeRequest, CodeResult, NodeError
 from linkflow.sandbox import CodePool, SandboxMode, build_runner
+from tests._sandbox_probes import (
+    LEAVE_MARKERS,
+    SCAN_OWN_MEMORY,
+    UNSHARE_USER_NAMESPACE,
+    derived,
+    marker,
+)
 
 FAKE_SECRET = "fake-secret-key-for-the-sandbox-test-0123456789"
 SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own tmpfs, not the host's
@@ -99,6 +109,8 @@ class TestProtections:
         assert protections.filesystem_restricted
         assert protections.processes_blocked
         assert protections.no_new_privs
+        assert protections.seccomp
+        assert protections.user_namespaces_blocked
         assert protections.visible_paths == ()
 
     async def test_the_protections_are_logged_at_start(self) -> None:
@@ -112,6 +124,8 @@ class TestProtections:
         assert line["sandbox"] == "bubblewrap"
         assert line["processes_blocked"] is True
         assert line["network_isolated"] is True
+        assert line["seccomp"] is True
+        assert line["user_namespaces_blocked"] is True
 
     async def test_code_runs_as_nobody_with_a_minimal_file_system(self, pool: CodePool) -> None:
         """Only the interpreter's and the system's libraries, read-only, and a private /tmp."""
@@ -223,12 +237,172 @@ class TestEscapes:
                                       "return [{'files': os.listdir('/tmp')}]")).value  # fmt: skip
             assert seen == {"files": ["left"]}
 
+    async def test_a_directory_locked_by_the_code_is_emptied_too(self, pool: CodePool) -> None:
+        """A directory the code made unreadable (mode 000) goes as well, with what it holds."""
+        locked = ("import os\nos.makedirs('d/e')\nopen('d/e/f', 'w').close()\n"
+                  "os.chmod('d/e', 0)\nos.chmod('d', 0)\nreturn []")  # fmt: skip
+        for _ in range(3):  # both workers, whichever serves
+            await run(pool, locked)
+            [seen] = (await run(pool, "import os\nreturn [{'files': os.listdir('/tmp')}]")).value
+            assert seen == {"files": []}
+
     async def test_module_changes_do_not_pass_to_the_next_request(self, pool: CodePool) -> None:
         """Each request runs in a fresh process: patching a module affects only itself."""
         for _ in range(2):  # both workers, whichever serves
             await run(pool, "import math, json\nmath.pi = 3\njson.loads = None\nreturn []")
         code = "import math, json\nreturn [{'pi': math.pi, 'x': json.loads('1')}]"
         assert (await run(pool, code)).value == [{"pi": 3.141592653589793, "x": 1}]
+
+
+FIND_THE_RESULT_PIPE = """import fcntl, os, stat
+def result_pipe():
+    for fd in range(3, 64):
+        try:
+            mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            continue
+        if stat.S_ISFIFO(mode) and flags & os.O_ACCMODE == os.O_WRONLY:
+            return fd
+fd = result_pipe()
+"""
+"""The request process's own end of its result pipe (the code may write to it)."""
+
+
+class TestCutShortResults:
+    """The result frame passes through the zygote untouched, so the zygote cannot take back
+    what it passed on; a result cut short must still end as an error, not a broken worker."""
+
+    async def test_a_result_cut_short_is_an_error_and_the_worker_lives_on(
+        self, pool: CodePool
+    ) -> None:
+        """A frame announcing 1000 bytes, then 10 and an exit: the code's crash, reported."""
+        code = FIND_THE_RESULT_PIPE + (
+            "os.write(fd, (1000).to_bytes(4, 'big') + b'0123456789')\nos._exit(0)"
+        )
+        error = await refused(pool, code)
+        assert error.message == (
+            "the code ended its process (exit status 0) before returning a result"
+        )
+        assert not error.retryable
+
+    async def test_a_result_that_stalls_is_stopped_at_the_timeout(self, pool: CodePool) -> None:
+        """Half a frame, then nothing: the wall-clock timeout still applies."""
+        code = FIND_THE_RESULT_PIPE + (
+            "os.write(fd, (1000).to_bytes(4, 'big') + b'{')\nimport time\ntime.sleep(60)"
+        )
+        error = await refused(pool, code, timeout_s=0.5)
+        assert error.message == "the code timed out after 0.5 s"
+
+
+async def served_runner(data_dir: Path, sandbox: str) -> CodePool:
+    """The runner `linkflow serve` builds, with one worker (so every request meets the
+    previous one's worker), started; unsandboxed only when `sandbox` says so."""
+    settings = Settings(
+        data_dir=data_dir, code_workers=1, code_sandbox=sandbox,
+        code_allow_unsandboxed=sandbox == "none",
+    )  # fmt: skip
+    runner = build_runner(settings)
+    protections = await runner.start()
+    assert protections is not None
+    assert protections.sandbox == sandbox
+    return runner
+
+
+@pytest.fixture(scope="module", params=["bubblewrap", "none"])
+async def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[CodePool]:
+    """`linkflow serve`'s runner, sandboxed and (allowed explicitly) unsandboxed."""
+    runner = await served_runner(tmp_path_factory.mktemp("serve"), request.param)
+    yield runner
+    await runner.close()
+
+
+@pytest.fixture(scope="module")
+async def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[CodePool]:
+    """`linkflow serve`'s runner under bubblewrap (the seccomp filter is bubblewrap's)."""
+    runner = await served_runner(tmp_path_factory.mktemp("serve"), "bubblewrap")
+    yield runner
+    await runner.close()
+
+
+class TestTenants:
+    async def test_a_run_finds_nothing_of_an_earlier_run_in_its_own_memory(
+        self, served: CodePool
+    ) -> None:
+        """Regression (issue 13): a code node scanning its memory found the items and values
+        of code run earlier in another workspace, on the same worker. The scan finds its own
+        item's marker (so it does read memory), and none of the earlier run's."""
+        earlier = marker()
+        left = await served.run(
+            CodeRequest(code=LEAVE_MARKERS, mode=CodeMode.ALL_ITEMS, items=[{"marker": earlier}])
+        )
+        returned, file_name = derived(earlier)
+        assert left.value == [{"secret": returned}]
+        own = marker()
+        scan = CodeRequest(code=SCAN_OWN_MEMORY, mode=CodeMode.ALL_ITEMS, items=[{"mine": own}])
+        [seen] = (await served.run(scan)).value
+        assert own in seen["found"]
+        assert {earlier, returned, file_name} & set(seen["found"]) == set()
+
+
+SECCOMP_PROBE = """import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+answers = {}
+for name, number, args in CALLS:
+    ctypes.set_errno(0)
+    answer = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+    answers[name] = [answer, ctypes.get_errno()]
+return [answers]
+"""
+CLONE_NEWUSER = 0x10000000
+SIGCHLD = 17
+REFUSED_CALLS = {
+    # name: arguments that would be harmless (or an error other than EPERM) without a filter
+    "unshare": (CLONE_NEWUSER,), "clone": (CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0),
+    "setns": (-1, 0), "mount": (0, 0, 0, 0, 0), "umount2": (0, 0), "pivot_root": (0, 0),
+    "ptrace": (0, 0, 0, 0), "process_vm_readv": (os.getpid(), 0, 0, 0, 0, 0),
+    "process_vm_writev": (os.getpid(), 0, 0, 0, 0, 0), "keyctl": (0, -1, 0),
+    "add_key": (0, 0, 0, 0, 0), "request_key": (0, 0, 0, 0), "bpf": (0, 0, 0),
+    "perf_event_open": (0, 0, -1, -1, 0), "userfaultfd": (0,), "io_uring_setup": (0, 0),
+    "kexec_load": (0, 0, 0, 0), "kexec_file_load": (-1, -1, 0, 0, 0),
+    "init_module": (0, 0, 0), "finit_module": (-1, 0, 0), "delete_module": (0, 0),
+    "reboot": (0, 0, 0, 0), "swapon": (0, 0), "swapoff": (0,),
+}  # fmt: skip
+
+
+class TestSeccomp:
+    async def test_namespaces_mounts_tracing_and_kernel_facilities_are_refused(
+        self, sandboxed: CodePool
+    ) -> None:
+        """Each call answers EPERM; without the filter, many would succeed or fail
+        differently (EINVAL, EFAULT, EBADF...) for the arguments given."""
+        calls = [(name, pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name), list(args))
+                 for name, args in REFUSED_CALLS.items()]  # fmt: skip
+        code = f"CALLS = {calls!r}\n" + SECCOMP_PROBE
+        [answers] = (await run(sandboxed, code)).value
+        assert answers == {name: [-1, errno.EPERM] for name in REFUSED_CALLS}
+
+    async def test_a_user_namespace_is_a_clear_permission_error(
+        self, sandboxed: CodePool
+    ) -> None:
+        """Regression (issue 13): as root, `os.unshare(os.CLONE_NEWUSER)` succeeded, and
+        mounts after it."""
+        error = await refused(sandboxed, UNSHARE_USER_NAMESPACE)
+        assert error.message.startswith("PermissionError: [Errno 1] Operation not permitted")
+        assert not error.retryable
+
+    async def test_the_unsandboxed_mode_reports_that_it_has_no_filter(self) -> None:
+        """Without bubblewrap (allowed explicitly), today's protections: rlimits only, and the
+        probe says so rather than claiming a filter."""
+        runner = CodePool(workers=1, sandbox=SandboxMode.NONE)
+        try:
+            protections = await runner.start()
+            assert protections is not None
+            assert not protections.seccomp
+        finally:
+            await runner.close()
 
 
 class TestPool:
