@@ -7,7 +7,7 @@ through the protocols it defines here (history, clock, entropy, cancellation).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from linkflow.engine.context import ExecutionInfo
@@ -100,11 +100,14 @@ class Engine:
         entropy: Entropy | None = None,
         cancellation: Cancellation | None = None,
         observer: Observer | None = None,
+        on_end: Callable[[ExecutionState], None] | None = None,
     ) -> RunResult:
         """Run an execution until it ends or waits, or continue it from `history`.
 
         When it fails and its workflow names an `error_workflow`, that workflow
         is started with the failure (unless this is itself an error workflow).
+        `on_end` hears of the ended state before the end is flushed (a worker's
+        projection of the run onto rows, to be durable in the same write).
         """
         history = history if history is not None else InMemoryHistory()
         info = info or ExecutionInfo(
@@ -114,7 +117,7 @@ class Engine:
         )  # fmt: skip
         executor = Executor(
             workflow, history, info, clock=clock, entropy=entropy,
-            cancellation=cancellation, observer=observer, services=self.services,
+            cancellation=cancellation, observer=observer, services=self.services, on_end=on_end,
         )  # fmt: skip
         state = await executor.run(input=input, start_node=start_node, mode=mode, resume=resume)
         error_run = await self._start_error_workflow(workflow, info, state)

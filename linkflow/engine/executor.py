@@ -148,8 +148,12 @@ class Executor:
         cancellation: Cancellation | None = None,
         observer: Observer | None = None,
         services: NodeServices | None = None,
+        on_end: Callable[[ExecutionState], None] | None = None,
     ) -> None:
         self.workflow = workflow
+        self.on_end = on_end
+        """Told of the ended state after the end is appended and before it is flushed:
+        whatever it appends to the same store becomes durable with the end."""
         self.services = services or NodeServices()
         self.history = history
         self.info = info
@@ -179,6 +183,8 @@ class Executor:
         await self.history.append(event)
         self.state.apply(event, decoded)
         self.events.append(event)
+        if type_ in TERMINAL_EVENTS and self.on_end is not None:
+            self.on_end(self.state)
         if type_ in _DURABLE_BEFORE_TOLD:
             await self.history.flush()
         if self.observer is not None:

@@ -116,8 +116,8 @@ def _implied(event: NewEvent) -> dict[str, Any] | None:
                 "wait_until": datetime.fromisoformat(str(until)) if until else None}  # fmt: skip
     if event.type == "execution.resumed":
         return {"status": status, "wait_until": None}
-    # An end is projected by its worker together with the node runs (one batch later),
-    # so that a reader who sees the end also sees every node's row.
+    # An end is projected by its worker explicitly, with the node runs, in the end's own
+    # batch (`Engine.run(on_end=...)`): a reader who sees the end sees every node's row.
     return None
 
 

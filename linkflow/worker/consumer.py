@@ -27,6 +27,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -323,7 +324,8 @@ class Worker:
         scope = self.credentials.bound(row.workspace_id) if self.credentials else nullcontext()
         with scope:
             result = await self._run(row, workflow, queued, known, lease)
-        self._project(row, result, lease)
+        if not _ended(result.state):
+            self._project(row, result.state, lease)  # an end projected itself (`_end`)
         self.cancels.forget(execution_id)
         return result
 
@@ -341,7 +343,14 @@ class Worker:
             mode=row.trigger_type.value,
             cancellation=self.cancels.probe(execution_id),
             observer=self._publisher(row),
+            on_end=partial(self._end, row, lease),
         )  # fmt: skip
+
+    def _end(self, row: ExecutionRecord, lease: str, state: ExecutionState) -> None:
+        """The run ended: its rows and the lease's drop join the end's own write, so a
+        reader who sees the end sees every node's row, and one write ends the run."""
+        self._project(row, state, lease)
+        self.leases.end(lease)
 
     async def _load(
         self, execution_id: uuid.UUID
@@ -425,10 +434,10 @@ class Worker:
 
         return publish
 
-    def _project(self, row: ExecutionRecord, result: RunResult, lease: str) -> None:
+    def _project(self, row: ExecutionRecord, state: ExecutionState, lease: str) -> None:
         """Mirror the run's node runs and its end onto the rows (a start, a wait and a
         resumption move the row's status in the writer, in the event's own batch)."""
-        node_types = result.state.workflow.nodes
+        node_types = state.workflow.nodes
         nodes = [
             {"execution_id": row.id, "workspace_id": row.workspace_id,
              "node_id": summary["node_id"], "node_type": node_types[summary["node_id"]].spec.type,
@@ -437,13 +446,12 @@ class Worker:
              "items_out": summary["items_out"], "started_at": summary["started_at"],
              "completed_at": summary["completed_at"], "duration_ms": summary["duration_ms"],
              "error": summary["error"]}
-            for summary in result.node_summaries()
+            for summary in RunResult(state, ()).node_summaries()
         ]  # fmt: skip
         # Queued behind the run's events; nobody waits: if the process dies before they
         # are written, the row still says running, recovery runs the job again, and the
         # replay (the history is complete) projects the outcome then.
         self.writer.replace_node_executions_nowait(row.id, nodes, lease=lease)
-        state = result.state
         if state.status.value in _FINISHED_VALUES:
             self.writer.update_execution_nowait(
                 row.id, lease=lease, status=ExecutionStatus(state.status.value),

@@ -3,9 +3,10 @@
 A worker runs an execution only under a lease (`store.fencing`): taken in one
 statement before the run (or, for an execution this process just created, in
 the same batch as its row), renewed every third of its time to live, released
-when the run stops (dropped when the execution ended). Every write of the run
-carries the lease's id, and the writer refuses those made after the lease
-passed to another worker; the keeper then stops the run at once (`watch`).
+when the run stops (dropped when the execution ended, in the batch of the end
+itself: `end`). Every write of the run carries the lease's id, and the writer
+refuses those made after the lease passed to another worker; the keeper then
+stops the run at once (`watch`).
 
 A lease id is ``<host>:<pid>:<nonce>/<n>``: unique per acquisition, and it says
 which process held it, so a restarted process can tell that a lease of a dead
@@ -66,6 +67,8 @@ class LeaseKeeper:
         self.held: dict[str, uuid.UUID] = {}
         """Lease id → execution, for every lease this process holds (or is taking)."""
         self._watchers: dict[str, Callable[[], object]] = {}
+        self._ended: dict[str, LeaseWrite] = {}
+        """The drops `end` queued, until `release` takes them."""
         writer.on_lease_lost = self._lost
 
     def expiry(self) -> datetime:
@@ -91,10 +94,21 @@ class LeaseKeeper:
         """Call `on_lost` if the lease is lost (a write under it was refused)."""
         self._watchers[lease] = on_lost
 
+    def end(self, lease: str) -> None:
+        """The execution ended: drop the lease now, in order after the end's writes (in
+        their batch); `release` then hands back that drop. No longer renewed from here."""
+        execution_id = self.held.pop(lease, None)
+        self._watchers.pop(lease, None)
+        if execution_id is not None:
+            self._ended[lease] = self.writer.lease_nowait(LeaseAction.DROP, execution_id, lease)
+
     def release(self, lease: str, *, finished: bool) -> LeaseWrite | None:
         """Give the lease up, in order after the run's writes: dropped when the execution
         ended, expired otherwise (it waits, or failed to run: anyone may take it). Awaiting
         the write (None: the lease was no longer held) means the run's writes are durable."""
+        dropped = self._ended.pop(lease, None)
+        if dropped is not None:
+            return dropped  # at the end already (`end`)
         execution_id = self.held.pop(lease, None)
         self._watchers.pop(lease, None)
         if execution_id is None:
