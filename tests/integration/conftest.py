@@ -26,3 +26,12 @@ async def writer(database: Database) -> AsyncIterator[GroupCommitWriter]:
     writer.start()
     yield writer
     await writer.close()
+
+
+@pytest.fixture
+async def process_writer(sqlite_database: Database) -> AsyncIterator[GroupCommitWriter]:
+    """The writer `serve` uses: SQLite batches in a child process; closed after the test."""
+    writer = GroupCommitWriter(sqlite_database, process=True)
+    writer.start()
+    yield writer
+    await writer.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -29,11 +29,9 @@ from tests.integration.test_execution_plane import (
 
 
 @pytest.fixture
-async def writer(sqlite_database: Database) -> AsyncIterator[GroupCommitWriter]:
-    writer = GroupCommitWriter(sqlite_database, process=True)
-    writer.start()
-    yield writer
-    await writer.close()
+def writer(process_writer: GroupCommitWriter) -> GroupCommitWriter:
+    """Every test here runs on the writer process."""
+    return process_writer
 
 
 def child_of(writer: GroupCommitWriter) -> WriterProcess:

@@ -12,7 +12,6 @@ is the writer's own guard, for whatever gets past them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -101,15 +100,6 @@ async def test_a_batch_of_one_unstorable_write_fails_its_execution(
         await poisoned
     fine = writer.append_nowait(other, started(2, {}), lease=other_lease)
     await assert_failed_alone(plane, victim, other, poisoned, fine)
-
-
-@pytest.fixture
-async def process_writer(sqlite_database: Database) -> AsyncIterator[GroupCommitWriter]:
-    """The writer `serve` uses: SQLite batches in a child process."""
-    writer = GroupCommitWriter(sqlite_database, process=True)
-    writer.start()
-    yield writer
-    await writer.close()
 
 
 async def test_the_writer_process_isolates_an_unstorable_event(
