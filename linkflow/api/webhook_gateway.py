@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from linkflow.api.errors import render_error
+from linkflow.api.errors import problem_response, render_error
 from linkflow.services.errors import LinkFlowError, NotFound, PayloadTooLarge, as_unavailable
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.webhook_headers import redacted
@@ -158,6 +158,10 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def _response(answer: WebhookAnswer) -> Response:
+    if answer.failure is not None:
+        failure = answer.failure
+        extra = {"execution_id": str(failure.execution_id), "node_id": failure.node_id}
+        return problem_response(answer.status, failure.code, failure.detail, extra=extra)
     body: Any = answer.body
     headers = dict(answer.headers)
     if isinstance(body, bytes | str) and "content-type" in {k.lower() for k in headers}:

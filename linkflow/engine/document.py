@@ -96,6 +96,9 @@ class WorkflowSettings(_Model):
 
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 86400)
     error_workflow: str | None = None
+    webhook_error_status: int | None = Field(default=None, ge=400, le=599, strict=True)
+    """The status a webhook caller waiting for the answer gets when the run fails
+    (None: 500); an error status, so a caller's retry logic sees a failure."""
 
 
 class WorkflowDocument(_Model):

@@ -14,7 +14,10 @@ by the node's `response_mode`:
 - `respond_node`: what a respond_to_webhook node set, as soon as it ran, less
   the headers that would change the API origin's security, and sandboxed.
 
-An execution slower than `answer_timeout_s` gets 202 with its id instead.
+An execution slower than `answer_timeout_s` gets 202 with its id instead. One that
+failed, timed out or was cancelled before it answered gets a problem (`WebhookFailure`:
+code, the failing node, the execution id) with the workflow's
+`settings.webhook_error_status` (default 500).
 """
 
 from __future__ import annotations
@@ -57,9 +60,10 @@ from linkflow.store import (
     new_id,
 )
 
-__all__ = ["Endpoint", "WebhookAnswer", "WebhookCall", "WebhookService"]
+__all__ = ["Endpoint", "WebhookAnswer", "WebhookCall", "WebhookFailure", "WebhookService"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_ERROR_STATUS = 500
 ENDPOINT_CACHE_TTL_S = 1.0
 """Another process's deactivation reaches this one's cache within twice this long (an
 expired entry is served while it is refreshed)."""
@@ -69,6 +73,11 @@ _END_EVENTS = frozenset(
      "execution.waiting"}
 )  # fmt: skip
 _RESPOND_EVENTS = _END_EVENTS | {"execution.responded"}
+_FAILURE_CODES = {
+    "execution.failed": "execution_failed",
+    "execution.timed_out": "execution_timed_out",
+    "execution.cancelled": "execution_cancelled",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +92,30 @@ class WebhookCall:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookFailure:
+    """Why an execution ended without an answer; the edge renders it as problem+json."""
+
+    code: str
+    detail: str
+    execution_id: uuid.UUID
+    node_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookAnswer:
     status: int
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
+    failure: WebhookFailure | None = None
+    """Set when the execution failed (`body` is then None)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     webhook: WebhookSettings
     version: int
+    error_status: int = DEFAULT_ERROR_STATUS
+    """The workflow's `settings.webhook_error_status`: the status of a failure's answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +206,7 @@ class WebhookService:
         kinds = _RESPOND_EVENTS if mode is WebhookResponseMode.RESPOND_NODE else _END_EVENTS
         async with self.bus.subscribe(f"execution.{execution_id}", kinds=kinds) as events:
             await self.executions.create(new)
-            return await self._answer(events, execution_id, mode)
+            return await self._answer(events, execution_id, mode, endpoint.error_status)
 
     async def endpoint(self, endpoint_id: uuid.UUID) -> Endpoint:
         """The active endpoint, read about once a second (changes made through this
@@ -192,7 +215,7 @@ class WebhookService:
 
     async def _load_endpoint(self, endpoint_id: uuid.UUID) -> Endpoint:
         statement = (
-            select(Webhook, Workflow.version)
+            select(Webhook, Workflow.version, Workflow.settings)
             .join(Workflow, Workflow.id == Webhook.workflow_id)
             .where(
                 Webhook.id == endpoint_id,
@@ -204,7 +227,7 @@ class WebhookService:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
             raise NotFound("there is no active webhook here", code="webhook_not_found")
-        return Endpoint(WebhookSettings.of(row[0], self.box), row[1])
+        return Endpoint(WebhookSettings.of(row[0], self.box), row[1], _error_status(row[2]))
 
     async def _use_test_url(self, webhook_id: uuid.UUID) -> bool:
         """A test URL serves one call: the first caller deletes it (and wins)."""
@@ -236,7 +259,7 @@ class WebhookService:
         self.writer.count_webhook_call_nowait(webhook_id)
 
     async def _answer(
-        self, events: Any, execution_id: uuid.UUID, mode: WebhookResponseMode
+        self, events: Any, execution_id: uuid.UUID, mode: WebhookResponseMode, error_status: int
     ) -> WebhookAnswer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.answer_timeout_s
@@ -250,18 +273,37 @@ class WebhookService:
                 return WebhookAnswer(int(data["status"]), data.get("body"),
                                      answer_headers(data.get("headers")))  # fmt: skip
             if kind in _END_EVENTS:
-                return _final_answer(kind, data, execution_id)
+                return _final_answer(kind, data, execution_id, error_status)
         return WebhookAnswer(202, {"execution_id": str(execution_id), "status": "running"})
 
 
-def _final_answer(kind: str, data: Mapping[str, Any], execution_id: uuid.UUID) -> WebhookAnswer:
+def _final_answer(
+    kind: str, data: Mapping[str, Any], execution_id: uuid.UUID, error_status: int
+) -> WebhookAnswer:
     if kind == "execution.completed":
         output = data.get("output") or []
         return WebhookAnswer(200, output[0] if output else {})
     if kind == "execution.waiting":
         return WebhookAnswer(202, {"execution_id": str(execution_id), "status": "waiting"})
-    error = data.get("error") or {"message": kind.removeprefix("execution.")}
-    return WebhookAnswer(500, {"execution_id": str(execution_id), "error": error})
+    error = data.get("error")
+    error = error if isinstance(error, Mapping) else {}
+    what = kind.removeprefix("execution.").replace("_", " ")
+    message = error.get("message") or data.get("reason") or f"the execution {what}"
+    node_id = error.get("node_id")
+    failure = WebhookFailure(
+        code=_FAILURE_CODES.get(kind, "execution_failed"), detail=str(message),
+        execution_id=execution_id, node_id=node_id if isinstance(node_id, str) else None,
+    )  # fmt: skip
+    return WebhookAnswer(error_status, None, failure=failure)
+
+
+def _error_status(settings: Mapping[str, Any] | None) -> int:
+    """The workflow's chosen failure status; saving validates it (4xx/5xx), and a document
+    stored before that check gets the default rather than a success status."""
+    status = (settings or {}).get("webhook_error_status")
+    if type(status) is int and 400 <= status <= 599:
+        return status
+    return DEFAULT_ERROR_STATUS
 
 
 def _item(call: WebhookCall) -> dict[str, Any]:

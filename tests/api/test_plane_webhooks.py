@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import structlog
 from sqlalchemy import select
 
@@ -91,17 +92,44 @@ class TestResponseModes:
         assert answer.headers["x-reply"] == "yes"
         assert answer.json() == {"got": 7}
 
-    async def test_a_failing_workflow_answers_500_with_the_execution_id(self, plane_api: PlaneApi):
-        """`last_node` and the workflow fails: 500 naming the execution and the error."""
+    async def test_a_failing_workflow_answers_a_problem_naming_the_node_and_execution(
+        self, plane_api: PlaneApi
+    ):
+        """Regression (issue 14, item 2): `last_node` and the workflow fails: a 500
+        problem+json `execution_failed` naming the failing node and the execution, not a
+        bare `{"execution_id", "error"}`."""
         me = await plane_api.user()
         boom = {"id": "boom", "type": "stop_and_error", "parameters": {"message": "no way"}}
         url = await hook_url(plane_api, me, webhook_doc(after=[boom], response_mode="last_node"))
         answer = await plane_api.client.post(url, json={})
-        assert answer.status_code == 500, answer.text
-        body = answer.json()
-        assert "no way" in body["error"]["message"]
+        body = assert_problem(answer, 500, "execution_failed")
+        assert "no way" in body["detail"]
+        assert body["node_id"] == "boom"
         failed = await plane_api.execution(me, body["execution_id"])
         assert failed["status"] == "failed"
+
+    async def test_a_failure_answers_the_status_the_workflow_settings_choose(
+        self, plane_api: PlaneApi
+    ):
+        """`settings.webhook_error_status` picks the failure's status, for respond_node too."""
+        me = await plane_api.user()
+        boom = {"id": "boom", "type": "stop_and_error", "parameters": {"message": "no way"}}
+        doc = webhook_doc(after=[boom], response_mode="respond_node")
+        doc["settings"] = {"webhook_error_status": 422}
+        url = await hook_url(plane_api, me, doc)
+        body = assert_problem(await plane_api.client.post(url, json={}), 422, "execution_failed")
+        assert body["node_id"] == "boom"
+
+    @pytest.mark.parametrize("status", [200, 302, 600, "500", True])
+    async def test_a_webhook_error_status_that_is_not_an_error_status_is_refused(
+        self, plane_api: PlaneApi, status: object
+    ):
+        """Only a 4xx or 5xx integer: a workflow cannot answer its failures as successes."""
+        me = await plane_api.user()
+        doc = {**webhook_doc(), "settings": {"webhook_error_status": status}}
+        refused = await plane_api.client.post("/api/v1/workflows", json=doc, headers=me.headers)
+        body = assert_problem(refused, 422)
+        assert "settings.webhook_error_status" in refused.text, body
 
 
 class TestChecks:
