@@ -28,6 +28,7 @@ from linkflow.queue import (
     Queue,
     QueueClosed,
 )
+from linkflow.queue.redis_streams import RedisStreamsQueue
 from tests.unit.queue._support import make_job, settle_into_waiting, take, within
 
 QueueFactory = Callable[[pytest.FixtureRequest], Awaitable[Queue]]
@@ -37,8 +38,13 @@ async def _local_queue(request: pytest.FixtureRequest) -> Queue:
     return LocalQueue()
 
 
+async def _redis_queue(request: pytest.FixtureRequest) -> Queue:
+    return RedisStreamsQueue.from_url(request.getfixturevalue("redis_url"))
+
+
 IMPLEMENTATIONS: Final = [
     pytest.param(_local_queue, id="local"),
+    pytest.param(_redis_queue, id="redis", marks=pytest.mark.redis),
 ]
 
 CLOCK_SLACK_S: Final = 0.005
@@ -58,6 +64,8 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[Queue]:
     made = await factory(request)
     yield made
     await made.close()
+    if isinstance(made, RedisStreamsQueue):
+        await made.aclose()  # its connections
 
 
 def _ns(deliveries: list[Delivery]) -> list[int]:
