@@ -234,7 +234,7 @@ class RunContext:
         try:
             return self._parameters.get(name, scope, default)
         except ParameterError as error:
-            raise NodeError(str(error), item_index=item_index) from None
+            raise NodeError(error.describe(item_index), item_index=item_index) from None
         except LineageError as error:
             raise NodeError(f"parameter {name!r}: {error}", item_index=item_index) from None
 

@@ -324,6 +324,22 @@ class TestListAndRead:
         statuses = {n["node_id"]: n["status"] for n in done["nodes"]}
         assert statuses == {"start": "completed", "prep": "completed", "boom": "failed"}
 
+    async def test_an_expression_error_names_the_field_path_item_and_expression(
+        self, plane_api: PlaneApi
+    ):
+        """Regression (issue 14, item 4): a run-time expression error said only
+        `parameter 'fields' at position 7`; it names the field path, the item and the source."""
+        me = await plane_api.user()
+        doc = manual_doc(total="{{ json.n / json.d }}")
+        flow = await plane_api.workflow(me, doc)
+        done = await plane_api.run(me, flow["id"], input=[{"n": 1, "d": 1}, {"n": 1, "d": 0}])
+        assert (done["status"], done["error"]["node_id"]) == ("failed", "mark")
+        message = done["error"]["message"]
+        assert "parameter 'fields.total', item 1," in message, message
+        assert "expression '{{ json.n / json.d }}' at position 0:" in message, message
+        (node,) = [n for n in done["nodes"] if n["node_id"] == "mark"]
+        assert node["error"]["item_index"] == 1, node
+
     async def test_logs_are_the_history_in_order_from_execution_queued(self, plane_api: PlaneApi):
         """The event history: seq 1, 2, 3... from execution.queued to execution.completed."""
         me = await plane_api.user()

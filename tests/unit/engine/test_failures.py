@@ -184,6 +184,6 @@ async def test_an_expression_error_names_node_parameter_and_position() -> None:
     result = await run(doc, {"n": 1})
     assert result.status == "failed"
     assert result.error["node_id"] == "calc"
-    assert "'fields'" in result.error["message"]
-    assert "position 4" in result.error["message"]
+    assert "parameter 'fields.x', item 0," in result.error["message"]
+    assert "expression 'n = {{ json.n / 0 }}' at position 4" in result.error["message"]
     assert "Traceback" not in result.error["message"]
