@@ -1,5 +1,5 @@
 """What the services, the worker and the API need of a pub/sub bus: `LocalBus` in one
-process, Redis Pub/Sub across processes (planned). They depend on this, not on a bus.
+process, `RedisBus` (Redis Pub/Sub) across processes. They depend on this, not on a bus.
 
 Publishing never waits: a publisher is an execution on the hot path, and live
 events are a view (a subscriber that lags or misses one reloads the history from
