@@ -3,13 +3,18 @@
 Each command loads `Settings` once, configures logging, and hands off to the
 part of LinkFlow it runs. Configuration and connection problems end the
 command with one readable line on stderr and exit code 2, never a traceback.
+
+Everything beyond Typer and orjson is imported by the command that needs it:
+`--help` answers at once, and `linkflow run` loads the engine, not the web app
+or the store (bench/cli.py measures both).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import errno
 import os
+import socket
 import sys
 import uuid
 from datetime import datetime
@@ -19,12 +24,12 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from linkflow.config import ConfigError, Settings, load_settings
-from linkflow.observability.logging import configure_logging
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import httpx
+
+    from linkflow.config import Settings
     from linkflow.engine import CompiledWorkflow, Engine, RunResult
     from linkflow.progress import ProgressView
     from linkflow.services.credentials_file import FileCredentials
@@ -36,16 +41,54 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rendering it with rich doubled the time `--help` takes.
+    rich_markup_mode=None,
 )
 
 EXIT_CONFIG = 2
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+"""`Settings.host` and `Settings.port`'s defaults, repeated so that `--help` need not load
+the settings (tests/e2e/test_cli_start.py keeps them equal)."""
 
 HostOption = Annotated[
-    str | None, typer.Option("--host", help="Address to listen on [LINKFLOW_HOST].")
+    str | None,
+    typer.Option(
+        "--host",
+        help=f"Address to listen on. Default: LINKFLOW_HOST, else {DEFAULT_HOST}.",
+        show_default=False,
+    ),
 ]
 PortOption = Annotated[
-    int | None, typer.Option("--port", min=1, max=65535, help="Port [LINKFLOW_PORT].")
+    int | None,
+    typer.Option(
+        "--port",
+        min=1,
+        max=65535,
+        help=f"Port to listen on. Default: LINKFLOW_PORT, else {DEFAULT_PORT}.",
+        show_default=False,
+    ),
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"linkflow {version('linkflow')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """LinkFlow: durable workflow automation."""
 
 
 def _fail(message: str) -> typer.Exit:
@@ -54,12 +97,51 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _settings(*, settle_keys: bool = True) -> Settings:
+    from linkflow.config import ConfigError, load_settings
+    from linkflow.observability.logging import configure_logging
+
     try:
         settings = load_settings(settle_keys=settle_keys)
     except ConfigError as error:
         raise _fail(str(error)) from None
     configure_logging(level=settings.log_level, json=settings.json_logs)
     return settings
+
+
+def _listen_settings(host: str | None, port: int | None) -> Settings:
+    """Settings with --host/--port applied, once the port is known to be free."""
+    settings = _settings()
+    updates = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    settings = settings.model_copy(update=updates) if updates else settings
+    _check_port(settings.host, settings.port)
+    return settings
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with the flag and the setting that choose another port or address, before
+    the database is migrated and long before uvicorn would log its bind error (which
+    `serve` would reach only after resuming executions). Bound as uvicorn binds, with
+    SO_REUSEADDR, so a port left in TIME_WAIT is not called busy."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise _fail(
+                    f"port {port} on {host} is already in use (is LinkFlow already "
+                    "running?): pick another with --port or LINKFLOW_PORT"
+                ) from None
+            if error.errno == errno.EACCES:
+                raise _fail(
+                    f"no permission to listen on port {port}: ports below 1024 need root; "
+                    "pick another with --port or LINKFLOW_PORT"
+                ) from None
+            raise _fail(
+                f"cannot listen on {host}:{port}: {error.strerror}; choose the address "
+                "with --host or LINKFLOW_HOST and the port with --port or LINKFLOW_PORT"
+            ) from None
 
 
 @app.command()
@@ -70,6 +152,8 @@ def migrate(
 ) -> None:
     """Apply database migrations; with --check, change nothing and verify that the
     database is at the newest revision and matches the models."""
+    import asyncio
+
     from linkflow.store import StoreConfigError, StoreUnavailable  # only this command needs them
     from linkflow.store import migrate as store_migrate
 
@@ -100,6 +184,8 @@ def _seal(settings: Settings) -> Callable[[bytes], bytes]:
 
 def _prepare_database(settings: Settings) -> None:
     """Embedded SQLite is migrated on start; any other database must already be at head."""
+    import asyncio
+
     from linkflow.store import StoreConfigError, StoreUnavailable
     from linkflow.store import migrate as store_migrate
 
@@ -121,6 +207,7 @@ def _prepare_database(settings: Settings) -> None:
 
 def api_app() -> object:
     """The app of one `linkflow api --workers N` worker process (uvicorn's factory)."""
+    from linkflow.config import ConfigError
     from linkflow.wiring import build_api
 
     settings = _settings()
@@ -147,9 +234,9 @@ def api(
     """
     import uvicorn
 
-    settings = _settings()
-    updates = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
-    settings = settings.model_copy(update=updates) if updates else settings
+    from linkflow.config import ConfigError
+
+    settings = _listen_settings(host, port)
     _prepare_database(settings)
     from linkflow.api.routes.no_plane import MESSAGE
 
@@ -222,6 +309,8 @@ def run(
     listed). Sub-workflows are files relative to FILE; a wait with a time
     (including a webhook wait's timeout) is slept through.
     """
+    import asyncio
+
     from linkflow.services.credentials_file import CredentialsFileError, FileCredentials
 
     settings = _settings(settle_keys=False)
@@ -272,9 +361,16 @@ async def _run_file(
 ) -> RunResult:
     from linkflow.engine import InvalidWorkflow
     from linkflow.sandbox import build_runner
-    from linkflow.wiring import build_local_engine, shared_http_client
+    from linkflow.wiring.engine import build_local_engine, shared_http_client
 
-    http = shared_http_client(settings)
+    clients: list[httpx.AsyncClient] = []
+
+    def http() -> httpx.AsyncClient:
+        """The run's one client, made when a node first asks for it."""
+        if not clients:
+            clients.append(shared_http_client(settings))
+        return clients[0]
+
     code = build_runner(settings)  # workers start on the first code node only
     try:
         engine, runner = build_local_engine(
@@ -289,7 +385,8 @@ async def _run_file(
             raise typer.Exit(EXIT_CONFIG) from None
         return await _run_locally(engine, runner, workflow, payload, progress)
     finally:
-        await http.aclose()
+        for client in clients:
+            await client.aclose()
         await code.close()
 
 
@@ -339,6 +436,8 @@ def rotate_keys(
 ) -> None:
     """Re-encrypt every stored secret (credentials, webhook secrets, MFA secrets) under the
     current LINKFLOW_ENCRYPTION_KEY. Safe to run again; rows already moved are skipped."""
+    import asyncio
+
     from linkflow.config import decode_encryption_key
     from linkflow.security.secretbox import SecretBox
     from linkflow.services.key_rotation import rotate
@@ -375,13 +474,14 @@ def serve(
     Embedded defaults: SQLite under the data dir (migrated on start), an
     in-process queue rebuilt from the database on start, in-process pub/sub.
     """
+    import asyncio
+
     import uvloop
 
+    from linkflow.config import ConfigError
     from linkflow.serve import serve as run_serve
 
-    settings = _settings()
-    updates = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
-    settings = settings.model_copy(update=updates) if updates else settings
+    settings = _listen_settings(host, port)
     _prepare_database(settings)
     try:
         # uvloop: the event loop's own work (sockets, timers, callbacks) in C.

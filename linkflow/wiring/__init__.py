@@ -6,31 +6,38 @@ the parts against their protocols.
   configured it serves no execution plane, and says so (`api.routes.no_plane`);
 - `build_runtime` (`wiring.plane`): worker, scheduler and the API's plane on one
   process's queue and bus; `build_worker` and `build_scheduler` are its parts;
-- `build_serve`: the two in one process (`linkflow serve`).
+- `build_serve`: the two in one process (`linkflow serve`);
+- `build_local_engine` (`wiring.engine`): the engine of `linkflow run`.
 
-Nothing here runs at import time; the CLI calls these builders once.
+Nothing here runs at import time; the CLI calls these builders once. The names of
+the submodules are imported on first use (PEP 562): `linkflow run` needs only
+`wiring.engine`, and importing the web app and the store with it tripled its start-up.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-
-from linkflow.api import Container, create_app
 from linkflow.config import Settings
-from linkflow.wiring.container import build_container
-from linkflow.wiring.engine import build_blob_store, build_local_engine, shared_http_client
-from linkflow.wiring.plane import (
-    Runtime,
-    Shared,
-    build_engine,
-    build_plane,
-    build_runtime,
-    build_scheduler,
-    build_shared,
-    build_worker,
-)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from linkflow.api import Container
+    from linkflow.wiring.container import build_container
+    from linkflow.wiring.engine import build_blob_store, build_local_engine, shared_http_client
+    from linkflow.wiring.plane import (
+        Runtime,
+        Shared,
+        build_engine,
+        build_plane,
+        build_runtime,
+        build_scheduler,
+        build_shared,
+        build_worker,
+    )
 
 __all__ = [
     "Runtime",
@@ -50,9 +57,34 @@ __all__ = [
     "shared_http_client",
 ]
 
+_SUBMODULE_OF = {
+    "build_container": "linkflow.wiring.container",
+    "build_blob_store": "linkflow.wiring.engine",
+    "build_local_engine": "linkflow.wiring.engine",
+    "shared_http_client": "linkflow.wiring.engine",
+    **dict.fromkeys(
+        ("Runtime", "Shared", "build_engine", "build_plane", "build_runtime",
+         "build_scheduler", "build_shared", "build_worker"),
+        "linkflow.wiring.plane",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """A submodule's public name, imported when it is first asked for."""
+    module = _SUBMODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 def build_api(settings: Settings) -> FastAPI:
     """The app of an API-only process; `ConfigError` names a bad setting."""
+    from linkflow.api import create_app
+    from linkflow.wiring.container import build_container
+
     return create_app(build_container(settings))
 
 
@@ -69,6 +101,10 @@ def build_serve(settings: Settings, *, concurrency: int = 64) -> Serve:
     """API, worker and scheduler in one process. The SQLite writer runs in a child
     process: serve's own is busy with HTTP and the engine, and the writer's work then
     runs on the other core."""
+    from linkflow.api import create_app
+    from linkflow.wiring.container import build_container
+    from linkflow.wiring.plane import build_runtime
+
     container = build_container(settings)
     runtime = build_runtime(settings, container.database, concurrency=concurrency,
                             writer_process=True)  # fmt: skip

@@ -3,22 +3,26 @@ of `linkflow run` (sub-workflows from files)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from linkflow.blobs import FilesystemBlobStore, S3BlobStore, parse_blob_url
 from linkflow.config import Settings
 from linkflow.engine import CredentialResolver, Engine, NodeServices
 from linkflow.nodes.sdk import BlobStore, CodeRunner
-from linkflow.security.ssrf import guarded_client
 from linkflow.services.local_workflows import LocalWorkflowRunner
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["build_blob_store", "build_local_engine", "shared_http_client"]
 
 
 def shared_http_client(settings: Settings) -> httpx.AsyncClient:
     """The process's one HTTP client for nodes: pooled and SSRF-guarded."""
+    from linkflow.security.ssrf import guarded_client  # a run without HTTP nodes skips it
+
     return guarded_client(allow_private=settings.http_allow_private)
 
 
@@ -44,15 +48,17 @@ def build_local_engine(
     settings: Settings,
     *,
     base_dir: Path,
-    http: httpx.AsyncClient,
+    http: Callable[[], httpx.AsyncClient],
     credentials: CredentialResolver | None = None,
     code: CodeRunner | None = None,
 ) -> tuple[Engine, LocalWorkflowRunner]:
     """The engine of `linkflow run`: sub-workflows from files next to the one being run,
-    blobs in the data dir, credentials from a file when one is given."""
+    blobs in the data dir, credentials from a file when one is given. `http` is called
+    when a node first needs the client: building one (its TLS context) is a tenth of a
+    second that a run without HTTP nodes need not spend."""
     runner = LocalWorkflowRunner(base_dir)
     services = NodeServices(
-        http=lambda: http,
+        http=http,
         credentials=credentials,
         blobs=build_blob_store(settings),
         code=code,
