@@ -44,6 +44,7 @@ from linkflow.api.routes import (
     variables,
     workflows,
     workspaces,
+    ws,
 )
 from linkflow.api.webhook_gateway import PREFIX as WEBHOOK_PREFIX
 from linkflow.api.webhook_gateway import WebhookGateway
@@ -163,7 +164,7 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         app.include_router(module.router)
     if plane is not None:
         app.state.plane = plane
-        for module in (workflows, executions, schedules, variables, credentials, nodes):
+        for module in (workflows, executions, schedules, variables, credentials, nodes, ws):
             app.include_router(module.router)
         gateway = WebhookGateway(plane.webhooks, plane.resume_links,
                                  max_body_bytes=container.settings.max_body_bytes)  # fmt: skip

@@ -16,6 +16,7 @@ from linkflow.bus import Bus
 from linkflow.engine import Engine
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
+from linkflow.services.live import LiveEvents
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
@@ -37,6 +38,7 @@ class Plane:
     schedules: Schedules
     resume_links: ResumeLinks
     public_url: str
+    live: LiveEvents
 
 
 def get_plane(request: Request) -> Plane:

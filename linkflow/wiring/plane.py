@@ -30,6 +30,7 @@ from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.executions import ExecutionService
+from linkflow.services.live import LiveEvents
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
@@ -38,6 +39,7 @@ from linkflow.services.workflows import WorkflowService
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import Database
 from linkflow.wiring.engine import build_blob_store, shared_http_client
+from linkflow.wiring.keys import previous_secrets, secret_box
 from linkflow.worker.consumer import CancelRegistry, Worker
 from linkflow.worker.leases import LeaseKeeper, held_by_dead_process
 
@@ -88,11 +90,12 @@ def build_shared(
     queue = queue or LocalQueue()
     leases = LeaseKeeper(writer, ttl_s=settings.lease_ttl_s)
     http = shared_http_client(settings)
-    box = SecretBox.from_key(settings.encryption_key_bytes())
+    box = secret_box(settings)
     executions = ExecutionService(database, writer, queue, leases=leases.mint,
                                   lease_ttl_s=settings.lease_ttl_s)  # fmt: skip
     resume_links = ResumeLinks(database, queue, settings.secret_key.get_secret_value().encode(),
-                               public_url(settings))  # fmt: skip
+                               public_url(settings),
+                               [key.encode() for key in previous_secrets(settings)])  # fmt: skip
     return Shared(
         settings=settings, database=database, writer=writer, queue=queue,
         bus=bus or LocalBus(), leases=leases, cancels=CancelRegistry(),
@@ -145,6 +148,7 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
         executions=ExecutionViews(database, shared.writer, shared.executions, shared.cancels,
                                   shared.bus),
         webhooks=webhooks, variables=shared.variables, public_url=public_url(settings),
+        live=LiveEvents(database),
         schedules=Schedules(database), resume_links=shared.resume_links,
         credentials=Credentials(database, box, shared.http,
                                 AddressPolicy(allow_private=settings.http_allow_private),
