@@ -425,17 +425,17 @@ async def _run_locally(
 @app.command("rotate-keys")
 def rotate_keys(
     old_key: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             "--old-key",
-            help="The previous LINKFLOW_ENCRYPTION_KEY (base64).",
-            envvar="LINKFLOW_OLD_ENCRYPTION_KEY",
-            show_envvar=True,
+            help="An old encryption key (base64) not listed in "
+            "LINKFLOW_ENCRYPTION_KEYS_PREVIOUS; repeatable.",
         ),
-    ],
+    ] = None,
 ) -> None:
-    """Re-encrypt every stored secret (credentials, webhook secrets, MFA secrets) under the
-    current LINKFLOW_ENCRYPTION_KEY. Safe to run again; rows already moved are skipped."""
+    """Re-encrypt every stored secret (credentials, webhook secrets, MFA secrets, OAuth
+    tokens) sealed with an old key (LINKFLOW_ENCRYPTION_KEYS_PREVIOUS) under the current
+    LINKFLOW_ENCRYPTION_KEY. Safe to run again; rows already moved are skipped."""
     import asyncio
 
     from linkflow.config import decode_encryption_key
@@ -444,21 +444,31 @@ def rotate_keys(
     from linkflow.store import Database
 
     settings = _settings()
-    old = decode_encryption_key(old_key)
-    if old is None:
-        raise _fail("--old-key is not 32 base64-encoded bytes")
+    old = settings.previous_encryption_key_bytes()
+    for text in old_key or ():
+        key = decode_encryption_key(text)
+        if key is None:
+            raise _fail("--old-key is not 32 base64-encoded bytes")
+        old.append(key)
+    if not old:
+        raise _fail("no old key to re-encrypt from: list it in LINKFLOW_ENCRYPTION_KEYS_PREVIOUS "
+                    "(comma-separated) or pass --old-key")  # fmt: skip
     _prepare_database(settings)
+    current = settings.encryption_key_bytes()
+    # The new box opens the old keys too: a value a process sealed with an old key
+    # while this ran (a process not yet restarted) is caught by the next run.
+    old_box = SecretBox.from_keys(old[0], old[1:])
+    new_box = SecretBox.from_keys(current, old)
 
     async def run() -> int:
         database = Database(settings.effective_database_url)
         try:
-            new = SecretBox.from_key(settings.encryption_key_bytes())
-            return await rotate(database, SecretBox.from_key(old), new)
+            return await rotate(database, old_box, new_box)
         finally:
             await database.dispose()
 
     count = asyncio.run(run())
-    typer.echo(f"re-encrypted {count} secret(s) under the current key")
+    typer.echo(f"re-encrypted {count} secret(s) under the current key {new_box.current_key_id}")
 
 
 @app.command()

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     """Signs tokens. At least 32 characters."""
     encryption_key: SecretStr | None = None
     """Encrypts credentials at rest: 32 bytes, base64 (standard or URL-safe) encoded."""
+    secret_keys_previous: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Old secret keys, comma-separated: what they signed (access tokens, API keys, resume
+    links, MFA challenges) still verifies; nothing new is signed with them."""
+    encryption_keys_previous: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Old encryption keys, comma-separated: what they sealed still opens; nothing new is
+    sealed with them (`linkflow rotate-keys` re-seals it under the current key)."""
     log_level: str = "info"
     log_format: LogFormat = LogFormat.AUTO
     host: str = "127.0.0.1"
@@ -191,11 +197,32 @@ class Settings(BaseSettings):
     """OAuth/OIDC login, JSON: `{"github": {"client_id": ..., "client_secret": ...},
     "google": {...}, "corp": {"issuer": "https://id.example.com", ...}}`."""
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "secret_keys_previous", "encryption_keys_previous",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("secret_keys_previous")
+    @classmethod
+    def _long_secret_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(value, 1):
+            if not _secret_key_ok(key):
+                raise ValueError(
+                    f"key {position} is shorter than {MIN_SECRET_KEY_LENGTH} characters"
+                )
+        return value
+
+    @field_validator("encryption_keys_previous")
+    @classmethod
+    def _decodable_encryption_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(value, 1):
+            if not _encryption_key_ok(key):
+                raise ValueError(f"key {position} is not 32 base64-encoded bytes")
         return value
 
     @field_validator("log_level")
@@ -230,6 +257,22 @@ class Settings(BaseSettings):
         if key is None:
             raise ConfigError("LINKFLOW_ENCRYPTION_KEY is not 32 base64-encoded bytes")
         return key
+
+    def previous_encryption_key_bytes(self) -> list[bytes]:
+        """The old credential keys (`LINKFLOW_ENCRYPTION_KEYS_PREVIOUS`), checked when read."""
+        return [
+            key
+            for text in self.encryption_keys_previous
+            if (key := decode_encryption_key(text.get_secret_value())) is not None
+        ]
+
+    def secret_keys(self) -> list[str]:
+        """The secret key, then the previous ones: sign with the first, verify with any."""
+        if self.secret_key is None:
+            raise ConfigError("LINKFLOW_SECRET_KEY is not set")
+        keys = [self.secret_key.get_secret_value()]
+        keys.extend(key.get_secret_value() for key in self.secret_keys_previous)
+        return list(dict.fromkeys(keys))
 
 
 def decode_encryption_key(text: str) -> bytes | None:

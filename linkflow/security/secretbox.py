@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -59,6 +59,15 @@ class SecretBox:
         """A box with one key, named by `key_id_for`."""
         key_id = key_id_for(key)
         return cls({key_id: key}, key_id)
+
+    @classmethod
+    def from_keys(cls, current: bytes, previous: Iterable[bytes] = ()) -> SecretBox:
+        """A box that seals with `current` and opens with it or any of `previous` (the
+        keys of a rotation in progress), each named by `key_id_for`."""
+        keys = {key_id_for(key): key for key in previous}
+        current_id = key_id_for(current)
+        keys[current_id] = current
+        return cls(keys, current_id)
 
     @property
     def current_key_id(self) -> str:

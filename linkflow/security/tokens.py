@@ -8,6 +8,9 @@ Invariants:
 - `SignedTokens` sign small, short-lived claims for one named purpose (an MFA
   challenge, an OAuth state cookie) with HS256; a token made for one purpose
   is refused for another.
+- HS256 tokens are signed with the current secret and verified with it or a
+  previous one (`LINKFLOW_SECRET_KEYS_PREVIOUS`), so a key rotation logs nobody
+  out: a token signed before it verifies until it expires.
 - Opaque tokens (refresh tokens, password-reset and invitation tokens) carry
   256 random bits, so a plain SHA-256 is a safe way to store them: there is
   nothing to brute-force. The database only ever holds the hash.
@@ -18,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import jwt
 
@@ -43,6 +47,17 @@ class InvalidToken(Exception):
     """A token that is malformed, expired, forged or meant for something else."""
 
 
+def _decode(token: str, keys: Sequence[str | bytes], **options: Any) -> dict[str, Any]:
+    """`jwt.decode` with the first of `keys` whose signature matches. Only a signature
+    mismatch tries the next key: an expired or misdirected token fails at once."""
+    for key in keys[:-1]:
+        try:
+            return jwt.decode(token, key, **options)
+        except jwt.InvalidSignatureError:
+            continue
+    return jwt.decode(token, keys[-1], **options)
+
+
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
     """What a valid access token says: who, which login session, until when."""
@@ -62,15 +77,18 @@ class AccessTokens:
         signing_key: str | bytes,
         verifying_key: str | bytes,
         ttl: timedelta,
+        previous_verifying_keys: Sequence[str | bytes] = (),
     ) -> None:
         self.algorithm: Final = algorithm
         self.ttl: Final = ttl
         self._signing_key = signing_key
-        self._verifying_key = verifying_key
+        self._verifying_keys: Final = (verifying_key, *previous_verifying_keys)
 
     @classmethod
-    def hs256(cls, secret: str, ttl: timedelta) -> AccessTokens:
-        return cls(algorithm="HS256", signing_key=secret, verifying_key=secret, ttl=ttl)
+    def hs256(cls, secret: str, ttl: timedelta, previous: Sequence[str] = ()) -> AccessTokens:
+        """Signed with `secret`; verified with it or any of the `previous` secrets."""
+        return cls(algorithm="HS256", signing_key=secret, verifying_key=secret, ttl=ttl,
+                   previous_verifying_keys=previous)  # fmt: skip
 
     def issue(
         self, user_id: uuid.UUID, session_id: uuid.UUID, *, now: datetime | None = None
@@ -90,9 +108,9 @@ class AccessTokens:
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid access token; `InvalidToken` otherwise."""
         try:
-            claims = jwt.decode(
+            claims = _decode(
                 token,
-                self._verifying_key,
+                self._verifying_keys,
                 algorithms=[self.algorithm],
                 issuer=ISSUER,
                 leeway=LEEWAY,
@@ -110,10 +128,12 @@ class AccessTokens:
 
 
 class SignedTokens:
-    """HS256 tokens for one purpose at a time, under the process's secret key."""
+    """HS256 tokens for one purpose at a time, under the process's secret key (and read
+    under a previous one too)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, previous: Sequence[str] = ()) -> None:
         self._secret = secret
+        self._secrets: Final = (secret, *previous)
 
     def issue(self, purpose: str, claims: dict[str, str], ttl: timedelta) -> str:
         now = datetime.now(UTC)
@@ -129,9 +149,9 @@ class SignedTokens:
     def read(self, purpose: str, token: str) -> dict[str, str]:
         """The claims of a valid token made for `purpose`; `InvalidToken` otherwise."""
         try:
-            claims = jwt.decode(
+            claims = _decode(
                 token,
-                self._secret,
+                self._secrets,
                 algorithms=["HS256"],
                 audience=f"linkflow:{purpose}",
                 issuer=ISSUER,

@@ -8,7 +8,10 @@ indexed query:
 - an API key is found by its prefix together with its creator and the
   creator's membership in the key's workspace, then its HMAC is checked. A
   key stops working when it is revoked or expired, when its creator leaves
-  the workspace or is deleted, or when the workspace is deleted.
+  the workspace or is deleted, or when the workspace is deleted. A key hashed
+  under a previous secret key (`LINKFLOW_SECRET_KEYS_PREVIOUS`) still matches,
+  and its stored hash is rewritten under the current one then, so it keeps
+  working once the old key is gone.
 
 Every refusal is the same `Unauthorized("invalid_token")`, so a probe learns
 nothing about which part was wrong. Principals found are kept a few seconds
@@ -20,12 +23,13 @@ key costs one write a minute.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import and_, or_, select, update
 
-from linkflow.security.apikeys import key_matches, lookup_prefix
+from linkflow.security.apikeys import hash_api_key, key_matches, lookup_prefix
 from linkflow.security.rbac import ApiKeyScope, Role, permissions_for
 from linkflow.security.tokens import AccessTokens, InvalidToken
 from linkflow.services.auth_cache import AuthCache
@@ -55,12 +59,14 @@ class Authenticator:
     """Checks access tokens and API keys against the database."""
 
     def __init__(
-        self, database: Database, tokens: AccessTokens, api_key_secret: bytes, cache: AuthCache
-    ) -> None:
+        self, database: Database, tokens: AccessTokens, api_key_secret: bytes, cache: AuthCache,
+        *, previous_api_key_secrets: Sequence[bytes] = (),
+    ) -> None:  # fmt: skip
         self.database = database
         self.tokens = tokens
         self.cache = cache
         self._api_key_secret = api_key_secret
+        self._previous_api_key_secrets = tuple(previous_api_key_secrets)
 
     async def authenticate(self, credential: str) -> Principal:
         """The caller `credential` (a JWT or an ``lf_`` key) stands for; `Unauthorized` if none."""
@@ -125,7 +131,7 @@ class Authenticator:
         api_key, user, role = row
         now = utcnow()
         if (
-            not key_matches(self._api_key_secret, key, api_key.key_hash)
+            not await self._matches(api_key, key)
             or api_key.revoked_at is not None
             or (api_key.expires_at is not None and api_key.expires_at <= now)
         ):
@@ -141,6 +147,21 @@ class Authenticator:
             key_id=api_key.id, workspace_id=api_key.workspace_id, scopes=scopes, role=Role(role)
         )
         return Principal(user=user, api_key=grant), api_key.expires_at
+
+    async def _matches(self, api_key: ApiKey, key: str) -> bool:
+        """Whether `key` is `api_key`'s, under the current secret or a previous one."""
+        if key_matches(self._api_key_secret, key, api_key.key_hash):
+            return True
+        for secret in self._previous_api_key_secrets:
+            if key_matches(secret, key, api_key.key_hash):
+                # Conditional on the old hash: a concurrent request's rewrite wins, same value.
+                fresh = hash_api_key(self._api_key_secret, key)
+                async with self.database.transaction() as session:
+                    await session.execute(update(ApiKey).where(
+                        ApiKey.id == api_key.id, ApiKey.key_hash == api_key.key_hash,
+                    ).values(key_hash=fresh))  # fmt: skip
+                return True
+        return False
 
     async def _touch(self, key_id: uuid.UUID) -> None:
         now = utcnow()

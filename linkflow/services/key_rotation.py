@@ -8,8 +8,9 @@ What is sealed, and bound to what (associated data):
 
 Invariants:
 - No downtime: while this runs, every process holds a box that opens both
-  keys and seals with the new one (see docs/operations.md, Credentials), so
-  a row is readable before, during and after its rewrite.
+  keys and seals with the new one (the old key in
+  `LINKFLOW_ENCRYPTION_KEYS_PREVIOUS`, see docs/operations.md, Rotating the
+  encryption key), so a row is readable before, during and after its rewrite.
 - Each row is rewritten in its own short transaction that locks it and
   reads it again, so a concurrent edit is neither lost nor overwritten with
   stale data. Rows are visited in batches by id, never all at once.

@@ -3,7 +3,8 @@
 The URL carries a token derived from the secret key and the execution id
 (HMAC-SHA256), so it is known before the wait node runs (`{{
 execution.resume_url }}` can be e-mailed ahead) and needs no storage; it is
-unguessable without the key, and only resumes that one execution.
+unguessable without the key, and only resumes that one execution. A URL made
+under a previous secret key (`LINKFLOW_SECRET_KEYS_PREVIOUS`) still resumes.
 
 An accepted resume is durable before it is answered: one transaction moves the
 execution from waiting to queued and appends `execution.resumed` with the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from linkflow.engine import EventType
@@ -42,15 +44,22 @@ class ResumeLinks:
         queue: Queue,
         secret: bytes,
         public_url: str,
+        previous_secrets: Sequence[bytes] = (),
     ) -> None:
         self.database = database
         self.queue = queue
         self._secret = secret
+        self._secrets = (secret, *previous_secrets)
         self.public_url = public_url
 
-    def token(self, execution_id: uuid.UUID) -> str:
-        digest = hmac.new(self._secret, b"resume:" + execution_id.bytes, hashlib.sha256)
+    def token(self, execution_id: uuid.UUID, secret: bytes | None = None) -> str:
+        digest = hmac.new(secret or self._secret, b"resume:" + execution_id.bytes,
+                          hashlib.sha256)  # fmt: skip
         return digest.hexdigest()[:40]
+
+    def _valid(self, execution_id: uuid.UUID, token: str) -> bool:
+        return any(hmac.compare_digest(token, self.token(execution_id, secret))
+                   for secret in self._secrets)  # fmt: skip
 
     def url(self, execution_id: uuid.UUID) -> str:
         return f"{self.public_url}/webhooks/resume/{execution_id}/{self.token(execution_id)}"
@@ -58,7 +67,7 @@ class ResumeLinks:
     async def resume(self, execution_id: uuid.UUID, token: str, payload: Any) -> None:
         """Resume a waiting execution whose wait accepts a webhook; `NotFound` for a wrong
         token (the same as for an unknown execution), `Conflict` when it is not waiting."""
-        if not hmac.compare_digest(token, self.token(execution_id)):
+        if not self._valid(execution_id, token):
             raise NotFound("there is no waiting execution here", code="execution_not_found")
         storable_input(payload, "the resume payload")
         async with self.database.session() as session:

@@ -17,7 +17,6 @@ from linkflow.api.ratelimit import RateLimiter, limits_storage
 from linkflow.config import ConfigError, Settings
 from linkflow.observability.metrics import HttpMetrics
 from linkflow.security.passwords import Passwords
-from linkflow.security.secretbox import SecretBox
 from linkflow.security.tokens import AccessTokens, SignedTokens
 from linkflow.services.accounts import Accounts, LoginPolicy
 from linkflow.services.api_keys import ApiKeys
@@ -35,6 +34,7 @@ from linkflow.services.sessions import Sessions
 from linkflow.services.users import Users
 from linkflow.services.workspaces import Workspaces
 from linkflow.store import Database
+from linkflow.wiring.keys import previous_secrets, secret_box
 
 __all__ = ["build_container"]
 
@@ -54,7 +54,7 @@ def _read_key(path: Path | None, variable: str) -> bytes:
 def _access_tokens(settings: Settings, secret: str) -> AccessTokens:
     ttl = timedelta(seconds=settings.access_token_ttl_s)
     if settings.jwt_algorithm == "HS256":
-        return AccessTokens.hs256(secret, ttl)
+        return AccessTokens.hs256(secret, ttl, previous_secrets(settings))
     private = _read_key(settings.jwt_private_key_file, "LINKFLOW_JWT_PRIVATE_KEY_FILE")
     public = _read_key(settings.jwt_public_key_file, "LINKFLOW_JWT_PUBLIC_KEY_FILE")
     tokens = AccessTokens(
@@ -97,8 +97,10 @@ def build_container(settings: Settings, *, database: Database | None = None) -> 
     http = httpx.AsyncClient(timeout=OAUTH_HTTP_TIMEOUT_S, follow_redirects=False)
     url = public_url(settings)
     tokens = _access_tokens(settings, secret)
-    signed = SignedTokens(secret)
+    previous = previous_secrets(settings)
+    signed = SignedTokens(secret, previous)
     hmac_key = secret.encode()
+    old_hmac_keys = [key.encode() for key in previous]
     passwords = Passwords(
         time_cost=settings.password_hash_time_cost,
         memory_kib=settings.password_hash_memory_kib,
@@ -106,7 +108,7 @@ def build_container(settings: Settings, *, database: Database | None = None) -> 
     )
     cache = AuthCache(timedelta(seconds=settings.auth_cache_ttl_s))
     sessions = Sessions(database, tokens, timedelta(seconds=settings.refresh_token_ttl_s), cache)
-    second_factor = SecondFactor(SecretBox.from_key(settings.encryption_key_bytes()))
+    second_factor = SecondFactor(secret_box(settings))
     policy = LoginPolicy(settings.login_max_failures, timedelta(seconds=settings.login_lockout_s))
     accounts = Accounts(database, passwords, sessions, second_factor, signed, policy)
     limiter = RateLimiter(
@@ -124,7 +126,9 @@ def build_container(settings: Settings, *, database: Database | None = None) -> 
         limiter=limiter,
         metrics=HttpMetrics(),
         mailer=_mailer(settings),
-        authenticator=Authenticator(database, tokens, hmac_key, cache),
+        authenticator=Authenticator(
+            database, tokens, hmac_key, cache, previous_api_key_secrets=old_hmac_keys
+        ),
         sessions=sessions,
         accounts=accounts,
         mfa=Mfa(database, passwords, second_factor, settings.mfa_issuer, cache),

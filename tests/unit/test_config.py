@@ -102,6 +102,26 @@ def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
+def test_previous_keys_are_comma_separated_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LINKFLOW_*_KEYS_PREVIOUS: a list after the current key; a bad entry names its
+    variable and its position (issue 14, item 5)."""
+    old_key = base64.urlsafe_b64encode(b"o" * 32).decode()
+    monkeypatch.setenv("LINKFLOW_SECRET_KEY", STRONG_SECRET)
+    monkeypatch.setenv("LINKFLOW_SECRET_KEYS_PREVIOUS", f"{'p' * 40}, {'q' * 40}")
+    monkeypatch.setenv("LINKFLOW_ENCRYPTION_KEY", STRONG_KEY)
+    monkeypatch.setenv("LINKFLOW_ENCRYPTION_KEYS_PREVIOUS", old_key)
+    settings = load_settings()
+    assert settings.secret_keys() == [STRONG_SECRET, "p" * 40, "q" * 40]
+    assert settings.previous_encryption_key_bytes() == [b"o" * 32]
+    monkeypatch.setenv("LINKFLOW_ENCRYPTION_KEYS_PREVIOUS", f"{old_key},short")
+    with pytest.raises(ConfigError, match=r"^LINKFLOW_ENCRYPTION_KEYS_PREVIOUS: .*key 2 is not"):
+        load_settings()
+    monkeypatch.delenv("LINKFLOW_ENCRYPTION_KEYS_PREVIOUS")
+    monkeypatch.setenv("LINKFLOW_SECRET_KEYS_PREVIOUS", "short")
+    with pytest.raises(ConfigError, match=r"^LINKFLOW_SECRET_KEYS_PREVIOUS: .*key 1 is shorter"):
+        load_settings()
+
+
 def test_dot_env_is_read(tmp_path: Path) -> None:
     """Settings come from a .env file in the working directory too."""
     (tmp_path / ".env").write_text("LINKFLOW_REDIS_URL=redis://127.0.0.1:6399/0\n")

@@ -64,3 +64,13 @@ def test_keys_must_be_32_bytes() -> None:
     """A short key is a ValueError at construction."""
     with pytest.raises(ValueError, match="not 32"):
         SecretBox({"k": b"short"}, "k")
+
+
+def test_from_keys_seals_with_the_current_key_and_opens_the_previous_ones() -> None:
+    """`from_keys(current, previous)`: what an old key sealed opens, new seals use `current`."""
+    old, new = os.urandom(32), os.urandom(32)
+    sealed_before = SecretBox.from_key(old).seal(b"token")
+    box = SecretBox.from_keys(new, [old, new])
+    assert box.current_key_id == key_id_for(new)
+    assert box.open(sealed_before) == b"token"
+    assert SecretBox.from_key(new).open(box.seal(b"fresh")) == b"fresh"

@@ -79,6 +79,22 @@ class TestAccessTokens:
         with pytest.raises(InvalidToken):
             rs.verify(tokens.issue(uuid.uuid4(), uuid.uuid4()))
 
+    def test_a_token_of_a_previous_secret_verifies_until_it_expires(self) -> None:
+        """After a rotation (the old secret listed as previous) an old token verifies;
+        new tokens are signed with the new secret; an expired old one is still refused."""
+        old = AccessTokens.hs256(SECRET, TTL)
+        rotated = AccessTokens.hs256("n" * 48, TTL, previous=[SECRET])
+        user, session = uuid.uuid4(), uuid.uuid4()
+        assert rotated.verify(old.issue(user, session)).user_id == user
+        with pytest.raises(InvalidToken):
+            old.verify(rotated.issue(user, session))
+        stale = old.issue(user, session, now=datetime.now(UTC) - timedelta(hours=1))
+        with pytest.raises(InvalidToken, match="expired"):
+            rotated.verify(stale)
+        signed = SignedTokens("n" * 48, previous=[SECRET])
+        mfa = SignedTokens(SECRET).issue("mfa", {"sub": "x"}, timedelta(minutes=5))
+        assert signed.read("mfa", mfa)["sub"] == "x"
+
     def test_a_purpose_token_is_not_an_access_token(self) -> None:
         """An MFA challenge token cannot be used as an access token, nor for OAuth."""
         signed = SignedTokens(SECRET)
