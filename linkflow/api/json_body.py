@@ -15,6 +15,13 @@ schedule input, event history) is stored as JSON by orjson, and Python's
 Each is refused here, for every route, as the caller's 422 with a stable code
 that names where in the body it was. (Webhook bodies are read by their own
 gateway, not here.)
+
+A body sent with a Content-Type that is not JSON (`curl -d` sends
+`application/x-www-form-urlencoded`) is refused with 415
+`unsupported_media_type` saying what to send: FastAPI would hand its bytes to
+validation, whose "Input should be a valid dictionary" says nothing of the cause.
+So is a body without a Content-Type, which FastAPI (strict by default) does not read
+as JSON either. An empty body is never refused here.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Final
 
-from fastapi import HTTPException
+from fastapi import HTTPException, params
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -167,6 +174,23 @@ def parse_body(body: bytes) -> Any:
     return value
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _not_json(content_type: str | None) -> HTTPException:
+    media = (content_type or "").partition(";")[0].strip()[:100]
+    shown = f"got {media!r}" if media else "got no Content-Type"
+    return HTTPException(
+        415,
+        f"the body must be JSON, sent with 'Content-Type: application/json' ({shown}); "
+        "with curl: -H 'Content-Type: application/json' --data '{...}'",
+    )
+
+
 class _StorableJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -179,8 +203,21 @@ class JSONRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        body_field = getattr(self, "body_field", None)
+        reads_json = body_field is not None and not isinstance(body_field.field_info, params.Form)
 
         async def storable(request: Request) -> Response:
-            return await handler(_StorableJSONRequest(request.scope, request.receive))
+            ours = _StorableJSONRequest(request.scope, request.receive)
+            content_type = ours.headers.get("content-type")
+            # Read first only for a route with a JSON body and no JSON type (rare); the
+            # read is cached for the handler. An empty body stays accepted (`POST
+            # .../execute` with no body at all, whatever curl declared).
+            if (
+                reads_json
+                and (content_type is None or not _is_json(content_type))
+                and await ours.body()
+            ):
+                raise _not_json(content_type)
+            return await handler(ours)
 
         return storable

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.routing import APIRoute
 
@@ -162,6 +163,53 @@ class TestNonFiniteNumbers:
         assert accepted.status_code == 202, accepted.text
         done = await plane_api.execution(me, accepted.json()["id"])
         assert done["input"] == {"big": 1.7976931348623157e308, "tiny": 0.0}
+
+
+class TestContentType:
+    """Regression (issue 14, item 6): a body sent without `Content-Type: application/json`
+    was answered 422 "Input should be a valid dictionary"."""
+
+    @pytest.mark.parametrize(
+        "content_type", ["application/x-www-form-urlencoded", "text/plain", "application/xml", None]
+    )
+    async def test_a_body_that_is_not_declared_json_is_415_saying_what_to_send(
+        self, plane_api: PlaneApi, content_type: str | None
+    ):
+        """Every JSON route (here POST /workflows and /variables): 415 with the hint, for a
+        type that is not JSON or none at all (FastAPI does not read that as JSON)."""
+        me = await plane_api.user()
+        headers = {**me.headers, **({"Content-Type": content_type} if content_type else {})}
+        body = orjson.dumps(manual_doc())
+        refused = await plane_api.client.post("/api/v1/workflows", content=body, headers=headers)
+        problem = assert_problem(refused, 415, "unsupported_media_type")
+        assert "Content-Type: application/json" in problem["detail"], problem
+        variable = await plane_api.client.post(
+            "/api/v1/variables", content=b'{"key": "k", "value": 1}', headers=headers
+        )
+        assert_problem(variable, 415, "unsupported_media_type")
+        listed = await plane_api.client.get("/api/v1/workflows", headers=me.headers)
+        assert listed.json()["data"] == []
+
+    @pytest.mark.parametrize(
+        "content_type",
+        ["application/json", "application/json; charset=utf-8", "application/merge-patch+json"],
+    )
+    async def test_json_under_any_json_type_is_read(self, plane_api: PlaneApi, content_type: str):
+        """`application/json` with parameters, and `application/*+json`, are JSON."""
+        me = await plane_api.user()
+        headers = {**me.headers, "Content-Type": content_type}
+        body = orjson.dumps(manual_doc())
+        created = await plane_api.client.post("/api/v1/workflows", content=body, headers=headers)
+        assert created.status_code == 201, created.text
+
+    async def test_an_empty_body_with_any_type_stays_accepted(self, plane_api: PlaneApi):
+        """`curl -X POST -H 'Content-Type: text/plain' .../execute` sends nothing: no 415."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, manual_doc())
+        headers = {**me.headers, "Content-Type": "text/plain"}
+        url = f"/api/v1/workflows/{flow['id']}/execute"
+        accepted = await plane_api.client.post(url, headers=headers)
+        assert accepted.status_code == 202, accepted.text
 
 
 def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
