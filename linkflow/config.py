@@ -164,6 +164,22 @@ class Settings(BaseSettings):
     """Requests per authenticated user or API key."""
     rate_limit_auth: str = "20/minute"
     """Login, registration and password-reset attempts per client address."""
+    webhook_rate_limit: str | None = None
+    """Calls per webhook endpoint (all callers together) when its node sets no
+    `rate_limit`; unset: no limit. Webhooks do not count against `rate_limit_per_ip`."""
+
+    @field_validator("webhook_rate_limit")
+    @classmethod
+    def _parseable_rate(cls, value: str | None) -> str | None:
+        # Imported here: loading settings need not load the rate limiter's library.
+        from limits import parse
+
+        if value is not None:
+            try:
+                parse(value)
+            except ValueError:
+                raise ValueError("must be a rate like 100/second or 6000/minute") from None
+        return value
     access_token_ttl_s: Annotated[int, Field(ge=60, le=86400)] = 900
     auth_cache_ttl_s: Annotated[float, Field(ge=0, le=60)] = 5.0
     """How long a process reuses a checked credential; another process sees a revocation

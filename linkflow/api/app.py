@@ -29,6 +29,7 @@ from linkflow.api.errors import install_error_handlers
 from linkflow.api.idempotency import IdempotencyMiddleware
 from linkflow.api.middleware import BodyLimitMiddleware, EdgeMiddleware
 from linkflow.api.openapi import install_openapi
+from linkflow.api.ratelimit import WebhookLimits
 from linkflow.api.routes import (
     api_keys,
     audit,
@@ -166,7 +167,8 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         app.state.plane = plane
         for module in (workflows, executions, schedules, variables, credentials, nodes, ws):
             app.include_router(module.router)
-        gateway = WebhookGateway(plane.webhooks, plane.resume_links,
+        limits = WebhookLimits(container.limiter, container.settings.webhook_rate_limit)
+        gateway = WebhookGateway(plane.webhooks, plane.resume_links, limits=limits,
                                  max_body_bytes=container.settings.max_body_bytes)  # fmt: skip
         app.webhook_gateway = _wrap(gateway, _middleware(container, webhooks=True))
     else:

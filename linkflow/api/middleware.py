@@ -1,5 +1,6 @@
 """Pure-ASGI middleware of the edge: request ids, security headers, metrics, access log,
-per-address rate limit, the last-resort 500, and the request body limit.
+per-address rate limit (not for webhook triggers: they are limited per endpoint), the
+last-resort 500, and the request body limit.
 
 These run on every request, so they are plain ASGI callables (no
 `BaseHTTPMiddleware`, which costs a task and a memory stream per request)
@@ -51,6 +52,16 @@ _CSP_HTML: Final = (
 )
 # Probes and scrapes are neither rate limited nor logged at info (they come every few seconds).
 _QUIET_PATHS: Final = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
+# Webhook trigger calls have their own limit, per endpoint (`api.ratelimit.WebhookLimits`):
+# one service calling a webhook often is its normal use, not abuse by an address.
+_WEBHOOKS: Final = "/webhooks/"
+_WEBHOOK_RESUME: Final = "/webhooks/resume/"
+
+
+def _limited_per_address(path: str) -> bool:
+    if path in _QUIET_PATHS:
+        return False
+    return not path.startswith(_WEBHOOKS) or path.startswith(_WEBHOOK_RESUME)
 
 
 def _request_id(scope: Scope) -> str:
@@ -106,7 +117,7 @@ class EdgeMiddleware:
         path = scope["path"]
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            if path not in _QUIET_PATHS and scope.get("client"):
+            if scope.get("client") and _limited_per_address(path):
                 await self.limiter.check(self.limiter.per_ip, "ip", scope["client"][0])
             await self.app(scope, receive, send_with_headers)
         except RateLimited as limited:

@@ -9,9 +9,10 @@ This is a plain ASGI app, not FastAPI routes: webhooks are the hot path
 (one call, one execution), and FastAPI's route matching and dependency
 resolution cost more than the rest of the request. `create_app` sends
 `/webhooks/` paths here before FastAPI sees them, through the same edge
-(proxy headers, request id, security headers, metrics, access log, rate
-limit, CORS). The body limit is the webhook's own `max_body_bytes`, applied
-while the body is read.
+(proxy headers, request id, security headers, metrics, access log, CORS). The
+body limit is the webhook's own `max_body_bytes`, applied while the body is
+read. Trigger calls are limited per endpoint, not per address
+(`api.ratelimit.WebhookLimits`); resume calls keep the per-address limit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from linkflow.api.errors import problem_response, render_error
+from linkflow.api.ratelimit import WebhookLimits
 from linkflow.services.errors import LinkFlowError, NotFound, PayloadTooLarge, as_unavailable
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.webhook_headers import redacted
@@ -52,10 +54,12 @@ _RESUME_ROUTE: Final = _Route("/webhooks/resume/{execution_id}/{token}")
 
 class WebhookGateway:
     def __init__(
-        self, webhooks: WebhookService, resume_links: ResumeLinks, *, max_body_bytes: int
-    ) -> None:
+        self, webhooks: WebhookService, resume_links: ResumeLinks, *, max_body_bytes: int,
+        limits: WebhookLimits,
+    ) -> None:  # fmt: skip
         self.webhooks = webhooks
         self.resume_links = resume_links
+        self.limits = limits
         self.max_body_bytes = max_body_bytes
         """The limit of resume calls (a webhook has its own)."""
 
@@ -81,10 +85,16 @@ class WebhookGateway:
 
     async def _hook(self, rest: str, scope: Scope, receive: Receive) -> Response:
         endpoint_text, _, path = rest.partition("/")
-        endpoint = await self.webhooks.endpoint(_uuid(endpoint_text, "webhook_not_found"))
         client = scope.get("client")
         client_ip = client[0] if client else None
+        try:
+            endpoint = await self.webhooks.endpoint(_uuid(endpoint_text, "webhook_not_found"))
+        except NotFound:
+            await self.limits.check_unknown(client_ip)  # guessing ids stays limited
+            raise
+        webhook = endpoint.webhook
         self.webhooks.admit(endpoint, scope["method"], path, client_ip)
+        await self.limits.check(webhook.id, webhook.rate_limit)
         body = await _read_body(scope, receive, self.webhooks.body_limit(endpoint))
         call = WebhookCall(
             endpoint_id=endpoint.webhook.id, method=scope["method"], path=path,

@@ -99,6 +99,7 @@ def _settings(params: Mapping[str, Any], *, enabled: bool) -> dict[str, Any]:
         "response_mode": WebhookResponseMode(params.get("response_mode") or "immediately"),
         "ip_allowlist": list(params.get("ip_allowlist") or []),
         "max_body_bytes": params.get("max_body_bytes"),
+        "rate_limit": params.get("rate_limit"),
         "legacy_signature": params.get("legacy_signature") is True,
         "enabled": enabled,
     }

@@ -135,6 +135,8 @@ class WebhookSettings:
     legacy_signature: bool
     ip_allowlist: tuple[str, ...]
     max_body_bytes: int | None
+    rate_limit: str | None
+    """The node's own (`100/second`, `unlimited`); None: the server's default."""
     is_test: bool
 
     @classmethod
@@ -146,7 +148,7 @@ class WebhookSettings:
             response_mode=row.response_mode,
             secret=box.open(sealed) if sealed is not None else None,
             legacy_signature=row.legacy_signature, ip_allowlist=tuple(row.ip_allowlist or ()),
-            max_body_bytes=row.max_body_bytes, is_test=row.is_test,
+            max_body_bytes=row.max_body_bytes, rate_limit=row.rate_limit, is_test=row.is_test,
         )  # fmt: skip
 
 

@@ -122,6 +122,18 @@ def test_previous_keys_are_comma_separated_and_checked(monkeypatch: pytest.Monke
         load_settings()
 
 
+def test_the_webhook_rate_limit_is_off_unless_set_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LINKFLOW_WEBHOOK_RATE_LIMIT: unset by default; a value that is no rate is named."""
+    assert load_settings().webhook_rate_limit is None
+    monkeypatch.setenv("LINKFLOW_WEBHOOK_RATE_LIMIT", "100/second")
+    assert load_settings().webhook_rate_limit == "100/second"
+    monkeypatch.setenv("LINKFLOW_WEBHOOK_RATE_LIMIT", "lots")
+    with pytest.raises(ConfigError, match=r"^LINKFLOW_WEBHOOK_RATE_LIMIT: .*100/second"):
+        load_settings()
+
+
 def test_dot_env_is_read(tmp_path: Path) -> None:
     """Settings come from a .env file in the working directory too."""
     (tmp_path / ".env").write_text("LINKFLOW_REDIS_URL=redis://127.0.0.1:6399/0\n")

@@ -18,6 +18,11 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 MAX_BODY_BYTES_CAP: Final = 64 * 1024 * 1024
 """A call's body is held in memory while its execution starts: this bounds it."""
 
+# `rate_limit`'s notation, the `limits` library's subset the docs promise: `N/unit` or
+# `N/M units`, or `unlimited` (which overrides a server-wide default).
+_RATE: Final = re.compile(r"[1-9][0-9]*\s*/\s*([1-9][0-9]*\s*)?(second|minute|hour|day)s?")
+UNLIMITED: Final = "unlimited"
+
 # URL path characters that need no escaping (RFC 3986 unreserved + "/" + ":" for parameters).
 _PATH: Final = re.compile(r"[A-Za-z0-9._~:/-]*")
 
@@ -102,6 +107,17 @@ class WebhookTrigger(Node):
                 ),
                 "default": MAX_BODY_BYTES,
             },
+            "rate_limit": {
+                "type": ["string", "null"],
+                "description": (
+                    "Calls this webhook accepts, from all callers together: `N/second`, "
+                    "`N/minute`, `N/hour`, `N/day` (or `N/M minutes`...); beyond it, 429 "
+                    "`webhook_rate_limited` with `Retry-After`. `unlimited` lifts the "
+                    "server's default (`LINKFLOW_WEBHOOK_RATE_LIMIT`, unset: no limit); "
+                    "null takes it. The API's per-address limit does not apply to webhooks."
+                ),
+                "default": None,
+            },
         },
         "required": [],
         "additionalProperties": False,
@@ -116,6 +132,7 @@ class WebhookTrigger(Node):
         allowlist = parameters.get("ip_allowlist")
         if isinstance(allowlist, list):
             problems.extend(_network_problems(allowlist))
+        problems.extend(_rate_problems(parameters.get("rate_limit")))
         return problems
 
     async def run(self, ctx: NodeContext) -> NodeResult:
@@ -144,6 +161,16 @@ def _path_problems(path: Any) -> list[str]:
         return [] if path is None else ["path must be a literal string, not an expression"]
     if not _PATH.fullmatch(path):
         return [f"path {path!r} may contain only letters, digits and ._~:/-"]
+    return []
+
+
+def _rate_problems(rate: Any) -> list[str]:
+    if not isinstance(rate, str) or rate == UNLIMITED:
+        return []  # null, or another type: the schema speaks for it
+    if is_expression(rate):
+        return ["rate_limit must be a literal string, not an expression"]
+    if not _RATE.fullmatch(rate.strip()):
+        return [f"rate_limit {rate!r} is not a rate like 100/second, 600/minute or unlimited"]
     return []
 
 

@@ -210,6 +210,8 @@ class Webhook(Timestamped, WorkspaceScoped):
     ip_allowlist: Mapped[list[str]] = mapped_column(StringArray, default=list)
     # NULL means the server-wide default limit applies.
     max_body_bytes: Mapped[int | None] = mapped_column(default=None)
+    # The node's `rate_limit` (`100/second`, `unlimited`); NULL: the server-wide default.
+    rate_limit: Mapped[str | None] = mapped_column(String(64), default=None)
     is_test: Mapped[bool] = mapped_column(default=False)
     call_count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_called_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -72,3 +72,11 @@ class TestWebhookCheck:
     def test_a_body_limit_below_one_byte_is_refused(self) -> None:
         """max_body_bytes is at least 1."""
         assert _problems({"max_body_bytes": 0}) != []
+
+    def test_a_rate_limit_is_a_rate_or_unlimited(self) -> None:
+        """`rate_limit` takes `N/unit`, `N/M units` or `unlimited`; anything else is named."""
+        for rate in ("100/second", "6000/minute", "5/2 minutes", "1/day", "unlimited", None):
+            assert _problems({"rate_limit": rate}) == [], rate
+        for rate in ("fast", "0/second", "100/week", "100"):
+            found = _problems({"rate_limit": rate})
+            assert any("rate_limit" in p and rate in p for p in found), (rate, found)
