@@ -23,7 +23,6 @@ code, the failing node, the execution id) with the workflow's
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from linkflow.services.errors import (
     PayloadTooLarge,
 )
 from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.webhook_bodies import parse_body
 from linkflow.services.webhook_headers import answer_headers, redacted
 from linkflow.services.webhook_signatures import SignatureCheck
 from linkflow.services.writer import GroupCommitWriter
@@ -316,6 +316,8 @@ def _item(call: WebhookCall) -> dict[str, Any]:
 
 
 def _parse_body(call: WebhookCall) -> Any:
+    """The body as the workflow sees it: JSON here (the hot path), forms, text and the
+    rest by `webhook_bodies.parse_body`."""
     if not call.body:
         return None
     content_type = call.headers.get("content-type", "")
@@ -324,10 +326,7 @@ def _parse_body(call: WebhookCall) -> Any:
             return orjson.loads(call.body)
         except orjson.JSONDecodeError:
             raise _invalid_json() from None
-    try:
-        return call.body.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(call.body).decode()}
+    return parse_body(content_type, call.body)
 
 
 def _invalid_json() -> LinkFlowError:
