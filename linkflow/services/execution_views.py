@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -21,7 +22,7 @@ from linkflow.bus.envelope import event_data, message, stamp
 from linkflow.engine import EventType
 from linkflow.queue import Priority
 from linkflow.security.rbac import Permission
-from linkflow.services._paging import Page, page
+from linkflow.services._paging import Page, ordinal_page, page
 from linkflow.services.context import WorkspaceAccess
 from linkflow.services.errors import Conflict, NotFound
 from linkflow.services.executions import ExecutionService, NewExecution
@@ -177,10 +178,24 @@ class ExecutionViews:
             )
         )  # fmt: skip
 
-    async def get(self, access: WorkspaceAccess, execution_id: uuid.UUID) -> dict[str, Any]:
+    async def get(
+        self, access: WorkspaceAccess, execution_id: uuid.UUID,
+        *, resume_url: Callable[[uuid.UUID], str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The execution with its nodes. With `resume_url` (`ResumeLinks.url`), a caller who
+        may run workflows also sees `resume_url` while it waits for a resume webhook (the
+        URL resumes it, so it is shown only to those who could have started it)."""
         access.require(Permission.EXECUTIONS_READ)
+        shown_url: str | None = None
         async with self.database.session() as session:
             row = await self._row(session, access, execution_id)
+            if (
+                resume_url is not None
+                and row.status is ExecutionStatus.WAITING
+                and access.can(Permission.WORKFLOWS_EXECUTE)
+                and await _waits_for_webhook(session, execution_id)
+            ):
+                shown_url = resume_url(execution_id)
             nodes = (
                 await session.scalars(
                     select(NodeExecution)
@@ -192,7 +207,9 @@ class ExecutionViews:
                     )
                 )
             ).all()
-        return execution_json(row, list(nodes))
+        body = execution_json(row, list(nodes))
+        body["resume_url"] = shown_url
+        return body
 
     async def list_page(
         self, access: WorkspaceAccess, where: ExecutionFilter, *, limit: int, cursor: str | None
@@ -215,15 +232,27 @@ class ExecutionViews:
         return Page([execution_json(row, None) for row in rows.items], rows.next_cursor)
 
     async def logs(self, access: WorkspaceAccess, execution_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The whole history, in order (the event stream replays it)."""
         access.require(Permission.EXECUTIONS_READ)
         async with self.database.session() as session:
             await self._row(session, access, execution_id)
             events = await EventRepository(session).read(execution_id)
-        return [
-            {"seq": e.seq, "type": e.type, "node_id": e.node_id, "data": e.data,
-             "timestamp": e.created_at.isoformat()}
-            for e in events
-        ]  # fmt: skip
+        return [_event_json(e) for e in events]
+
+    async def logs_page(
+        self, access: WorkspaceAccess, execution_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[dict[str, Any]]:
+        """One page of the history, in `seq` order (oldest first, unlike other lists: a
+        history is read from its start, and a page's cursor resumes after its last event)."""
+        access.require(Permission.EXECUTIONS_READ)
+        statement = select(ExecutionEvent).where(ExecutionEvent.execution_id == execution_id)
+        async with self.database.session() as session:
+            await self._row(session, access, execution_id)
+            rows: Page[ExecutionEvent] = await ordinal_page(
+                session, cast(Any, statement), position=ExecutionEvent.seq, limit=limit,
+                cursor=cursor, descending=False,
+            )  # fmt: skip
+        return Page([_event_json(e) for e in rows.items], rows.next_cursor)
 
     async def cancel(self, access: WorkspaceAccess, execution_id: uuid.UUID) -> dict[str, Any]:
         """A queued or waiting execution stops at once; a running one at its next node."""
@@ -320,6 +349,23 @@ class ExecutionViews:
                 )
                 or 0
             )
+
+
+async def _waits_for_webhook(session: Any, execution_id: uuid.UUID) -> bool:
+    """Whether the execution's latest event is a wait that a resume webhook may end."""
+    last: ExecutionEvent | None = await session.scalar(
+        select(ExecutionEvent)
+        .where(ExecutionEvent.execution_id == execution_id)
+        .order_by(ExecutionEvent.seq.desc())
+        .limit(1)
+    )
+    return (last is not None and last.type == EventType.EXECUTION_WAITING.value
+            and bool(last.data.get("webhook")))  # fmt: skip
+
+
+def _event_json(event: ExecutionEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "type": event.type, "node_id": event.node_id, "data": event.data,
+            "timestamp": event.created_at.isoformat()}  # fmt: skip
 
 
 def _start_node(events: builtins.list[ExecutionEvent]) -> str | None:

@@ -36,10 +36,11 @@ from sqlalchemy import (
 )
 
 from linkflow.engine import CompiledWorkflow, Engine, InvalidWorkflow
+from linkflow.scheduler.timing import next_fire
 from linkflow.security.rbac import Permission
 from linkflow.security.secretbox import SecretBox
 from linkflow.services import audit
-from linkflow.services._paging import Page, page
+from linkflow.services._paging import Page, ordinal_page, page
 from linkflow.services.context import Actor, WorkspaceAccess
 from linkflow.services.errors import FieldProblem, Invalid, NotFound
 from linkflow.services.webhook_endpoints import (
@@ -52,6 +53,7 @@ from linkflow.store import (
     Credential,
     Database,
     Schedule,
+    ScheduleStatus,
     Webhook,
     Workflow,
     WorkflowStatus,
@@ -320,7 +322,9 @@ class WorkflowService:
                 session.add(_schedule_row(workflow, node_id, params))
             elif _timing(before.get(node_id, {})) != timing:
                 row.cron, row.interval_s, row.timezone = timing
-                row.next_run_at = None  # the scheduler counts from now
+                # Shown at once, as the scheduler would count it; a paused one has none.
+                row.next_run_at = (_first_fire(*timing) if row.status is ScheduleStatus.ACTIVE
+                                   else None)  # fmt: skip
         for node_id, row in existing.items():
             if node_id not in timings:
                 await session.delete(row)
@@ -417,6 +421,19 @@ class WorkflowService:
             )
             return list((await session.scalars(statement)).all())
 
+    async def versions_page(
+        self, access: WorkspaceAccess, workflow_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[WorkflowVersion]:
+        """One page of the workflow's versions, newest first."""
+        access.require(Permission.WORKFLOWS_READ)
+        statement = select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id)
+        async with self.database.session() as session:
+            await _get(session, access.workspace_id, workflow_id)
+            return await ordinal_page(
+                session, cast(Any, statement), position=WorkflowVersion.version, limit=limit,
+                cursor=cursor, descending=True,
+            )  # fmt: skip
+
     async def version(
         self, access: WorkspaceAccess, workflow_id: uuid.UUID, version: int
     ) -> WorkflowVersion:
@@ -492,11 +509,18 @@ def _timing(params: Mapping[str, Any]) -> tuple[str | None, int | None, str]:
 
 
 def _schedule_row(workflow: Workflow, node_id: str, params: Mapping[str, Any]) -> Schedule:
+    cron, interval_s, timezone = _timing(params)
     return Schedule(
         workspace_id=workflow.workspace_id, workflow_id=workflow.id, node_id=node_id,
-        cron=params.get("cron"), interval_s=params.get("interval_s"),
-        timezone=params.get("timezone") or "UTC",
+        cron=cron, interval_s=interval_s, timezone=timezone,
+        next_run_at=_first_fire(cron, interval_s, timezone),
     )  # fmt: skip
+
+
+def _first_fire(cron: str | None, interval_s: int | None, timezone: str) -> datetime:
+    """When a schedule activated now fires first: stored at once, so `next_run_at` is not
+    null until the first tick (the scheduler fires it then, as it would have counted)."""
+    return next_fire(datetime.now(UTC), cron=cron, interval_s=interval_s, timezone=timezone)
 
 
 async def _remove_triggers(session: Any, workflow_id: uuid.UUID) -> None:

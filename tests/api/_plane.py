@@ -149,6 +149,21 @@ class PlaneApi:
             reached, timeout_s=timeout_s, what=f"execution {execution_id} to be one of {wanted}"
         )
 
+    async def listed(self, account: Account, path: str, **params: Any) -> list[Any]:
+        """Every item of the list at `path`, following `next_cursor` page by page."""
+        items: list[Any] = []
+        cursor: str | None = None
+        while True:
+            query = {**params, **({"cursor": cursor} if cursor else {})}
+            response = await self.client.get(path, params=query, headers=account.headers)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert set(body) == {"data", "next_cursor"}, body
+            items.extend(body["data"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return items
+
     async def run(self, account: Account, workflow_id: str, **body: Any) -> dict[str, Any]:
         """Execute and wait for the end; the finished execution."""
         queued = await self.execute(account, workflow_id, **body)

@@ -347,7 +347,8 @@ class TestListAndRead:
         done = await plane_api.run(me, flow["id"], input={})
         response = await plane_api.client.get(f"{EXECUTIONS}/{done['id']}/logs", headers=me.headers)
         assert response.status_code == 200, response.text
-        events = response.json()
+        assert response.json()["next_cursor"] is None
+        events = response.json()["data"]
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert [e["type"] for e in events] == [
             "execution.queued", "execution.started",
@@ -358,6 +359,61 @@ class TestListAndRead:
             "start", "mark",
         ]  # fmt: skip
         assert events[-1]["data"]["output"] == [{"done": True}]
+
+    async def test_logs_are_a_paged_list_like_every_other(self, plane_api: PlaneApi):
+        """Regression (issue 14, item 13): logs were a bare array. `{data, next_cursor}`,
+        `?limit=` pages in seq order, and the pages join up to the whole history."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, manual_doc())
+        done = await plane_api.run(me, flow["id"], input={})
+        url = f"{EXECUTIONS}/{done['id']}/logs"
+        first = await plane_api.client.get(url, params={"limit": 3}, headers=me.headers)
+        assert first.status_code == 200, first.text
+        assert [e["seq"] for e in first.json()["data"]] == [1, 2, 3]
+        cursor = first.json()["next_cursor"]
+        assert cursor is not None
+        second = await plane_api.client.get(
+            url, params={"limit": 3, "cursor": cursor}, headers=me.headers
+        )
+        assert [e["seq"] for e in second.json()["data"]] == [4, 5, 6]
+        whole = await plane_api.listed(me, url, limit=2)
+        assert [e["seq"] for e in whole] == list(range(1, 8))
+        for bad in ("nonsense", "bad\u00e9"):
+            refused = await plane_api.client.get(url, params={"cursor": bad}, headers=me.headers)
+            assert_problem(refused, 422, "invalid_cursor")
+
+    async def test_a_waiting_execution_shows_its_resume_url_to_those_who_may_run_it(
+        self, plane_api: PlaneApi
+    ):
+        """Regression (issue 14, item 13): the resume URL was only reachable from an
+        expression. The detail shows `resume_url` to a member who may run workflows, null to a
+        viewer, and null once it no longer waits; the URL shown resumes it."""
+        owner, viewer = await plane_api.user(), await plane_api.user()
+        workspace = await team(plane_api.client, owner)
+        await join(plane_api.client, owner, viewer, workspace, "viewer")
+        as_owner, as_viewer = owner.in_workspace(workspace), viewer.in_workspace(workspace)
+        flow = await plane_api.workflow(owner, waiting_doc(), headers=as_owner)
+        queued = await plane_api.execute(owner, flow["id"], headers=as_owner, input={})
+        waiting = await plane_api.execution(owner, queued["id"], "waiting", headers=as_owner)
+        url = waiting["resume_url"]
+        assert url is not None
+        assert f"/webhooks/resume/{queued['id']}/" in url
+        seen = await plane_api.execution(viewer, queued["id"], "waiting", headers=as_viewer)
+        assert seen["resume_url"] is None
+        resumed = await plane_api.client.post(url, json={"ok": True})
+        assert resumed.status_code == 202, resumed.text
+        done = await plane_api.execution(owner, queued["id"], "completed", headers=as_owner)
+        assert done["resume_url"] is None
+
+    async def test_a_timed_wait_has_no_resume_url(self, plane_api: PlaneApi):
+        """A wait for a time cannot be resumed by a call, so no URL is shown."""
+        me = await plane_api.user()
+        doc = waiting_doc()
+        doc["nodes"][1]["parameters"] = {"seconds": 3600}
+        flow = await plane_api.workflow(me, doc)
+        queued = await plane_api.execute(me, flow["id"], input={})
+        waiting = await plane_api.execution(me, queued["id"], "waiting")
+        assert waiting["resume_url"] is None
 
     async def test_unknown_execution_ids_are_404_everywhere(self, plane_api: PlaneApi):
         """get, logs, events, cancel and retry of an unknown id: 404 execution_not_found."""
@@ -391,9 +447,7 @@ class TestCancel:
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "cancelled"
         assert response.json()["completed_at"] is not None
-        logs = (
-            await plane_api.client.get(f"{EXECUTIONS}/{queued['id']}/logs", headers=me.headers)
-        ).json()
+        logs = await plane_api.listed(me, f"{EXECUTIONS}/{queued['id']}/logs")
         assert logs[-1]["type"] == "execution.cancelled"
         again = await plane_api.client.get(f"{EXECUTIONS}/{queued['id']}", headers=me.headers)
         assert again.json()["status"] == "cancelled"
@@ -472,9 +526,7 @@ class TestRetry:
 
 
 async def prep_output(plane: PlaneApi, account: Account, execution_id: str) -> Any:
-    logs = (
-        await plane.client.get(f"{EXECUTIONS}/{execution_id}/logs", headers=account.headers)
-    ).json()
+    logs = await plane.listed(account, f"{EXECUTIONS}/{execution_id}/logs")
     (output,) = [
         e["data"]["outputs"]
         for e in logs
@@ -492,9 +544,7 @@ class TestEventStream:
         flow = await plane_api.workflow(me, manual_doc())
         done = await plane_api.run(me, flow["id"], input={})
         events = await stream_events(plane_api, me, done["id"])
-        logs = (
-            await plane_api.client.get(f"{EXECUTIONS}/{done['id']}/logs", headers=me.headers)
-        ).json()
+        logs = await plane_api.listed(me, f"{EXECUTIONS}/{done['id']}/logs")
         assert [kind for kind, _ in events] == [e["type"] for e in logs]
         for kind, envelope in events:
             assert set(envelope) == {"event", "channel", "data", "timestamp"}

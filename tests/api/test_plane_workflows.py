@@ -3,6 +3,7 @@ webhook URLs, import/export without secrets, and who may write."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.api._plane import PlaneApi, assert_problem, manual_doc, plane_api, webhook_doc
@@ -216,7 +217,7 @@ class TestReadUpdateDelete:
         assert updated.status_code == 200, updated.text
         assert updated.json()["version"] == 2
         assert updated.json()["nodes"] == new_nodes
-        versions = (await plane_api.client.get(f"{url}/versions", headers=me.headers)).json()
+        versions = await plane_api.listed(me, f"{url}/versions")
         assert [(v["version"], v["message"]) for v in versions] == [
             (2, "say twice"),
             (1, "created"),
@@ -228,6 +229,30 @@ class TestReadUpdateDelete:
         assert second.json()["nodes"] == new_nodes
         missing = await plane_api.client.get(f"{url}/versions/3", headers=me.headers)
         assert_problem(missing, 404)
+
+    async def test_versions_are_a_paged_list_newest_first(self, plane_api: PlaneApi):
+        """Regression (issue 14, item 13): versions were a bare array. `{data, next_cursor}`,
+        newest first, `?limit=` and `?cursor=` as in every list."""
+        me = await plane_api.user()
+        created = await plane_api.workflow(me, manual_doc())
+        url = f"{WORKFLOWS}/{created['id']}"
+        for n in range(2, 5):
+            nodes = manual_doc(done=f"v{n}")["nodes"]
+            changed = await plane_api.client.put(url, json={"nodes": nodes}, headers=me.headers)
+            assert changed.json()["version"] == n, changed.text
+        first = await plane_api.client.get(f"{url}/versions", params={"limit": 3},
+                                           headers=me.headers)  # fmt: skip
+        assert first.status_code == 200, first.text
+        assert [v["version"] for v in first.json()["data"]] == [4, 3, 2]
+        cursor = first.json()["next_cursor"]
+        rest = await plane_api.client.get(f"{url}/versions", params={"limit": 3, "cursor": cursor},
+                                          headers=me.headers)  # fmt: skip
+        assert ([v["version"] for v in rest.json()["data"]], rest.json()["next_cursor"]) == (
+            [1], None,
+        )  # fmt: skip
+        refused = await plane_api.client.get(f"{url}/versions", params={"cursor": "x"},
+                                             headers=me.headers)  # fmt: skip
+        assert_problem(refused, 422, "invalid_cursor")
 
     async def test_an_execution_runs_the_version_it_was_started_on(self, plane_api: PlaneApi):
         """After an update, a new run records version 2 and computes with the new nodes."""
@@ -253,7 +278,7 @@ class TestReadUpdateDelete:
         assert renamed.json()["tags"] == ["x"]
         same = await plane_api.client.put(url, json={"nodes": created["nodes"]}, headers=me.headers)
         assert same.json()["version"] == 1
-        versions = (await plane_api.client.get(f"{url}/versions", headers=me.headers)).json()
+        versions = await plane_api.listed(me, f"{url}/versions")
         assert [v["version"] for v in versions] == [1]
 
     async def test_an_invalid_update_is_422_and_changes_nothing(self, plane_api: PlaneApi):
@@ -475,3 +500,29 @@ class TestSchedulesAcrossEdits:
         moved = await edit(schedule_doc("30 7 * * *", greeting="hello"))
         assert (moved["id"], moved["status"], moved["cron"]) == (schedule["id"], "paused",
                                                                  "30 7 * * *")  # fmt: skip
+        assert moved["next_run_at"] is None
+
+    async def test_an_activated_schedule_shows_when_it_fires_first(self, plane_api: PlaneApi):
+        """Regression (issue 14, item 13): an active schedule showed `next_run_at: null` until
+        it first fired. Activation stores its first fire time; an edit of its cron moves it."""
+        me = await plane_api.user()
+        before = datetime.now(UTC)
+        flow = await plane_api.workflow(me, schedule_doc("0 9 * * *"), activate=True)
+
+        async def only_schedule() -> dict[str, Any]:
+            listed = await plane_api.client.get(
+                "/api/v1/schedules", params={"workflow_id": flow["id"]}, headers=me.headers
+            )
+            (schedule,) = listed.json()["data"]
+            return dict(schedule)
+
+        first = await only_schedule()
+        fires = datetime.fromisoformat(first["next_run_at"])
+        assert (fires.hour, fires.minute, fires.second) == (9, 0, 0)
+        assert before < fires <= before + timedelta(days=1)
+        changed = await plane_api.client.put(
+            f"/api/v1/workflows/{flow['id']}", json=schedule_doc("30 7 * * *"), headers=me.headers
+        )
+        assert changed.status_code == 200, changed.text
+        moved = datetime.fromisoformat((await only_schedule())["next_run_at"])
+        assert (moved.hour, moved.minute) == (7, 30)

@@ -118,6 +118,18 @@ class Client:
         assert response.status_code == status, response.text
         return response.json() if response.content else None
 
+    def listed(self, path: str, **params: Any) -> list[Any]:
+        """Every item of the list at `path` (`{data, next_cursor}`), page by page."""
+        items: list[Any] = []
+        cursor: str | None = None
+        while True:
+            query = {**params, **({"cursor": cursor} if cursor else {})}
+            page = self.ok("GET", path, params=query)
+            items.extend(page["data"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+
 
 ADA = {"email": "ada@example.com", "password": "correct horse battery"}
 
@@ -144,5 +156,5 @@ def execution_of(client: Client, execution_id: str, *statuses: str) -> dict[str,
 
 def started(client: Client, execution_id: str, node_id: str) -> bool:
     """Whether the execution's history shows `node_id` started."""
-    events = client.ok("GET", f"/api/v1/executions/{execution_id}/logs")
+    events = client.listed(f"/api/v1/executions/{execution_id}/logs")
     return any(e["type"] == "node.started" and e["node_id"] == node_id for e in events)

@@ -46,7 +46,7 @@ def test_webhook_to_answer_to_execution_details(server: Serve) -> None:
         ("hook", "completed"), ("check", "completed"), ("adult", "completed"),
         ("join", "completed"), ("minor", "skipped"),
     ]  # fmt: skip
-    events = client.ok("GET", f"/api/v1/executions/{run['id']}/logs")
+    events = client.listed(f"/api/v1/executions/{run['id']}/logs")
     assert events[0]["type"] == "execution.queued"
     assert events[-1]["type"] == "execution.completed"
     wrong = httpx.get(hook["url"], timeout=30)
@@ -85,7 +85,7 @@ def test_retry_from_the_failed_node_reuses_what_completed(server: Serve) -> None
 
 def failed_prep_time(client: Client, execution_id: str) -> str:
     """`prep`'s output in the failed run: the retry must carry it over unchanged."""
-    for event in client.ok("GET", f"/api/v1/executions/{execution_id}/logs"):
+    for event in client.listed(f"/api/v1/executions/{execution_id}/logs"):
         if event["type"] == "node.completed" and event["node_id"] == "prep":
             return str(event["data"]["outputs"]["main"][0]["json"]["at"])
     raise AssertionError("prep did not complete")
@@ -257,7 +257,7 @@ def test_sigterm_lets_a_running_execution_finish_before_exiting(server: Serve) -
     client.token = body["access_token"]
     done = execution_of(client, queued["id"], "completed", "failed")
     assert done["status"] == "completed"
-    events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    events = client.listed(f"/api/v1/executions/{queued['id']}/logs")
     starts = [e for e in events if e["type"] == "node.started" and e["node_id"] == "slow"]
     assert len(starts) == 1, "the node ran again after the restart"
 
@@ -282,7 +282,7 @@ def test_a_wait_is_resumed_through_its_resume_url(server: Serve) -> None:
     flow = workflow(client, doc)
     queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
     execution_of(client, queued["id"], "waiting")
-    events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    events = client.listed(f"/api/v1/executions/{queued['id']}/logs")
     link = next(e for e in events if e["type"] == "node.completed" and e["node_id"] == "link")
     url = link["data"]["outputs"]["main"][0]["json"]["url"]
     assert url.startswith(f"{server.url}/webhooks/resume/{queued['id']}/")
@@ -322,7 +322,7 @@ def test_a_resume_link_clicked_twenty_times_at_once_resumes_once_and_survives_si
     flow = workflow(client, doc)
     queued = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
     execution_of(client, queued["id"], "waiting")
-    events = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    events = client.listed(f"/api/v1/executions/{queued['id']}/logs")
     link = next(e for e in events if e["type"] == "node.completed" and e["node_id"] == "link")
     url = link["data"]["outputs"]["main"][0]["json"]["url"]
 
@@ -344,7 +344,7 @@ def test_a_resume_link_clicked_twenty_times_at_once_resumes_once_and_survives_si
     done = execution_of(client, queued["id"], "completed", "failed")
     assert done["status"] == "completed", done
     assert done["output"][0]["call"] == accepted
-    history = client.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    history = client.listed(f"/api/v1/executions/{queued['id']}/logs")
     completed = Counter(e["node_id"] for e in history if e["type"] == "node.completed")
     assert completed == {"start": 1, "link": 1, "approval": 1, "slow": 1, "after": 1}
     types = [e["type"] for e in history]

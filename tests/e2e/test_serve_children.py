@@ -44,7 +44,7 @@ def caller(child_id: str, **parameters: Any) -> dict[str, Any]:
 
 
 def history(client: Client, execution_id: str) -> list[dict[str, Any]]:
-    return list(client.ok("GET", f"/api/v1/executions/{execution_id}/logs"))
+    return list(client.listed(f"/api/v1/executions/{execution_id}/logs"))
 
 
 def runs_of(client: Client, workflow_id: str) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ def login(server: Serve) -> Client:
 
 
 def each_ran_once(client: Client, execution_id: str) -> None:
-    events = client.ok("GET", f"/api/v1/executions/{execution_id}/logs")
+    events = client.listed(f"/api/v1/executions/{execution_id}/logs")
     completed = Counter(e["node_id"] for e in events if e["type"] == "node.completed")
     assert completed == {"start": 1, "slow": 1, "after": 1}, (execution_id, completed)
     ends = [e["type"] for e in events if e["type"].startswith("execution.") and
@@ -105,7 +105,7 @@ def test_a_serve_killed_mid_node_is_resumed_by_the_other_after_its_lease(
     other = login(second)
     done = execution_of(other, queued["id"], "completed", "failed")
     assert done["status"] == "completed", done
-    events: list[dict[str, Any]] = other.ok("GET", f"/api/v1/executions/{queued['id']}/logs")
+    events: list[dict[str, Any]] = other.listed(f"/api/v1/executions/{queued['id']}/logs")
     starts = Counter(e["node_id"] for e in events if e["type"] == "node.started")
     assert starts["start"] == 1
     assert starts["slow"] == 2  # interrupted on A, run again on B

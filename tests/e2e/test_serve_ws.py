@@ -72,7 +72,7 @@ async def test_live_events_over_a_websocket(server: Serve) -> None:
     assert seqs == sorted(seqs)
 
     # The history after seq 3, then the live rest: every later event once, in order.
-    logs = client.ok("GET", f"/api/v1/executions/{run['id']}/logs")
+    logs = client.listed(f"/api/v1/executions/{run['id']}/logs")
     stored = logs["data"] if isinstance(logs, dict) else logs
     last = max(e["seq"] for e in stored)
     async with connect(ws_url(server, client.token), open_timeout=DEADLINE_S) as ws:

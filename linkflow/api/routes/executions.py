@@ -57,7 +57,9 @@ async def list_executions(
 async def get_execution(
     execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
 ) -> dict[str, Any]:
-    return await plane.executions.get(access, execution_id)
+    """The execution with its nodes; `resume_url` while it waits for a resume webhook, to
+    members who may run workflows (null otherwise)."""
+    return await plane.executions.get(access, execution_id, resume_url=plane.resume_links.url)
 
 
 @router.post("/{execution_id}/cancel")
@@ -83,10 +85,13 @@ async def retry_execution(
 
 @router.get("/{execution_id}/logs")
 async def execution_logs(
-    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
-) -> list[dict[str, Any]]:
-    """The execution's event history, in order."""
-    return await plane.executions.logs(access, execution_id)
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices, paging: Paging
+) -> ListOf[dict[str, Any]]:
+    """The execution's event history, in order (oldest first), paged like every list."""
+    page = await plane.executions.logs_page(
+        access, execution_id, limit=paging.limit, cursor=paging.cursor
+    )
+    return ListOf[dict[str, Any]](data=page.items, next_cursor=page.next_cursor)
 
 
 @router.get("/{execution_id}/events")

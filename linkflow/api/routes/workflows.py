@@ -253,10 +253,16 @@ async def rotate_webhook(
 
 @router.get("/{workflow_id}/versions")
 async def list_versions(
-    workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
-) -> list[VersionOut]:
-    rows: list[WorkflowVersion] = await plane.workflows.versions(access, workflow_id)
-    return [VersionOut.model_validate(row) for row in rows]
+    workflow_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices, paging: Paging
+) -> ListOf[VersionOut]:
+    """Newest first, paged like every list."""
+    page = await plane.workflows.versions_page(
+        access, workflow_id, limit=paging.limit, cursor=paging.cursor
+    )
+    rows: list[WorkflowVersion] = page.items
+    return ListOf[VersionOut](
+        data=[VersionOut.model_validate(row) for row in rows], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/{workflow_id}/versions/{version}")
