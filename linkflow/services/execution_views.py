@@ -3,6 +3,10 @@
 Reads come from the `executions` and `node_executions` projections; the
 history (`logs`) from `execution_events`. Every query is scoped by the
 caller's workspace: another workspace's execution is simply not found.
+
+Lists hold summaries (`execution_summary`): no input or output, whose sizes
+the database measures instead, so a page of large executions stays small; the
+detail (`get`) has the data.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, LargeBinary, Text, case, func, select, update
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import defer
 
 from linkflow.bus import Bus
 from linkflow.bus.envelope import event_data, message, stamp
@@ -42,7 +48,7 @@ from linkflow.store import (
 )
 from linkflow.worker.consumer import CancelRegistry
 
-__all__ = ["ExecutionFilter", "ExecutionViews", "execution_json"]
+__all__ = ["ExecutionFilter", "ExecutionViews", "execution_json", "execution_summary"]
 
 _FINISHED = {"completed", "failed", "cancelled", "timeout"}
 _STATUS_OF_EVENT = {
@@ -50,6 +56,8 @@ _STATUS_OF_EVENT = {
     "execution.cancelled": "cancelled", "execution.timed_out": "timeout",
     "execution.waiting": "waiting",
 }  # fmt: skip
+HEADLINE_CHARS = 200
+"""A list shows an error's first line up to this long; the detail has it whole."""
 PROJECTION_WAIT_S = 5.0
 """How long a waiting caller gives the row to catch up with the history."""
 _END_EVENTS = frozenset(
@@ -91,6 +99,52 @@ def execution_json(row: Execution, nodes: builtins.list[NodeExecution] | None) -
             for n in nodes
         ]  # fmt: skip
     return body
+
+
+def execution_summary(row: Execution, sizes: tuple[int, int, int, int]) -> dict[str, Any]:
+    """An execution in a list: the detail's fields but input, output and nodes, the
+    sizes of input and output (`*_bytes` as stored, `*_items`: an object is one item, a
+    list its length) and the error's headline (`{message, node_id}`, the message's first
+    line). `row` must not have loaded input or output (`_SUMMARY_COLUMNS`)."""
+    error = row.error
+    headline: dict[str, Any] | None = None
+    if error is not None:
+        message = str(error.get("message") or "")
+        first = message.split("\n", 1)[0]
+        if len(first) > HEADLINE_CHARS:
+            first = first[:HEADLINE_CHARS] + "…"
+        headline = {"message": first, "node_id": error.get("node_id")}
+    input_bytes, output_bytes, input_items, output_items = sizes
+    return {
+        "id": str(row.id), "workflow_id": str(row.workflow_id),
+        "workflow_version": row.workflow_version, "status": row.status.value,
+        "trigger_type": row.trigger_type.value, "priority": row.priority.value,
+        "error": headline,
+        "parent_execution_id": str(row.parent_execution_id) if row.parent_execution_id else None,
+        "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
+        "completed_at": _iso(row.completed_at), "wait_until": _iso(row.wait_until),
+        "input_bytes": input_bytes, "output_bytes": output_bytes,
+        "input_items": input_items, "output_items": output_items,
+    }  # fmt: skip
+
+
+def _bytes_of(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The stored JSON's length in bytes (PostgreSQL: of JSONB's text form)."""
+    if dialect == "postgresql":
+        return func.coalesce(func.octet_length(sql_cast(column, Text)), 0)
+    return func.coalesce(func.length(sql_cast(column, LargeBinary)), 0)
+
+
+def _items_of(column: Any, dialect: str) -> ColumnElement[Any]:
+    """How many items the stored JSON holds: a list's length, 1 for an object, else 0."""
+    postgres = dialect == "postgresql"
+    type_of = func.jsonb_typeof if postgres else func.json_type
+    length_of = func.jsonb_array_length if postgres else func.json_array_length
+    return case(
+        (type_of(column) == "array", length_of(column)),
+        (type_of(column) == "object", 1),
+        else_=0,
+    )
 
 
 class ExecutionViews:
@@ -215,7 +269,12 @@ class ExecutionViews:
         self, access: WorkspaceAccess, where: ExecutionFilter, *, limit: int, cursor: str | None
     ) -> Page[dict[str, Any]]:
         access.require(Permission.EXECUTIONS_READ)
-        statement = select(Execution).where(Execution.workspace_id == access.workspace_id)
+        statement = (
+            select(Execution)
+            .where(Execution.workspace_id == access.workspace_id)
+            .options(defer(Execution.input, raiseload=True),
+                     defer(Execution.output, raiseload=True))
+        )  # fmt: skip
         if where.workflow_id is not None:
             statement = statement.where(Execution.workflow_id == where.workflow_id)
         if where.status is not None:
@@ -229,7 +288,27 @@ class ExecutionViews:
                 session, cast(Any, statement), created_at=Execution.created_at,
                 row_id=Execution.id, limit=limit, cursor=cursor,
             )  # fmt: skip
-        return Page([execution_json(row, None) for row in rows.items], rows.next_cursor)
+            sizes = await self._sizes(session, [row.id for row in rows.items])
+        return Page(
+            [execution_summary(row, sizes.get(row.id, (0, 0, 0, 0))) for row in rows.items],
+            rows.next_cursor,
+        )
+
+    async def _sizes(
+        self, session: Any, ids: builtins.list[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[int, int, int, int]]:
+        """Input and output sizes of a page's executions, measured by the database (the
+        data itself never leaves it)."""
+        if not ids:
+            return {}
+        dialect = self.database.dialect
+        statement = select(
+            Execution.id,
+            _bytes_of(Execution.input, dialect), _bytes_of(Execution.output, dialect),
+            _items_of(Execution.input, dialect), _items_of(Execution.output, dialect),
+        ).where(Execution.id.in_(ids))  # fmt: skip
+        rows = (await session.execute(statement)).all()
+        return {row[0]: (int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows}
 
     async def logs(self, access: WorkspaceAccess, execution_id: uuid.UUID) -> list[dict[str, Any]]:
         """The whole history, in order (the event stream replays it)."""

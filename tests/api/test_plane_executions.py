@@ -284,6 +284,32 @@ class TestListAndRead:
         assert second["next_cursor"] is None
         assert "nodes" not in first["data"][0]
 
+    async def test_list_holds_summaries_with_sizes_not_the_data(self, plane_api: PlaneApi):
+        """Regression (issue 14, item 12): lists inlined every execution's input and output
+        (2.8 MB for 50 large ones). A list item has the detail's fields but the data: the
+        sizes of input and output in bytes and items, and the error's headline."""
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, manual_doc(blob="{{ json.text }}"))
+        text = "x" * 50_000
+        done = await plane_api.run(me, flow["id"], input=[{"text": text}, {"text": text}])
+        failing = await plane_api.workflow(me, failing_doc())
+        failed = await plane_api.run(me, failing["id"], input={})
+        response = await plane_api.client.get(EXECUTIONS, headers=me.headers)
+        assert response.status_code == 200, response.text
+        assert len(response.content) < 5_000, len(response.content)
+        summaries = {e["id"]: e for e in response.json()["data"]}
+        summary = summaries[done["id"]]
+        assert not {"input", "output", "nodes"} & summary.keys(), summary
+        for key in ("id", "workflow_id", "workflow_version", "status", "trigger_type",
+                    "error", "queued_at", "started_at", "completed_at"):  # fmt: skip
+            assert summary[key] == done[key], key
+        assert (summary["input_items"], summary["output_items"]) == (2, 2)
+        assert 100_000 < summary["input_bytes"] < 101_000, summary
+        assert 200_000 < summary["output_bytes"] < 202_000, summary
+        headline = summaries[failed["id"]]["error"]
+        assert headline["node_id"] == "boom"
+        assert headline["message"] == failed["error"]["message"].split("\n", 1)[0]
+
     async def test_list_refuses_bad_filters(self, plane_api: PlaneApi):
         """An unknown status, a time without its offset and a bad workflow id are 422s."""
         me = await plane_api.user()
