@@ -91,6 +91,7 @@ def foreign_requests(w: World) -> list[tuple[str, str, dict[str, str], object]]:
         ("GET", f"{flow}/versions/1", {}, None),
         ("GET", f"{flow}/export", {}, None),
         ("POST", f"{flow}/test-webhook", {}, None),
+        ("POST", f"{flow}/webhooks/hook/rotate", {}, None),
         ("POST", f"{flow}/execute", {}, {"input": {}}),
         ("POST", f"{flow}/execute", {}, {"input": {}, "wait": True}),
         ("GET", failed, {}, None),
