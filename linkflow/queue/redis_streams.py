@@ -7,9 +7,9 @@ until the worker settles it, so a worker that vanishes loses nothing: `reclaim`
 
 How it keeps the `Queue` contract (`queue.protocol`):
 - Priority: a read takes from high, then normal, then low (each stream read alone,
-  the first that has an entry wins). Strict: a steady stream of high jobs delays
-  low ones; the worker's concurrency, not the queue, keeps low jobs moving (write-up
-  in docs/architecture.md).
+  the first that has entries wins, up to `read_batch` of them, handed out by this
+  process before it reads again). Strict otherwise: a steady stream of high jobs
+  delays low ones; the worker's concurrency, not the queue, keeps low jobs moving.
 - Receipts: an entry id. Settling is a script that first `XACK`s the entry and acts
   only if that acknowledged it (it was still pending): a stale consumer's settle,
   after a reclaim or a second settle, changes nothing. A redelivery (nack, reclaim)
@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 from linkflow.queue.delivery import DeadLetter, Delivery
@@ -46,12 +46,23 @@ from linkflow.queue.job import PRIORITY_ORDER, Job, Priority
 from linkflow.queue.protocol import QueueClosed
 from linkflow.queue.redis_keys import GROUP, QueueKeys
 
-__all__ = ["BLOCK_MS", "MAX_DEAD_LETTERS", "RedisStreamsQueue"]
+__all__ = ["BLOCK_MS", "MAX_CONNECTIONS", "MAX_DEAD_LETTERS", "RedisStreamsQueue"]
 
 BLOCK_MS: Final = 100
 """Longest one blocking read waits before the consumer looks at the delayed jobs again."""
+MAX_CONNECTIONS: Final = 64
+"""Connections one process's queue opens to Redis at most (one per command in flight)."""
+POOL_WAIT_S: Final = 10.0
+"""How long a command waits for a free connection before it fails."""
 MAX_DEAD_LETTERS: Final = 10_000
 """Dead letters kept (approximately: the stream is trimmed with `~`)."""
+READ_BATCH: Final = 1
+"""Entries one read takes from a stream, by default. More (`read_batch`) saves round
+trips, but the rest of a read wait in this process for its next dequeues, whatever
+their priority, while another worker may be idle: right for many short jobs (a
+notification sender), wrong for executions that run for seconds."""
+MOVE_EVERY_S: Final = 0.01
+"""How often a busy consumer moves due delayed jobs (always before it blocks)."""
 _MOVE_BATCH: Final = 100
 
 _MOVE_DUE: Final = """
@@ -108,12 +119,16 @@ reason, time."""
 class RedisStreamsQueue:
     """A `Queue` on Redis Streams (see the module's doc)."""
 
-    def __init__(self, redis: Redis, *, keys: QueueKeys | None = None) -> None:
+    def __init__(
+        self, redis: Redis, *, keys: QueueKeys | None = None, read_batch: int = READ_BATCH
+    ) -> None:
         self.redis = redis
         self.keys = keys or QueueKeys()
+        self.read_batch = read_batch
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._closed = asyncio.Event()
         self._groups = False
+        self._moved_at = -MOVE_EVERY_S
         self._held: dict[Priority, list[Delivery]] = {priority: [] for priority in PRIORITY_ORDER}
         """Entries a blocking read returned beyond the one it needed: pending to this
         consumer already, handed out before anything newer of their priority."""
@@ -123,8 +138,16 @@ class RedisStreamsQueue:
         self._bury = redis.register_script(_BURY)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "linkflow") -> RedisStreamsQueue:
-        return cls(Redis.from_url(url), keys=QueueKeys(prefix))
+    def from_url(
+        cls, url: str, *, prefix: str = "linkflow", connections: int = MAX_CONNECTIONS,
+        read_batch: int = READ_BATCH,
+    ) -> RedisStreamsQueue:  # fmt: skip
+        """A queue with a pool of at most `connections`, which callers beyond it wait for
+        (redis-py's default pool would fail them instead: a burst of webhook calls)."""
+        pool = BlockingConnectionPool.from_url(url, max_connections=connections,
+                                               timeout=POOL_WAIT_S)  # fmt: skip
+        # `from_pool`: the client owns the pool, so `aclose` closes its connections too.
+        return cls(Redis.from_pool(pool), keys=QueueKeys(prefix), read_batch=read_batch)
 
     # -- producing ---------------------------------------------------------------------
 
@@ -142,26 +165,44 @@ class RedisStreamsQueue:
         while True:
             if self._closed.is_set():
                 raise QueueClosed
+            held = self._take_held()
+            if held is not None:
+                return held
             await self._ensure_groups()
-            _, until_next = await self._move(
-                keys=[self.keys.delayed, *self.keys.streams], args=[_MOVE_BATCH]
-            )
+            until_next = await self._move_due()
             for priority in PRIORITY_ORDER:
-                if self._held[priority]:
-                    return self._held[priority].pop(0)
                 found = await self._read([self.keys.stream(priority)], block_ms=None)
                 if found:
                     return self._keep_rest(found)
+            until_next = await self._move_due(force=True)
             block = BLOCK_MS if until_next < 0 else max(1, min(BLOCK_MS, int(until_next)))
             found = await self._wait(block)
             if found:
                 return self._keep_rest(found)
 
+    def _take_held(self) -> Delivery | None:
+        for priority in PRIORITY_ORDER:
+            if self._held[priority]:
+                return self._held[priority].pop(0)
+        return None
+
+    async def _move_due(self, *, force: bool = False) -> int:
+        """Move the due delayed jobs to their streams, at most every `MOVE_EVERY_S` unless
+        forced (before a blocking read); the milliseconds until the next is due, or -1."""
+        now = time.monotonic()
+        if not force and now - self._moved_at < MOVE_EVERY_S:
+            return -1
+        self._moved_at = now
+        _, until_next = await self._move(
+            keys=[self.keys.delayed, *self.keys.streams], args=[_MOVE_BATCH]
+        )
+        return int(until_next)
+
     def _keep_rest(self, found: list[Delivery]) -> Delivery:
-        best = min(found, key=lambda d: PRIORITY_ORDER.index(d.job.queue))
         for delivery in found:
-            if delivery is not best:
-                self._held[delivery.job.queue].append(delivery)
+            self._held[delivery.job.queue].append(delivery)
+        best = self._take_held()
+        assert best is not None
         return best
 
     async def _wait(self, block_ms: int) -> list[Delivery]:
@@ -182,8 +223,9 @@ class RedisStreamsQueue:
         reply: Any
         try:
             reply = await self.redis.xreadgroup(
-                GROUP, self.consumer, dict.fromkeys(streams, ">"), count=1, block=block_ms
-            )
+                GROUP, self.consumer, dict.fromkeys(streams, ">"), count=self.read_batch,
+                block=block_ms,
+            )  # fmt: skip
         except ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise

@@ -42,9 +42,14 @@ async def _redis_queue(request: pytest.FixtureRequest) -> Queue:
     return RedisStreamsQueue.from_url(request.getfixturevalue("redis_url"))
 
 
+async def _redis_batched_queue(request: pytest.FixtureRequest) -> Queue:
+    return RedisStreamsQueue.from_url(request.getfixturevalue("redis_url"), read_batch=16)
+
+
 IMPLEMENTATIONS: Final = [
     pytest.param(_local_queue, id="local"),
     pytest.param(_redis_queue, id="redis", marks=pytest.mark.redis),
+    pytest.param(_redis_batched_queue, id="redis-batched", marks=pytest.mark.redis),
 ]
 
 CLOCK_SLACK_S: Final = 0.005
