@@ -8,8 +8,11 @@ and stays `running`. So a value is checked before it is recorded, and the node
 (or the request) that produced it fails with the reason instead:
 
 - integers must fit in 64 bits (orjson's range, -2**63 to 2**64 - 1);
-- text must be valid Unicode (no lone surrogate such as ``"\\ud800"``) and hold
-  no NUL character (PostgreSQL stores neither in text nor in JSONB);
+- text must be valid Unicode (no lone surrogate such as ``"\\ud800"``); an input
+  (a request's body or payload) must hold no NUL character either, since PostgreSQL
+  stores none in text or JSONB. A node's output keeps its NULs: SQLite stores them,
+  and on PostgreSQL the writer fails that one execution with the database's reason
+  (`services.writer`), so a remote server's data is not refused where it fits;
 - object keys must be text;
 - nesting is bounded: `MAX_DEPTH` levels for what the engine records (orjson's
   own limit), `MAX_INPUT_DEPTH` for an execution's input, which the engine
@@ -61,22 +64,21 @@ class UnstorableValue(ValueError):
 def check_storable(value: Any) -> bytes:
     """The value's JSON encoding; `UnstorableValue` when it cannot be stored."""
     try:
-        encoded = orjson.dumps(value)
+        return orjson.dumps(value)
     except TypeError as error:
         text = str(error)
         for marker, reason in _REASONS:
             if marker in text:
                 raise UnstorableValue(reason) from None
         raise UnstorableValue(f"a value cannot be stored as JSON ({text})") from None
-    if b"\\u0000" in encoded:
-        raise UnstorableValue("a text holds a NUL character (\\u0000)")
-    return encoded
 
 
 def check_input(value: Any) -> None:
-    """`check_storable`, with the tighter nesting bound of an execution's input."""
+    """`check_storable`, with the tighter nesting bound of an execution's input, and no
+    NUL character (which PostgreSQL cannot store)."""
     _check_depth(value, MAX_INPUT_DEPTH)
-    check_storable(value)
+    if b"\\u0000" in check_storable(value):
+        raise UnstorableValue("a text holds a NUL character (\\u0000)")
 
 
 def _check_depth(value: Any, limit: int) -> None:
