@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,13 @@ async def plane_api(
 ) -> AsyncIterator[PlaneApi]:
     """The API with the execution plane, running (writer, worker, scheduler) on `db_url`."""
     data_dir: Path = tmp_path_factory.mktemp("plane")
-    settings = api_settings(data_dir, db_url)
+    async with running_plane(api_settings(data_dir, db_url)) as api:
+        yield api
+
+
+@asynccontextmanager
+async def running_plane(settings: Settings) -> AsyncIterator[PlaneApi]:
+    """The API with its execution plane running on `settings`, as `serve` builds it."""
     container = build_container(settings)
     runtime = build_runtime(settings, container.database, concurrency=8)
     await runtime.start()

@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from linkflow.api import create_app
-from linkflow.wiring import build_container, build_runtime
-from tests.api._plane import PlaneApi, assert_problem, webhook_doc
+from tests.api._plane import PlaneApi, assert_problem, running_plane, webhook_doc
 from tests.api._support import api_settings
 
 PER_IP = 12
@@ -29,17 +27,8 @@ async def limited_api(
     """The API and its plane with a low per-address limit (`PER_IP` a minute)."""
     data_dir: Path = tmp_path_factory.mktemp("limited")
     settings = api_settings(data_dir, db_url, rate_limit_per_ip=f"{PER_IP}/minute")
-    container = build_container(settings)
-    runtime = build_runtime(settings, container.database, concurrency=8)
-    await runtime.start()
-    app = create_app(container, plane=runtime.plane)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver")
-    try:
-        yield PlaneApi(client, container, runtime, settings)
-    finally:
-        await client.aclose()
-        await runtime.stop()
-        await container.aclose()
+    async with running_plane(settings) as api:
+        yield api
 
 
 async def burst(client: httpx.AsyncClient, url: str, count: int = BURST) -> list[httpx.Response]:
