@@ -483,7 +483,8 @@ class Executor:
             data["state"] = result.state
         if result.meta is not None:
             data["meta"] = result.meta
-        check_storable(data)  # all but the outputs and logs, which are checked apart
+        if len(data) > 1:  # state or meta: the node's own; outputs and logs are checked apart
+            check_storable(data)
         encoded = {name: items_to_json(items) for name, items in outputs.items()}
         raw = check_storable(encoded)
         blobs = self.services.blobs
