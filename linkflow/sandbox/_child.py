@@ -1,10 +1,11 @@
 """The sandboxed side of the code runner: a zygote that forks one process per request.
 
-One file, because the pool starts it as one source (`-c`), with no package around it.
+One file, because the pool starts it as one script, with no package around it.
 
-The pool starts this file's source as `python -I -S -c <source> <config json>`,
-under bubblewrap (or bare, in the unsandboxed mode), so it imports nothing but
-the standard library: the project's site-packages are not even mounted.
+The pool starts this file as `python -I -S <this file> <config json>`, under
+bubblewrap (where it alone is mounted, at /opt/linkflow/child.py) or bare, in
+the unsandboxed mode, so it imports nothing but the standard library: the
+project's site-packages are not even mounted.
 
 Protocol: frames of a 4-byte big-endian length and a body. Requests arrive on
 fd 0, responses leave on fd 1. The zygote first writes a hello frame

@@ -7,7 +7,8 @@ Two ways to start a worker:
   empty environment, and a root file system that is an empty tmpfs holding
   only read-only binds of what the interpreter needs: `/usr/lib` (and
   `/usr/lib64`), the zoneinfo database, `ld.so.cache`, and the interpreter's
-  own installation, mounted at `/opt/python`. Never the project, its virtual
+  own installation, mounted at `/opt/python`, and the worker's one source file,
+  `_child.py`, at `/opt/linkflow/child.py`. Never the project, its virtual
   environment, the data dir, home directories or `/etc`. `/tmp` is a small
   private tmpfs. A seccomp filter (`_seccomp.py`) refuses namespaces, mounts,
   tracing, the keyring, eBPF and the like; as any user but root, bubblewrap's
@@ -62,6 +63,8 @@ NOBODY = 65534
 """The uid and gid code runs as when LinkFlow runs as root (nobody/nogroup)."""
 INNER_PYTHON = "/opt/python"
 """Where the interpreter's installation is mounted inside the sandbox."""
+INNER_CHILD = "/opt/linkflow/child.py"
+"""Where the worker's source (`_child.py`, alone) is mounted inside the sandbox."""
 TMP_BYTES = 16 << 20
 """Size of the sandbox's private /tmp (tmpfs); the same as a file's size limit."""
 PROBE_TIMEOUT_S = 15.0
@@ -69,7 +72,7 @@ PROBE_TIMEOUT_S = 15.0
 _SECCOMP_FILTER = 2
 """The `Seccomp:` mode of /proc/self/status when a filter is in force."""
 _HEADER = struct.Struct(">I")
-_CHILD_SOURCE = Path(__file__).with_name("_child.py")
+_CHILD = Path(__file__).resolve().with_name("_child.py")
 _NAMESPACES = (
     "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 )  # fmt: skip
@@ -92,7 +95,7 @@ class Launch:
     sandbox: str
     """`bubblewrap` or `none`."""
     argv: tuple[str, ...]
-    """The command, ending with the worker's source and its JSON configuration."""
+    """The command, ending with the worker's file and its JSON configuration."""
     seccomp: bytes | None = None
     """The compiled seccomp filter handed to bwrap (`--seccomp FD`), if any."""
 
@@ -140,10 +143,10 @@ def _interpreter() -> tuple[Path, Path]:
     return executable, prefix
 
 
-def _worker_argv(python: str, config: dict[str, Any]) -> list[str]:
-    source = _CHILD_SOURCE.read_text(encoding="utf-8")
+def _worker_argv(python: str, child: str, config: dict[str, Any]) -> list[str]:
+    # A file, not `-c <source>`: 27 kB of source on every worker's command line flooded `ps`.
     # -I: no PYTHON* variables, no user site, no script dir on sys.path; -S: no site-packages.
-    return [python, "-I", "-S", "-c", source, orjson.dumps(config).decode()]
+    return [python, "-I", "-S", child, orjson.dumps(config).decode()]
 
 
 def _config(hidden_paths: Sequence[Path], workdir: str | None) -> dict[str, Any]:
@@ -174,7 +177,7 @@ def bubblewrap_launch(bwrap: str, hidden_paths: Sequence[Path] = ()) -> Launch:
         args += ["--unshare-user", "--disable-userns", "--assert-userns-disabled",
                  "--uid", str(NOBODY), "--gid", str(NOBODY)]  # fmt: skip
     # bwrap creates missing parent directories 0700, which uid 65534 could not enter.
-    for directory in ("/usr", "/opt", "/etc", "/usr/share"):
+    for directory in ("/usr", "/opt", "/opt/linkflow", "/etc", "/usr/share"):
         args += ["--perms", "0755", "--dir", directory]
     args += ["--ro-bind", "/usr/lib", "/usr/lib"]
     for path in _OPTIONAL_BINDS:
@@ -193,6 +196,7 @@ def bubblewrap_launch(bwrap: str, hidden_paths: Sequence[Path] = ()) -> Launch:
         args += ["--ro-bind", str(prefix), INNER_PYTHON,
                  # The binary's RUNPATH names the prefix's real path, which is not mounted.
                  "--setenv", "LD_LIBRARY_PATH", f"{INNER_PYTHON}/lib"]  # fmt: skip
+    args += ["--ro-bind", str(_CHILD), INNER_CHILD]
     # The sandbox's own /tmp: a fresh tmpfs, nothing shared with the host's.
     tmp = "/tmp"  # noqa: S108
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES),
@@ -200,14 +204,15 @@ def bubblewrap_launch(bwrap: str, hidden_paths: Sequence[Path] = ()) -> Launch:
              # The root and /dev tmpfs belong to the sandbox's uid when bwrap is
              # unprivileged: read-only, so that only /tmp (emptied per request) is writable.
              "--remount-ro", "/dev", "--remount-ro", "/"]  # fmt: skip
-    worker = _worker_argv(python, _config(hidden_paths, tmp))
+    worker = _worker_argv(python, INNER_CHILD, _config(hidden_paths, tmp))
     return Launch("bubblewrap", (*args, *worker), seccomp)
 
 
 def unsandboxed_launch(hidden_paths: Sequence[Path] = ()) -> Launch:
     """A worker started directly: rlimits and an empty environment only."""
     executable, _ = _interpreter()
-    return Launch("none", tuple(_worker_argv(str(executable), _config(hidden_paths, None))))
+    argv = _worker_argv(str(executable), str(_CHILD), _config(hidden_paths, None))
+    return Launch("none", tuple(argv))
 
 
 def find_bubblewrap() -> str | None:
