@@ -3,10 +3,12 @@ JSON (which `webhooks._parse_body` reads itself: it is the hot path).
 
 - `application/x-www-form-urlencoded`: an object of the fields; a name sent more than
   once gets the list of its values, in order (`tag=a&tag=b` → `{"tag": ["a", "b"]}`);
-- `multipart/form-data`: the same for its text fields; a file (a part with a
-  `filename`) becomes `{filename, content_type, size, base64}`. Files are kept inline
-  rather than as binary items in the blob store: the webhook layer has no blob store,
-  and the trigger item is the execution's stored input. The body limit bounds them;
+- `multipart/form-data`: the same for its text fields; each file (a part with a
+  `filename`, or whose bytes are not UTF-8) is an `Upload` beside the fields, not in
+  them: `WebhookService` stores it in the blob store and the trigger item carries it as
+  a binary, `binary[<field name>]`, as n8n's webhook does (a name ending in `[]` loses
+  it; a name with several files gets `name0`, `name1`... in order). The body limit
+  bounds them;
 - `text/*`: the text, decoded with the `charset` parameter (UTF-8 by default);
 - anything else: the text when the bytes are UTF-8, else `{"base64": ...}`.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -31,30 +34,50 @@ from linkflow.services.errors import Invalid
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
-__all__ = ["parse_body"]
+__all__ = ["Body", "Upload", "parse_body"]
 
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
+OCTET_STREAM = "application/octet-stream"
 
 
-def parse_body(content_type: str, body: bytes) -> Any:
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file of a multipart body, to become the trigger item's `binary[name]`."""
+
+    name: str
+    """The binary's name: the part's field name (see the module docstring)."""
+    file_name: str | None
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A body as the workflow gets it: `value` is the item's `body`; `files` its binaries."""
+
+    value: Any
+    files: tuple[Upload, ...] = ()
+
+
+def parse_body(content_type: str, body: bytes) -> Body:
     """`body` (not empty) as the workflow gets it, by `content_type` (the header's value)."""
     media, options = parse_options_header(content_type)
     kind = media.decode("latin-1").lower()
     charset = _charset(options.get(b"charset"))
     if kind == FORM:
-        return _form(body, charset)
+        return Body(_form(body, charset))
     if kind == MULTIPART:
         return _multipart(body, options.get(b"boundary"))
     if kind.startswith("text/"):
         try:
-            return body.decode(charset)
+            return Body(body.decode(charset))
         except UnicodeDecodeError:
             pass  # a wrong charset parameter: keep the bytes, as below
     try:
-        return body.decode("utf-8")
+        return Body(body.decode("utf-8"))
     except UnicodeDecodeError:
-        return {"base64": base64.b64encode(body).decode()}
+        return Body({"base64": base64.b64encode(body).decode()})
 
 
 def _charset(raw: bytes | None) -> str:
@@ -133,7 +156,7 @@ class _Parts:
         self.ended = True
 
 
-def _multipart(body: bytes, boundary: bytes | None) -> dict[str, Any]:
+def _multipart(body: bytes, boundary: bytes | None) -> Body:
     if not boundary:
         raise Invalid("the multipart body has no boundary in its Content-Type",
                       code="invalid_multipart")  # fmt: skip
@@ -149,11 +172,19 @@ def _multipart(body: bytes, boundary: bytes | None) -> dict[str, Any]:
         # The parser does not check the end itself (`finalize` is a no-op).
         raise Invalid("the multipart body ends before its closing boundary",
                       code="invalid_multipart")  # fmt: skip
-    return _collect([_field(headers, data) for headers, data in parts.parts])
+    fields: list[tuple[str, Any]] = []
+    files: list[Upload] = []
+    for headers, data in parts.parts:
+        field = _field(headers, data)
+        if isinstance(field, Upload):
+            files.append(field)
+        else:
+            fields.append(field)
+    return Body(_collect(fields), _named(files))
 
 
-def _field(headers: dict[bytes, bytes], data: bytes) -> tuple[str, Any]:
-    """A part as a (name, value) pair: text for a field, an object for a file."""
+def _field(headers: dict[bytes, bytes], data: bytes) -> tuple[str, str] | Upload:
+    """A part: a (name, text) pair for a field, an `Upload` for a file."""
     disposition, options = parse_options_header(headers.get(b"content-disposition"))
     if disposition.lower() != b"form-data" or b"name" not in options:
         raise Invalid("a multipart part has no Content-Disposition: form-data with a name",
@@ -165,12 +196,37 @@ def _field(headers: dict[bytes, bytes], data: bytes) -> tuple[str, Any]:
             return name, data.decode("utf-8")
         except UnicodeDecodeError:
             pass  # binary data sent as a field: kept as a file without a name
-    return name, {
-        "filename": _text(options[b"filename"]) if b"filename" in options else None,
-        "content_type": _text(content_type) if content_type else "application/octet-stream",
-        "size": len(data),
-        "base64": base64.b64encode(data).decode(),
-    }
+    return Upload(
+        name=name,
+        file_name=_text(options[b"filename"]) if b"filename" in options else None,
+        mime_type=_text(content_type) if content_type else OCTET_STREAM,
+        data=data,
+    )
+
+
+def _named(files: list[Upload]) -> tuple[Upload, ...]:
+    """The files under the names of their binaries: `doc[]` is `doc`; several files of
+    one name are `doc0`, `doc1`... (n8n's names), skipping names another part took."""
+    by_name: dict[str, list[Upload]] = {}
+    for upload in files:
+        by_name.setdefault(upload.name.removesuffix("[]") or upload.name, []).append(upload)
+    taken = {name for name, group in by_name.items() if len(group) == 1}
+    named: list[Upload] = []
+    for name, group in by_name.items():
+        if len(group) == 1:
+            named.append(_renamed(group[0], name))
+            continue
+        index = 0
+        for upload in group:
+            while f"{name}{index}" in taken:
+                index += 1
+            taken.add(f"{name}{index}")
+            named.append(_renamed(upload, f"{name}{index}"))
+    return tuple(named)
+
+
+def _renamed(upload: Upload, name: str) -> Upload:
+    return Upload(name, upload.file_name, upload.mime_type, upload.data)
 
 
 def _text(raw: bytes) -> str:

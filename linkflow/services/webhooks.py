@@ -5,8 +5,10 @@ for both so nobody learns which ids exist), method (405), IP allowlist (403),
 body size (413), HMAC signature (401, `linkflow.services.webhook_signatures`).
 Otherwise it starts an execution from the webhook node with the item
 `{method, path, headers, query, body}` (headers carrying credentials or
-signatures as `[redacted]`, `linkflow.services.webhook_headers`) and answers
-by the node's `response_mode`:
+signatures as `[redacted]`, `linkflow.services.webhook_headers`); the files of a
+multipart body are put in the blob store first, and the input holds their refs
+under `binary` (the webhook node makes them its item's binaries), never their
+bytes. It answers by the node's `response_mode`:
 
 - `immediately`: 202 with the execution id, once the execution is stored;
 - `last_node`: the last node's first item as JSON, as soon as the execution
@@ -34,6 +36,7 @@ import orjson
 from sqlalchemy import delete, select
 
 from linkflow.bus import Bus
+from linkflow.nodes.sdk import BlobStore, JsonObject
 from linkflow.queue import Priority
 from linkflow.security.secretbox import SecretBox
 from linkflow.services._ttl_cache import TTLCache
@@ -44,9 +47,10 @@ from linkflow.services.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
 )
 from linkflow.services.executions import ExecutionService, NewExecution
-from linkflow.services.webhook_bodies import parse_body
+from linkflow.services.webhook_bodies import Body, Upload, parse_body
 from linkflow.services.webhook_headers import answer_headers, redacted
 from linkflow.services.webhook_signatures import SignatureCheck
 from linkflow.services.writer import GroupCommitWriter
@@ -162,6 +166,7 @@ class WebhookService:
         box: SecretBox,
         *,
         answer_timeout_s: float = 30.0,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.database = database
         self.writer = writer
@@ -169,6 +174,8 @@ class WebhookService:
         self.bus = bus
         self.box = box
         self.answer_timeout_s = answer_timeout_s
+        self.blobs = blobs
+        """Where uploaded files go; None: a multipart call with files is refused (503)."""
         self.signatures = SignatureCheck(database)
         self._endpoints: TTLCache[uuid.UUID, Endpoint] = TTLCache(
             ENDPOINT_CACHE_TTL_S, max_entries=ENDPOINT_CACHE_SIZE
@@ -197,7 +204,7 @@ class WebhookService:
         execution_id = new_id()
         new = NewExecution(
             workspace_id=webhook.workspace_id, workflow_id=webhook.workflow_id,
-            workflow_version=endpoint.version, input=_item(call), id=execution_id,
+            workflow_version=endpoint.version, input=await self._item(call), id=execution_id,
             trigger_type=TriggerType.WEBHOOK, priority=Priority.HIGH, start_node=webhook.node_id,
         )  # fmt: skip
         self._count(webhook.id)
@@ -256,6 +263,28 @@ class WebhookService:
         if len(call.body) > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
 
+    async def _item(self, call: WebhookCall) -> dict[str, Any]:
+        """The trigger item: the request, its files stored and referred to under `binary`."""
+        body = _parse_body(call)
+        item = {
+            "method": call.method.upper(), "path": call.path,
+            "headers": redacted(call.headers), "query": dict(call.query), "body": body.value,
+        }  # fmt: skip
+        if body.files:
+            item["binary"] = await self._stored(body.files)
+        return item
+
+    async def _stored(self, files: Sequence[Upload]) -> dict[str, JsonObject]:
+        if self.blobs is None:
+            raise Unavailable("this server does not keep uploaded files",
+                              code="files_unavailable")  # fmt: skip
+        blobs = self.blobs
+        refs = await asyncio.gather(*(
+            blobs.put(upload.data, mime_type=upload.mime_type, file_name=upload.file_name)
+            for upload in files
+        ))  # fmt: skip
+        return {upload.name: ref.to_json() for upload, ref in zip(files, refs, strict=True)}
+
     def _count(self, webhook_id: uuid.UUID) -> None:
         """Count the call; a counter is not worth a wait on the caller's path."""
         self.writer.count_webhook_call_nowait(webhook_id)
@@ -308,25 +337,21 @@ def _error_status(settings: Mapping[str, Any] | None) -> int:
     return DEFAULT_ERROR_STATUS
 
 
-def _item(call: WebhookCall) -> dict[str, Any]:
-    return {
-        "method": call.method.upper(), "path": call.path,
-        "headers": redacted(call.headers), "query": dict(call.query), "body": _parse_body(call),
-    }  # fmt: skip
-
-
-def _parse_body(call: WebhookCall) -> Any:
+def _parse_body(call: WebhookCall) -> Body:
     """The body as the workflow sees it: JSON here (the hot path), forms, text and the
     rest by `webhook_bodies.parse_body`."""
     if not call.body:
-        return None
+        return _NO_BODY
     content_type = call.headers.get("content-type", "")
     if "json" in content_type:
         try:
-            return orjson.loads(call.body)
+            return Body(orjson.loads(call.body))
         except orjson.JSONDecodeError:
             raise _invalid_json() from None
     return parse_body(content_type, call.body)
+
+
+_NO_BODY = Body(None)
 
 
 def _invalid_json() -> LinkFlowError:

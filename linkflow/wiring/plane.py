@@ -141,7 +141,8 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
     """The API's view of the execution plane: workflows, executions, webhooks."""
     settings, database, box = shared.settings, shared.database, shared.box
     webhooks = WebhookService(database, shared.writer, shared.executions, shared.bus, box,
-                              answer_timeout_s=settings.webhook_answer_timeout_s)  # fmt: skip
+                              answer_timeout_s=settings.webhook_answer_timeout_s,
+                              blobs=engine.services.blobs)  # fmt: skip
     return Plane(
         engine=engine, bus=shared.bus,
         workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),

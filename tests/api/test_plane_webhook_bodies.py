@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 from tests.api._plane import PlaneApi, assert_problem, plane_api, webhook_doc
@@ -29,17 +30,34 @@ async def test_a_form_post_reaches_the_workflow_as_its_fields(plane_api: PlaneAp
     assert body == {"name": "Ada", "age": "40", "tag": ["a", "b"]}
 
 
-async def test_a_multipart_post_gives_fields_and_described_files(plane_api: PlaneApi) -> None:
-    """`curl -F name=Ada -F avatar=@ada.png`: the field's text, the file's name, type, size
-    and bytes (base64)."""
+async def test_a_multipart_posts_files_become_binaries_in_the_blob_store(
+    plane_api: PlaneApi,
+) -> None:
+    """`curl -F name=Ada -F avatar=@ada.png`: the field is the body; the file is not in it
+    (issue 14: it was, inline as base64) but in the blob store, and the stored input refers
+    to it under `binary.avatar` with its name, type and size."""
     picture = b"\x89PNG\r\n\x1a\n" + bytes(100)
-    body = await seen(plane_api, data={"name": "Ada"},
-                      files={"avatar": ("ada.png", picture, "image/png")})  # fmt: skip
-    assert body == {
-        "name": "Ada",
-        "avatar": {"filename": "ada.png", "content_type": "image/png", "size": len(picture),
-                   "base64": base64.b64encode(picture).decode()},
-    }  # fmt: skip
+    me = await plane_api.user()
+    flow = await plane_api.workflow(me, webhook_doc(response_mode="last_node"), activate=True)
+    (hook,) = flow["webhooks"]
+    answer = await plane_api.client.post(
+        hook["url"], data={"name": "Ada"}, files={"avatar": ("ada.png", picture, "image/png")}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["seen"] == {"name": "Ada"}
+    runs = await plane_api.client.get(
+        "/api/v1/executions", params={"workflow_id": flow["id"]}, headers=me.headers
+    )
+    (run,) = runs.json()["data"]
+    detail = await plane_api.client.get(f"/api/v1/executions/{run['id']}", headers=me.headers)
+    stored = detail.json()["input"]
+    ref = f"sha256:{hashlib.sha256(picture).hexdigest()}"
+    avatar = {"ref": ref, "size": len(picture), "mime_type": "image/png", "file_name": "ada.png"}
+    assert stored["binary"] == {"avatar": avatar}
+    assert base64.b64encode(picture).decode() not in detail.text
+    blobs = plane_api.runtime.engine.services.blobs
+    assert blobs is not None
+    assert await blobs.get(ref) == picture
 
 
 async def test_a_text_body_reaches_the_workflow_as_text(plane_api: PlaneApi) -> None:

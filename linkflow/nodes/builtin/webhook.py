@@ -124,7 +124,13 @@ class WebhookTrigger(Node):
     }
     emits = (
         "One item `{method, path, headers, query, body}` describing the request; `body` is "
-        "the parsed JSON or form body, else the text."
+        "the parsed JSON, the form's fields (urlencoded or multipart: an object, a repeated "
+        "name the list of its values), else the text. The files of a multipart body become "
+        "binary items in the blob store: the item's `binary[<field name>]` is `{ref, size, "
+        "mime_type, file_name}` (a name ending in `[]` loses it; several files under one "
+        "name are `name0`, `name1`...), which `http_request` can send on (`body_type: "
+        "binary` or `multipart` with `files`); the execution's input holds these refs, not "
+        "the bytes."
     )
 
     def check(self, parameters: Mapping[str, Any]) -> list[str]:
@@ -141,7 +147,20 @@ class WebhookTrigger(Node):
             # The webhook layer always sends a request object; anything else (a manual
             # test run) is treated as the body of a request to this endpoint.
             request = _request_around(request, ctx.raw_parameters)
-        return NodeResult.main([Item(json=request, paired=())])
+        binary = _binaries(request.get("binary"))
+        if binary is None:
+            return NodeResult.main([Item(json=request, paired=())])
+        json = {name: value for name, value in request.items() if name != "binary"}
+        return NodeResult.main([Item(json=json, paired=(), binary=binary)])
+
+
+def _binaries(raw: Any) -> dict[str, JsonObject] | None:
+    """The uploaded files the webhook layer stored (`{name: BinaryRef json}`), if any."""
+    if not isinstance(raw, dict) or not raw:
+        return None
+    files = {name: entry for name, entry in raw.items()
+             if isinstance(entry, dict) and isinstance(entry.get("ref"), str)}  # fmt: skip
+    return files or None
 
 
 def _request_around(body: Any, parameters: Mapping[str, Any]) -> dict[str, Any]:
