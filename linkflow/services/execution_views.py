@@ -6,7 +6,9 @@ caller's workspace: another workspace's execution is simply not found.
 
 Lists hold summaries (`execution_summary`): no input or output, whose sizes
 the database measures instead, so a page of large executions stays small; the
-detail (`get`) has the data.
+detail (`get`) has the data, its output cut to its first items
+(`execution_outputs.preview`) with `output_items` and `output_next_cursor`;
+`outputs` pages the whole output, and each node's.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from sqlalchemy.orm import defer
 from linkflow.bus import Bus
 from linkflow.bus.envelope import event_data, message, stamp
 from linkflow.engine import EventType
+from linkflow.nodes.sdk import BlobStore
 from linkflow.queue import Priority
 from linkflow.security.rbac import Permission
 from linkflow.services._paging import Page, ordinal_page, page
 from linkflow.services.context import WorkspaceAccess
 from linkflow.services.errors import Conflict, NotFound
+from linkflow.services.execution_outputs import ExecutionOutputs, preview
 from linkflow.services.executions import ExecutionService, NewExecution
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
@@ -79,12 +83,19 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def execution_json(row: Execution, nodes: builtins.list[NodeExecution] | None) -> dict[str, Any]:
-    """The contract's shape of `GET /executions/{id}` (nodes omitted in lists)."""
+    """The contract's shape of `GET /executions/{id}` (nodes omitted in lists); `output`
+    holds the first items only, `output_items` says how many there are, and
+    `output_next_cursor` (null when all are shown) pages on at `/executions/{id}/output`."""
+    output, total, rest = row.output, None, None
+    if isinstance(output, list):
+        shown = preview(output)
+        output, total, rest = shown.items, shown.total, shown.next_cursor
     body: dict[str, Any] = {
         "id": str(row.id), "workflow_id": str(row.workflow_id),
         "workflow_version": row.workflow_version, "status": row.status.value,
         "trigger_type": row.trigger_type.value, "priority": row.priority.value,
-        "input": row.input, "output": row.output, "error": row.error,
+        "input": row.input, "output": output, "output_items": total,
+        "output_next_cursor": rest, "error": row.error,
         "parent_execution_id": str(row.parent_execution_id) if row.parent_execution_id else None,
         "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
         "completed_at": _iso(row.completed_at), "wait_until": _iso(row.wait_until),
@@ -155,12 +166,16 @@ class ExecutionViews:
         executions: ExecutionService,
         cancels: CancelRegistry,
         bus: Bus | None = None,
+        *,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.database = database
         self.writer = writer
         self.executions = executions
         self.cancels = cancels
         self.bus = bus
+        self.outputs = ExecutionOutputs(database, blobs)
+        """Pages of an execution's output and of each node's (`blobs`: large outputs)."""
 
     async def start_and_wait(
         self,

@@ -147,7 +147,7 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
         engine=engine, bus=shared.bus,
         workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),
         executions=ExecutionViews(database, shared.writer, shared.executions, shared.cancels,
-                                  shared.bus),
+                                  shared.bus, blobs=engine.services.blobs),
         webhooks=webhooks, variables=shared.variables, public_url=public_url(settings),
         live=LiveEvents(database),
         schedules=Schedules(database), resume_links=shared.resume_links,

@@ -96,6 +96,8 @@ def foreign_requests(w: World) -> list[tuple[str, str, dict[str, str], object]]:
         ("POST", f"{flow}/execute", {}, {"input": {}, "wait": True}),
         ("GET", failed, {}, None),
         ("GET", f"{failed}/logs", {}, None),
+        ("GET", f"{failed}/output", {}, None),
+        ("GET", f"{failed}/nodes/prep/output", {}, None),
         ("GET", f"{failed}/events", {}, None),
         ("POST", f"{waiting}/cancel", {}, None),
         ("POST", f"{failed}/retry", {}, {"from_failed": True}),

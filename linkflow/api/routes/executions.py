@@ -58,8 +58,35 @@ async def get_execution(
     execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
 ) -> dict[str, Any]:
     """The execution with its nodes; `resume_url` while it waits for a resume webhook, to
-    members who may run workflows (null otherwise)."""
+    members who may run workflows (null otherwise). `output` holds the first 100 items
+    (at most about 1 MiB of them); `output_items` counts them all, and
+    `output_next_cursor` continues at `GET /executions/{id}/output`."""
     return await plane.executions.get(access, execution_id, resume_url=plane.resume_links.url)
+
+
+@router.get("/{execution_id}/output")
+async def execution_output(
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices, paging: Paging
+) -> ListOf[Any]:
+    """The execution's output items, in order, a page at a time (the detail's
+    `output_next_cursor` starts after the items it shows)."""
+    page = await plane.executions.outputs.output_page(
+        access, execution_id, limit=paging.limit, cursor=paging.cursor
+    )
+    return ListOf[Any](data=page.items, next_cursor=page.next_cursor)
+
+
+@router.get("/{execution_id}/nodes/{node_id}/output")
+async def node_output(
+    execution_id: uuid.UUID, node_id: str, access: CurrentWorkspace, plane: PlaneServices,
+    paging: Paging,
+) -> ListOf[dict[str, Any]]:  # fmt: skip
+    """The items one node produced, `{run, output, index, json, binary?}`, every run and
+    output in order, a page at a time; 404 `node_not_found` when it did not run."""
+    page = await plane.executions.outputs.node_output_page(
+        access, execution_id, node_id, limit=paging.limit, cursor=paging.cursor
+    )
+    return ListOf[dict[str, Any]](data=page.items, next_cursor=page.next_cursor)
 
 
 @router.post("/{execution_id}/cancel")
