@@ -144,6 +144,11 @@ class Settings(BaseSettings):
 
     webhook_answer_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     """A webhook in last_node/respond_node mode waits this long, then answers 202."""
+    webhook_delivery_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """An outgoing webhook delivery (a subscription's POST) fails after this long."""
+    delivery_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    """First retry delay of a failed outgoing webhook delivery or notification e-mail;
+    doubled at each further attempt (1, 2, 4, 8 s before the 5th and last by default)."""
     lease_ttl_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
     """How long a worker's hold on an execution lasts unless renewed (every third of
     it); after a worker dies, its executions are resumed elsewhere once this passed."""

@@ -43,6 +43,7 @@ from linkflow.api.routes import (
     schedules,
     users,
     variables,
+    webhook_subscriptions,
     workflows,
     workspaces,
     ws,
@@ -165,7 +166,8 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         app.include_router(module.router)
     if plane is not None:
         app.state.plane = plane
-        for module in (workflows, executions, schedules, variables, credentials, nodes, ws):
+        for module in (workflows, executions, schedules, variables, credentials, nodes, ws,
+                       webhook_subscriptions):  # fmt: skip
             app.include_router(module.router)
         limits = WebhookLimits(container.limiter, container.settings.webhook_rate_limit)
         gateway = WebhookGateway(plane.webhooks, plane.resume_links, limits=limits,

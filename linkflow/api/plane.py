@@ -20,6 +20,7 @@ from linkflow.services.live import LiveEvents
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
+from linkflow.services.webhook_subscriptions import WebhookSubscriptions
 from linkflow.services.webhooks import WebhookService
 from linkflow.services.workflows import WorkflowService
 
@@ -39,6 +40,7 @@ class Plane:
     resume_links: ResumeLinks
     public_url: str
     live: LiveEvents
+    subscriptions: WebhookSubscriptions
 
 
 def get_plane(request: Request) -> Plane:

@@ -4,7 +4,8 @@ What is sealed, and bound to what (associated data):
 - credentials' `data_encrypted`: ``credential:<id>`` (`key_id` column kept in step);
 - webhooks' `secret_encrypted`: nothing;
 - users' `mfa_secret_encrypted`: ``user:<id>:mfa``;
-- OAuth connections' access and refresh tokens: nothing.
+- OAuth connections' access and refresh tokens: nothing;
+- outgoing webhook subscriptions' `secret_encrypted`: ``webhook_subscription:<id>``.
 
 Invariants:
 - No downtime: while this runs, every process holds a box that opens both
@@ -33,7 +34,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from linkflow.observability.logging import get_logger
 from linkflow.security.secretbox import SecretBox, SecretBoxError
 from linkflow.services._credential_codec import associated_data
-from linkflow.store import Credential, Database, OAuthConnection, User, Webhook
+from linkflow.services.webhook_subscriptions import secret_aad
+from linkflow.store import Credential, Database, OAuthConnection, User, Webhook, WebhookSubscription
 
 __all__ = ["BATCH_SIZE", "rotate"]
 
@@ -62,6 +64,9 @@ _SEALED: Final = (
     _Sealed(User, User.mfa_secret_encrypted, lambda row: f"user:{row.id}:mfa".encode()),
     _Sealed(OAuthConnection, OAuthConnection.access_token_encrypted, _no_aad),
     _Sealed(OAuthConnection, OAuthConnection.refresh_token_encrypted, _no_aad),
+    _Sealed(
+        WebhookSubscription, WebhookSubscription.secret_encrypted, lambda row: secret_aad(row.id)
+    ),
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "DeliveryStatus",
     "ExecutionStatus",
     "MemberRole",
     "MemberStatus",
@@ -121,3 +122,14 @@ class SubscriptionStatus(enum.StrEnum):
     def live(cls) -> tuple[SubscriptionStatus, ...]:
         """The states in which the subscription's plan applies."""
         return (cls.TRIALING, cls.ACTIVE, cls.PAST_DUE)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """An outgoing webhook delivery: `pending` until its first attempt, `retrying` between
+    failed attempts, then `succeeded` (a 2xx answer) or `dead` (every attempt failed)."""
+
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"

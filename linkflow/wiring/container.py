@@ -36,7 +36,7 @@ from linkflow.services.workspaces import Workspaces
 from linkflow.store import Database
 from linkflow.wiring.keys import previous_secrets, secret_box
 
-__all__ = ["build_container"]
+__all__ = ["build_container", "build_mailer"]
 
 OAUTH_HTTP_TIMEOUT_S = 10.0
 """Calls to OAuth providers: a provider that takes longer is down for a login."""
@@ -70,7 +70,8 @@ def _access_tokens(settings: Settings, secret: str) -> AccessTokens:
     return tokens
 
 
-def _mailer(settings: Settings) -> Mailer:
+def build_mailer(settings: Settings) -> Mailer:
+    """SMTP with `LINKFLOW_SMTP_HOST` set, else the log."""
     if settings.smtp_host is None:
         return LogMailer()
     return SmtpMailer(
@@ -125,7 +126,7 @@ def build_container(settings: Settings, *, database: Database | None = None) -> 
         http=http,
         limiter=limiter,
         metrics=HttpMetrics(),
-        mailer=_mailer(settings),
+        mailer=build_mailer(settings),
         authenticator=Authenticator(
             database, tokens, hmac_key, cache, previous_api_key_secrets=old_hmac_keys
         ),

@@ -20,7 +20,7 @@ from linkflow.bus import Bus, LocalBus
 from linkflow.config import Settings
 from linkflow.engine import Engine, NodeServices
 from linkflow.nodes.sdk import CodeRunner
-from linkflow.queue import LocalQueue, Queue
+from linkflow.queue import JobType, LocalQueue, Queue
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.security.secretbox import SecretBox
@@ -31,17 +31,23 @@ from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.executions import ExecutionService
 from linkflow.services.live import LiveEvents
+from linkflow.services.outgoing_events import OutgoingEvents
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
+from linkflow.services.webhook_subscriptions import WebhookSubscriptions
 from linkflow.services.webhooks import WebhookService
 from linkflow.services.workflows import WorkflowService
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import Database
+from linkflow.wiring.container import build_mailer
 from linkflow.wiring.engine import build_blob_store, shared_http_client
 from linkflow.wiring.keys import previous_secrets, secret_box
 from linkflow.worker.consumer import CancelRegistry, Worker
+from linkflow.worker.handlers import JobHandlers
 from linkflow.worker.leases import LeaseKeeper, held_by_dead_process
+from linkflow.worker.notifications import Notifications
+from linkflow.worker.webhook_deliveries import WebhookDeliveries
 
 __all__ = [
     "Runtime",
@@ -73,6 +79,8 @@ class Shared:
     box: SecretBox
     credentials: ExecutionCredentials
     variables: Variables
+    outgoing: OutgoingEvents | None = None
+    """Made by the first of `build_worker` and `build_plane` (`outgoing_events`)."""
 
     def dead_owner(self, owner: str) -> bool:
         """Whether a lease belongs to a dead process of this machine (not to this one)."""
@@ -116,6 +124,27 @@ def build_engine(shared: Shared, code: CodeRunner | None) -> Engine:
     ))  # fmt: skip
 
 
+def outgoing_events(shared: Shared) -> OutgoingEvents:
+    """The process's fan-out of execution events (one, for the worker and the API)."""
+    if shared.outgoing is None:
+        shared.outgoing = OutgoingEvents(shared.database, shared.writer, shared.queue)
+    return shared.outgoing
+
+
+def build_jobs(shared: Shared) -> JobHandlers:
+    """The worker's handlers of `webhook_delivery` and `notification` jobs."""
+    settings = shared.settings
+    backoff = settings.delivery_backoff_s
+    return JobHandlers(shared.queue, {
+        JobType.WEBHOOK_DELIVERY: WebhookDeliveries(
+            shared.database, shared.box, shared.http,
+            timeout_s=settings.webhook_delivery_timeout_s, backoff_base_s=backoff,
+        ),
+        JobType.NOTIFICATION: Notifications(shared.database, build_mailer(settings),
+                                            public_url=public_url(settings)),
+    }, backoff_base_s=backoff)  # fmt: skip
+
+
 def build_worker(shared: Shared, engine: Engine, *, concurrency: int = 64) -> Worker:
     """A worker on the shared queue, running at most `concurrency` executions at once."""
     return Worker(
@@ -124,6 +153,7 @@ def build_worker(shared: Shared, engine: Engine, *, concurrency: int = 64) -> Wo
         variables=shared.variables, credentials=shared.credentials,
         fresh=shared.executions.fresh, leases=shared.leases, children=shared.children,
         resume_url=shared.resume_links.url,
+        jobs=build_jobs(shared), outgoing=outgoing_events(shared),
     )  # fmt: skip
 
 
@@ -150,6 +180,10 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
                                   shared.bus, blobs=engine.services.blobs),
         webhooks=webhooks, variables=shared.variables, public_url=public_url(settings),
         live=LiveEvents(database),
+        subscriptions=WebhookSubscriptions(
+            database, box, shared.queue, AddressPolicy(allow_private=settings.http_allow_private),
+            on_change=outgoing_events(shared).forget,
+        ),
         schedules=Schedules(database), resume_links=shared.resume_links,
         credentials=Credentials(database, box, shared.http,
                                 AddressPolicy(allow_private=settings.http_allow_private),
@@ -184,6 +218,7 @@ class Runtime:
         shared.writer.start()
         recovered = await shared.executions.recover(shared.dead_owner)
         recovered += await shared.children.recover()
+        await outgoing_events(shared).recover()
         self.tasks = [
             asyncio.create_task(self.worker.run(), name="worker"),
             asyncio.create_task(self.scheduler.run(), name="scheduler"),

@@ -38,6 +38,8 @@ EXPECTED_TABLES = {
     "schedules",
     "webhooks",
     "webhook_signatures",
+    "webhook_subscriptions",
+    "webhook_deliveries",
     "plans",
     "subscriptions",
     "usage",

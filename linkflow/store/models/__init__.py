@@ -31,6 +31,7 @@ from linkflow.store.models.identity import (
     User,
     UserSession,
 )
+from linkflow.store.models.outgoing import WebhookDelivery, WebhookSubscription
 from linkflow.store.models.workflows import (
     Credential,
     Schedule,
@@ -64,7 +65,9 @@ __all__ = [
     "UserSession",
     "Variable",
     "Webhook",
+    "WebhookDelivery",
     "WebhookSignature",
+    "WebhookSubscription",
     "Workflow",
     "WorkflowVersion",
     "Workspace",
