@@ -19,13 +19,13 @@ import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     import httpx
 
@@ -489,7 +489,7 @@ def serve(
     import uvloop
 
     from linkflow.config import ConfigError
-    from linkflow.serve import serve as run_serve
+    from linkflow.processes.serve import serve as run_serve
 
     settings = _listen_settings(host, port)
     _prepare_database(settings)
@@ -501,6 +501,69 @@ def serve(
         raise _fail(str(error)) from None
     except KeyboardInterrupt:
         pass
+
+
+def _cluster_settings(command: str) -> Settings:
+    """Settings of a Redis-plane process: Redis and a migrated PostgreSQL, or one line."""
+    from linkflow.config import ConfigError
+    from linkflow.wiring.cluster import check_cluster_settings
+
+    settings = _settings()
+    try:
+        check_cluster_settings(settings, command)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    _prepare_database(settings)
+    return settings
+
+
+def _run_process(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a long-lived process's coroutine on uvloop; a bad setting is one line."""
+    import asyncio
+
+    import uvloop
+
+    from linkflow.config import ConfigError
+
+    try:
+        # uvloop: the event loop's own work (sockets, timers, callbacks) in C.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=1024, help="Executions run at once.")
+    ] = 16,
+) -> None:
+    """Run executions from the shared queue (needs LINKFLOW_REDIS_URL and PostgreSQL).
+
+    Start as many as the load needs, beside `linkflow api` and `linkflow scheduler`.
+    SIGTERM is graceful: no new job, running executions get
+    LINKFLOW_WORKER_SHUTDOWN_GRACE_S to finish, then go back to the queue.
+    """
+    from linkflow.processes.worker import work
+
+    settings = _cluster_settings("worker")
+    _run_process(lambda: work(settings, concurrency=concurrency))
+
+
+@app.command()
+def scheduler() -> None:
+    """Fire schedules, wake due waits, recover abandoned executions (needs Redis).
+
+    Run two for availability: one leads (a lock in Redis), the other takes over
+    within LINKFLOW_SCHEDULER_LOCK_TTL_S when the leader dies.
+    """
+    from linkflow.processes.scheduler import schedule
+
+    settings = _cluster_settings("scheduler")
+    _run_process(lambda: schedule(settings))
 
 
 def main() -> None:

@@ -89,7 +89,26 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """Default: a SQLite file `linkflow.db` inside `data_dir`."""
     redis_url: str | None = None
-    """Unset: in-process queue and pub/sub (embedded mode)."""
+    """Unset: in-process queue and pub/sub (embedded mode). Set: the queue (Redis Streams),
+    the bus (Pub/Sub), rate limits and the scheduler's leader lock live in Redis, shared
+    by `linkflow api`, `linkflow worker` and `linkflow scheduler` processes."""
+    redis_prefix: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    ] = "linkflow"
+    """First part of every Redis key and channel: installations sharing one Redis differ here."""
+    queue_visibility_s: Annotated[float, Field(ge=5, le=86400)] = 60.0
+    """A job handed to a worker that neither settled it nor got it back within this time
+    is handed out again (its worker vanished before taking the execution's lease; once the
+    lease is taken, the lease decides who runs it)."""
+    worker_shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    """On SIGTERM a worker takes no new job and lets running executions go on this long;
+    then it stops them at their next durable point and hands them back to the queue."""
+    schedule_catch_up_s: Annotated[float, Field(ge=0, le=86400)] = 60.0
+    """Ticks a schedule missed for less than this (no scheduler ran, a leader died) still
+    fire, each with its own time; older ones fire once for all, then it goes on from now."""
+    scheduler_lock_ttl_s: Annotated[float, Field(ge=3, le=600)] = 30.0
+    """The scheduler leader's lock lasts this long unless renewed (every third of it);
+    followers try to take it every sixth. A SIGKILLed leader is replaced within about this."""
     secret_key: SecretStr | None = None
     """Signs tokens. At least 32 characters."""
     encryption_key: SecretStr | None = None

@@ -8,14 +8,16 @@ Middleware, outermost first:
 3. CORS (only with `cors_origins` set);
 4. the body limit (413);
 5. `Idempotency-Key` on POST.
-The app owns the container: its lifespan closes it at shutdown.
+The app owns the container: its lifespan closes it at shutdown. An API-only
+process's execution plane (its writer, the Redis queue and bus) comes with a
+`lifetime`, started and closed by the same lifespan; `serve` runs its plane itself.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -43,7 +45,6 @@ from linkflow.api.routes import (
     schedules,
     users,
     variables,
-    webhook_subscriptions,
     workflows,
     workspaces,
     ws,
@@ -129,11 +130,15 @@ def _wrap(app: ASGIApp, stack: list[Middleware]) -> ASGIApp:
     return app
 
 
-def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
+def create_app(
+    container: Container, *, plane: Plane | None = None,
+    lifetime: AbstractAsyncContextManager[object] | None = None,
+) -> FastAPI:  # fmt: skip
     """The LinkFlow HTTP API over `container`'s objects.
 
     With `plane` (the execution plane: workflows, executions, webhooks...), its
-    endpoints are served too; without, only accounts, workspaces and keys.
+    endpoints are served too; without, only accounts, workspaces and keys. `lifetime`
+    is entered at start-up and left at shutdown (before the container closes).
     """
 
     @asynccontextmanager
@@ -146,7 +151,8 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         # webhook process; every 20,000 keeps the pauses short and rare.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         try:
-            yield
+            async with lifetime or nullcontext():
+                yield
         finally:
             await container.aclose()
 
@@ -166,8 +172,7 @@ def create_app(container: Container, *, plane: Plane | None = None) -> FastAPI:
         app.include_router(module.router)
     if plane is not None:
         app.state.plane = plane
-        for module in (workflows, executions, schedules, variables, credentials, nodes, ws,
-                       webhook_subscriptions):  # fmt: skip
+        for module in (workflows, executions, schedules, variables, credentials, nodes, ws):
             app.include_router(module.router)
         limits = WebhookLimits(container.limiter, container.settings.webhook_rate_limit)
         gateway = WebhookGateway(plane.webhooks, plane.resume_links, limits=limits,

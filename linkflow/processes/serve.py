@@ -40,6 +40,7 @@ class _Server(uvicorn.Server):
         log.info("shutting down: finishing running executions")
         self.should_exit = True
 
+
 log = get_logger(__name__)
 
 

@@ -3,8 +3,12 @@
 Every tick it (1) fires the schedules whose `next_run_at` has come, each by a
 compare-and-set on `next_run_at` so that a tick can never fire twice even if
 two schedulers run, and (2) hands the worker the waiting executions whose
-resume time has come. Missed ticks (the process was down) fire once, then the
-schedule continues from now: no burst of catch-up runs. Every half lease it
+resume time has come. Catch-up policy for missed ticks (no scheduler ran, or a
+leader died and its follower took over): the ticks missed for less than
+`catch_up_s` (LINKFLOW_SCHEDULE_CATCH_UP_S, one minute by default) fire each,
+in order, with their own `scheduled_at`; a tick older than that fires once for
+all of them, then the schedule continues from now (no burst of runs after a long
+outage). Every half lease it
 also recovers the unfinished executions nobody holds (a worker died: another
 process on the same database resumes its executions once their leases expired), and
 the parents left waiting for children that have all ended.
@@ -16,7 +20,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -42,21 +46,25 @@ __all__ = ["LocalScheduler"]
 log = get_logger(__name__)
 
 TICK_S = 0.5
+"""How often due work is looked for; the resolution of schedules and wait timers."""
 CLEANUP_EVERY_S = 3600.0
 """Retention cleanup runs at start and hourly: plans count retention in days."""
-"""How often due work is looked for; the resolution of schedules and wait timers."""
+MAX_CATCH_UP_TICKS = 1000
+"""Missed ticks one schedule fires in one go at most (a 1-second cron down for a minute)."""
 
 
 class LocalScheduler:
     def __init__(
         self, database: Database, executions: ExecutionService, queue: Queue,
         *, recover_every_s: float = 15.0, children: ChildExecutions | None = None,
+        catch_up_s: float = 60.0,
     ) -> None:  # fmt: skip
         self.database = database
         self.executions = executions
         self.children = children
         self.queue = queue
         self.recover_every_s = recover_every_s
+        self.catch_up = timedelta(seconds=catch_up_s)
         self.dead_owner: Callable[[str], bool] | None = None
         self._woken: set[str] = set()
 
@@ -99,37 +107,52 @@ class LocalScheduler:
             rows = (await session.execute(statement)).all()
         fired = 0
         for schedule, version in rows:
-            if await self._claim(schedule, now) and schedule.next_run_at is not None:
-                await self._start(schedule, version, schedule.next_run_at, now)
-                fired += 1
+            due = schedule.next_run_at
+            for _ in range(MAX_CATCH_UP_TICKS):  # each missed tick of the window, in order
+                following = await self._fire(schedule, version, due, now)
+                if following is None:
+                    break  # another scheduler moved it first
+                fired += due is not None
+                if following > now:
+                    break
+                due = following
         return fired
 
-    async def _claim(self, schedule: Schedule, now: datetime) -> bool:
-        """Move next_run_at forward iff nobody else did (compare and set)."""
-        following = next_fire(now, cron=schedule.cron, interval_s=schedule.interval_s,
+    async def _fire(
+        self, schedule: Schedule, version: int, due: datetime | None, now: datetime
+    ) -> datetime | None:
+        """Move next_run_at from `due` forward iff nobody else did (compare and set) and,
+        in the same transaction, create the tick's execution: a crash between the two
+        loses no tick, and two schedulers (a leader and one that believes it still is)
+        never fire one tick twice. A schedule that never fired only gets its first time.
+        Returns the new next_run_at, None when another scheduler moved it first."""
+        # Within the window, the tick after this one (missed or not); beyond, fire once
+        # for every tick missed and go on from now.
+        after = due if due is not None and now - due <= self.catch_up else now
+        following = next_fire(after, cron=schedule.cron, interval_s=schedule.interval_s,
                               timezone=schedule.timezone)  # fmt: skip
         async with self.database.transaction() as session:
             result = await session.execute(
                 update(Schedule)
                 .where(Schedule.id == schedule.id,
-                       Schedule.next_run_at.is_(None) if schedule.next_run_at is None
-                       else Schedule.next_run_at == schedule.next_run_at)
+                       Schedule.next_run_at.is_(None) if due is None
+                       else Schedule.next_run_at == due)
                 .values(next_run_at=following,
-                        last_run_at=now if schedule.next_run_at is not None
-                        else Schedule.last_run_at)
+                        last_run_at=now if due is not None else Schedule.last_run_at)
             )  # fmt: skip
-        return bool(getattr(result, "rowcount", 0))
-
-    async def _start(self, schedule: Schedule, version: int, due: datetime, now: datetime) -> None:
-        payload = {"scheduled_at": due.isoformat(), "fired_at": now.isoformat()}
-        await self.executions.create(
-            NewExecution(
+            if not getattr(result, "rowcount", 0):
+                return None
+            if due is None:
+                return following
+            payload = {"scheduled_at": due.isoformat(), "fired_at": now.isoformat()}
+            job = self.executions.insert(session, NewExecution(
                 workspace_id=schedule.workspace_id, workflow_id=schedule.workflow_id,
                 workflow_version=version, input={**payload, **(schedule.input or {})}
                 if isinstance(schedule.input, dict) else payload,
                 trigger_type=TriggerType.SCHEDULE, start_node=schedule.node_id,
-            )
-        )  # fmt: skip
+            ))  # fmt: skip
+        await self.queue.enqueue(job)
+        return following
 
     async def _wake_waiting(self, now: datetime) -> int:
         statement = select(Execution.id).where(

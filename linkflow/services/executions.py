@@ -8,7 +8,8 @@ itself needs no second round trip. A job lost in between (crash, flushed Redis)
 is found again by `recover()`, which re-enqueues the unfinished executions
 nobody holds: those whose lease expired (or belongs to a dead process of this
 machine), and queued ones that never had a lease and waited longer than a lease
-lasts (their creator handed the job to a queue that lost it).
+lasts while no job waits in the queue (their creator handed the job to a queue that
+lost it: Redis restarted empty; with a backlog, they are recovered once it drained).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkflow.engine import EventType
 from linkflow.engine.storable import UnstorableValue, check_input
@@ -29,6 +31,7 @@ from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
     Database,
     Execution,
+    ExecutionEvent,
     ExecutionLease,
     ExecutionStatus,
     NewEvent,
@@ -105,6 +108,7 @@ class ExecutionService:
     def __init__(
         self, database: Database, writer: GroupCommitWriter, queue: Queue,
         *, leases: LeaseMinter | None = None, lease_ttl_s: float = 30.0,
+        keep_fresh: bool = True,
     ) -> None:  # fmt: skip
         self.database = database
         self.writer = writer
@@ -114,6 +118,8 @@ class ExecutionService:
         self.fresh: dict[uuid.UUID, Fresh] = {}
         """Executions created by this process and not yet taken by its worker: the worker
         starts them from here instead of reading back what was just written."""
+        self.keep_fresh = keep_fresh
+        """False in a process without a worker (`linkflow api`): nobody would take them."""
 
     async def create(
         self,
@@ -127,39 +133,36 @@ class ExecutionService:
         the new history: a retry from the failed node carries the completed
         steps of the execution it retries, so they are replayed, not run.
         """
-        now = datetime.now(UTC)
-        execution_id = new.id or new_id()
-        payload = new.input if new.input is not None else {}
-        storable_input(payload, "the execution's input")
-        values = {
-            "id": execution_id, "workspace_id": new.workspace_id, "workflow_id": new.workflow_id,
-            "workflow_version": new.workflow_version, "status": ExecutionStatus.QUEUED,
-            "trigger_type": new.trigger_type, "priority": StoredPriority(new.priority.value),
-            "input": payload, "parent_execution_id": new.parent_execution_id,
-            "created_by_id": new.created_by_id, "queued_at": now, "attempt": 1,
-        }  # fmt: skip
-        queued = NewEvent(
-            execution_id, 1, EventType.EXECUTION_QUEUED.value, None,
-            {"trigger_type": new.trigger_type.value, "priority": new.priority.value,
-             "start_node": new.start_node},
-            now,
-        )  # fmt: skip
+        execution_id, values, queued = _first_write(new)
         copies = [
             NewEvent(execution_id, seq, type_, node_id, data, at)
             for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
         ]
         lease = self.leases(execution_id) if self.leases is not None and not copies else None
         await self.writer.create_execution(values, queued, *copies, lease=lease)
-        if not copies:
+        if not copies and self.keep_fresh:
             record = ExecutionRecord(
                 id=execution_id, workspace_id=new.workspace_id, workflow_id=new.workflow_id,
                 workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
-                trigger_type=new.trigger_type, input=payload,
+                trigger_type=new.trigger_type, input=values["input"],
             )  # fmt: skip
             self.fresh[execution_id] = Fresh(record, queued, new.start_node,
                                              lease[0] if lease else None)  # fmt: skip
         await self.queue.enqueue(execution_job(execution_id, new.priority))
         return execution_id
+
+    def insert(self, session: AsyncSession, new: NewExecution) -> Job:
+        """Add a queued execution (row + first event) to the caller's transaction, which
+        other writes of the same decision share (a schedule's tick: its compare-and-set
+        and the execution it starts commit together or not at all). Returns the job to
+        enqueue once that transaction committed; a job lost before is `recover()`'s."""
+        execution_id, values, queued = _first_write(new)
+        session.add(Execution(**values))
+        session.add(ExecutionEvent(
+            execution_id=execution_id, seq=queued.seq, type=queued.type, node_id=None,
+            data=queued.data, created_at=queued.created_at,
+        ))  # fmt: skip
+        return execution_job(execution_id, new.priority)
 
     async def recover(self, dead_owner: Callable[[str], bool] | None = None) -> int:
         """Re-enqueue the unfinished executions nobody holds (see the module's doc); a
@@ -175,11 +178,16 @@ class ExecutionService:
         async with self.database.session() as session:
             rows = (await session.execute(statement)).all()
         due: list[tuple[uuid.UUID, Any]] = []
+        ready: int | None = None
         for execution_id, priority, status, queued_at, owner, expires_at in rows:
             if owner is None:
-                orphan = status is ExecutionStatus.RUNNING or queued_at < now - self.lease_ttl
-                if orphan:
+                if status is ExecutionStatus.RUNNING:
                     due.append((execution_id, priority))
+                elif queued_at < now - self.lease_ttl:
+                    if ready is None:
+                        ready = await self._ready_jobs()
+                    if ready == 0:
+                        due.append((execution_id, priority))
             elif expires_at <= now:
                 due.append((execution_id, priority))
             elif dead_owner is not None and dead_owner(owner):
@@ -189,6 +197,13 @@ class ExecutionService:
             await self.queue.enqueue(execution_job(execution_id, Priority(priority.value)))
         return len(due)
 
+    async def _ready_jobs(self) -> int:
+        """Jobs waiting in the queue for a worker. A queued execution nobody took is only
+        known to have lost its job when none wait: with a backlog, its job is likely in it,
+        and enqueuing one more per recovery round would multiply the backlog."""
+        depth = await self.queue.depth()
+        return sum(depth.get(priority.value, 0) for priority in Priority)
+
     async def _expire(self, execution_id: uuid.UUID, owner: str, now: datetime) -> None:
         async with self.database.transaction() as session:
             await session.execute(
@@ -196,6 +211,29 @@ class ExecutionService:
                 .where(ExecutionLease.execution_id == execution_id, ExecutionLease.owner == owner)
                 .values(expires_at=now)
             )
+
+
+def _first_write(new: NewExecution) -> tuple[uuid.UUID, dict[str, Any], NewEvent]:
+    """A new execution's id, its row's values and its `execution.queued` event; refuses
+    an input it could not store (`storable_input`)."""
+    now = datetime.now(UTC)
+    execution_id = new.id or new_id()
+    payload = new.input if new.input is not None else {}
+    storable_input(payload, "the execution's input")
+    values = {
+        "id": execution_id, "workspace_id": new.workspace_id, "workflow_id": new.workflow_id,
+        "workflow_version": new.workflow_version, "status": ExecutionStatus.QUEUED,
+        "trigger_type": new.trigger_type, "priority": StoredPriority(new.priority.value),
+        "input": payload, "parent_execution_id": new.parent_execution_id,
+        "created_by_id": new.created_by_id, "queued_at": now, "attempt": 1,
+    }  # fmt: skip
+    queued = NewEvent(
+        execution_id, 1, EventType.EXECUTION_QUEUED.value, None,
+        {"trigger_type": new.trigger_type.value, "priority": new.priority.value,
+         "start_node": new.start_node},
+        now,
+    )  # fmt: skip
+    return execution_id, values, queued
 
 
 def storable_input(value: Any, what: str) -> None:

@@ -2,8 +2,9 @@
 (SQLite or PostgreSQL, embedded or Redis queue and bus, which blob store) and composes
 the parts against their protocols.
 
-- `build_api`: the HTTP API alone (`linkflow api`); until a shared queue is
-  configured it serves no execution plane, and says so (`api.routes.no_plane`);
+- `build_api`: the HTTP API alone (`linkflow api`); with Redis configured it serves
+  the execution plane too, handing executions to `linkflow worker` processes over the
+  shared queue; without, it serves none and says so (`api.routes.no_plane`);
 - `build_runtime` (`wiring.plane`): worker, scheduler and the API's plane on one
   process's queue and bus; `build_worker` and `build_scheduler` are its parts;
 - `build_serve`: the two in one process (`linkflow serve`);
@@ -81,11 +82,19 @@ def __getattr__(name: str) -> Any:
 
 
 def build_api(settings: Settings) -> FastAPI:
-    """The app of an API-only process; `ConfigError` names a bad setting."""
+    """The app of an API-only process; `ConfigError` names a bad setting. Its plane
+    (with Redis) has its own writer and runs no worker and no code."""
     from linkflow.api import create_app
     from linkflow.wiring.container import build_container
 
-    return create_app(build_container(settings))
+    container = build_container(settings)
+    if settings.redis_url is None:
+        return create_app(container)
+    from linkflow.wiring.plane import build_engine, build_plane, build_shared
+
+    shared = build_shared(settings, container.database, runs_worker=False)
+    plane = build_plane(shared, build_engine(shared, code=None))
+    return create_app(container, plane=plane, lifetime=shared)
 
 
 @dataclass(frozen=True)

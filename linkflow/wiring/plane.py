@@ -2,9 +2,10 @@
 (`Shared`: database writer, queue, bus, leases, the execution service), and on them a
 worker, a scheduler and the API's view of executions (`Plane`).
 
-`build_runtime` puts the three in one process, as `linkflow serve` runs them; the
-queue and the bus are the embedded ones unless the caller hands others in (the
-Redis ones, when that plane lands, are picked here from the settings).
+`build_runtime` puts the three in one process, as `linkflow serve` runs them. The
+queue and the bus are the embedded ones, or Redis Streams and Redis Pub/Sub when
+`LINKFLOW_REDIS_URL` is set (`build_queue`, `build_bus`): then `linkflow api`,
+`linkflow worker` and `linkflow scheduler` processes on many machines share them.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ from linkflow.worker.webhook_deliveries import WebhookDeliveries
 __all__ = [
     "Runtime",
     "Shared",
+    "build_bus",
     "build_engine",
     "build_plane",
+    "build_queue",
     "build_runtime",
     "build_scheduler",
     "build_shared",
@@ -86,27 +89,69 @@ class Shared:
         """Whether a lease belongs to a dead process of this machine (not to this one)."""
         return held_by_dead_process(owner, me=self.leases.process)
 
+    async def __aenter__(self) -> Shared:
+        """Start the writer (an API-only process: what `Runtime.start` does for serve's)."""
+        self.writer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Flush the writer, then close the connections (queue, bus, HTTP)."""
+        await self.writer.close()
+        await self.queue.close()
+        for resource in (self.queue, self.bus):
+            close = getattr(resource, "aclose", None)
+            if close is not None:
+                await close()
+        await self.http.aclose()
+
+
+def build_queue(settings: Settings) -> Queue:
+    """Redis Streams when `redis_url` is set, else the in-process queue."""
+    if settings.redis_url is None:
+        return LocalQueue()
+    from linkflow.queue.redis_streams import RedisStreamsQueue  # Redis processes only
+
+    return RedisStreamsQueue.from_url(settings.redis_url, prefix=settings.redis_prefix)
+
+
+def build_bus(settings: Settings) -> Bus:
+    """Redis Pub/Sub when `redis_url` is set, else the in-process bus."""
+    if settings.redis_url is None:
+        return LocalBus()
+    from linkflow.bus.redis import RedisBus  # Redis processes only
+
+    return RedisBus.from_url(settings.redis_url, prefix=settings.redis_prefix)
+
 
 def build_shared(
     settings: Settings, database: Database, *, writer: GroupCommitWriter | None = None,
     writer_process: bool = False, queue: Queue | None = None, bus: Bus | None = None,
+    runs_worker: bool = True,
 ) -> Shared:  # fmt: skip
     """The shared parts on `database`; `writer_process`: SQLite writes in a child
-    process (see `store.sqlite_writer`). `queue` and `bus` default to the embedded ones."""
+    process (see `store.sqlite_writer`). `queue` and `bus` default to those the settings
+    pick. `runs_worker`: a worker of this process takes what it creates (its lease is
+    minted in the creating batch and the worker starts from memory); an API-only
+    process leaves every execution to whichever worker dequeues it."""
     assert settings.secret_key is not None
     writer = writer or GroupCommitWriter(database, process=writer_process)
-    queue = queue or LocalQueue()
+    queue = queue or build_queue(settings)
     leases = LeaseKeeper(writer, ttl_s=settings.lease_ttl_s)
     http = shared_http_client(settings)
     box = secret_box(settings)
-    executions = ExecutionService(database, writer, queue, leases=leases.mint,
-                                  lease_ttl_s=settings.lease_ttl_s)  # fmt: skip
+    executions = ExecutionService(database, writer, queue,
+                                  leases=leases.mint if runs_worker else None,
+                                  lease_ttl_s=settings.lease_ttl_s,
+                                  keep_fresh=runs_worker)  # fmt: skip
     resume_links = ResumeLinks(database, queue, settings.secret_key.get_secret_value().encode(),
                                public_url(settings),
                                [key.encode() for key in previous_secrets(settings)])  # fmt: skip
     return Shared(
         settings=settings, database=database, writer=writer, queue=queue,
-        bus=bus or LocalBus(), leases=leases, cancels=CancelRegistry(),
+        bus=bus or build_bus(settings), leases=leases, cancels=CancelRegistry(),
         children=ChildExecutions(database, queue), executions=executions,
         resume_links=resume_links, http=http, box=box,
         credentials=ExecutionCredentials(database, box, http), variables=Variables(database),
@@ -162,6 +207,7 @@ def build_scheduler(shared: Shared) -> LocalScheduler:
     scheduler = LocalScheduler(
         shared.database, shared.executions, shared.queue,
         recover_every_s=shared.settings.lease_ttl_s / 2, children=shared.children,
+        catch_up_s=shared.settings.schedule_catch_up_s,
     )  # fmt: skip
     scheduler.dead_owner = shared.dead_owner
     return scheduler

@@ -48,13 +48,11 @@ from linkflow.engine import (
 )
 from linkflow.engine import ExecutionStatus as EngineStatus
 from linkflow.observability.logging import bind_context, get_logger
-from linkflow.queue import Delivery, Queue, QueueClosed, backoff_s
-from linkflow.queue.job import JobType
+from linkflow.queue import Delivery, Job, Queue, QueueClosed, backoff_s
 from linkflow.services.children import ChildExecutions
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.executions import ExecutionRecord, Fresh
 from linkflow.services.history import event_from_row
-from linkflow.services.outgoing_events import OutgoingEvents
 from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, LeaseWrite, WriterHistory
 from linkflow.store import (
@@ -67,7 +65,6 @@ from linkflow.store import (
     WorkflowVersion,
     move_execution,
 )
-from linkflow.worker.handlers import JobHandlers
 from linkflow.worker.leases import LeaseKeeper
 
 __all__ = ["CancelRegistry", "Worker"]
@@ -135,12 +132,7 @@ class Worker:
         resume_url: Callable[[uuid.UUID], str] | None = None,
         leases: LeaseKeeper | None = None,
         children: ChildExecutions | None = None,
-        jobs: JobHandlers | None = None,
-        outgoing: OutgoingEvents | None = None,
     ) -> None:
-        self.jobs = jobs or JobHandlers(queue, {})
-        """Jobs of the other types, by their handlers (none: dead-lettered)."""
-        self.outgoing = outgoing
         self.leases = leases or LeaseKeeper(writer)
         self.children = children
         self.fresh = fresh
@@ -158,6 +150,8 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
         """The executions this worker runs now, by id: never two runs of one here."""
+        self.interrupted: list[Delivery] = []
+        """Deliveries whose run a shutdown stopped, for `hand_back`."""
 
     async def run(self) -> None:
         """Consume until the queue closes (then finish what runs) or the task is cancelled
@@ -203,6 +197,20 @@ class Worker:
             for execution_id, reason in requested:
                 self.cancels.request(execution_id, reason or "cancelled by user")
 
+    async def hand_back(self) -> int:
+        """Queue again, for another worker, the executions a shutdown stopped: a new job
+        each, then the old delivery acked (at least once: a crash in between leaves both,
+        and the lease lets one run). Call once their leases' releases are durable (the
+        writer flushed), so the next worker can take them at once. Returns how many."""
+        handed, self.interrupted = self.interrupted, []
+        for delivery in handed:
+            await self.queue.enqueue(Job(
+                type=delivery.job.type, payload=delivery.job.payload, queue=delivery.job.queue,
+                max_attempts=delivery.job.max_attempts, timeout=delivery.job.timeout,
+            ))  # fmt: skip
+            await self.queue.ack(delivery)
+        return len(handed)
+
     async def drain(self) -> None:
         """Let the executions in flight reach their next durable point."""
         if self._running:
@@ -211,14 +219,7 @@ class Worker:
     async def _handle(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
         job = delivery.job
         try:
-            if job.type is not JobType.WORKFLOW_EXECUTION:
-                await self.jobs.run(delivery)
-                return
-            try:
-                execution_id = uuid.UUID(job.payload["execution_id"])
-            except (KeyError, TypeError, ValueError, AttributeError) as error:
-                await self.jobs.undecodable(delivery, error)
-                return
+            execution_id = uuid.UUID(job.payload["execution_id"])
             with bind_context(execution_id=str(execution_id), job_id=job.id):
                 if delivery.attempt > job.max_attempts:  # reclaimed once too often
                     await self._dead_letter(delivery, execution_id, "the job was abandoned "
@@ -227,6 +228,9 @@ class Worker:
                 try:
                     async with asyncio.timeout(job.timeout):
                         await self.execute(execution_id)
+                except asyncio.CancelledError:
+                    self.interrupted.append(delivery)  # a shutdown: `hand_back` requeues it
+                    raise
                 except HistoryConflict:
                     log.info("another worker owns this execution")
                 except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
@@ -341,8 +345,6 @@ class Worker:
             result = await self._run(row, workflow, queued, known, lease)
         if not _ended(result.state):
             self._project(row, result.state, lease)  # an end projected itself (`_end`)
-        if self.outgoing is not None:
-            await self.outgoing.after_run(row, result.state)
         self.cancels.forget(execution_id)
         return result
 

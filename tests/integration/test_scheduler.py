@@ -77,8 +77,39 @@ async def test_a_schedule_fires_once_per_due_time_even_with_two_schedulers(
         async with database.session() as session:
             schedule = await session.get(Schedule, schedule_id)
         assert schedule is not None
-        assert schedule.next_run_at == due + timedelta(seconds=60)
+        # The next tick follows the one that fired, not the moment it fired: no drift.
+        assert schedule.next_run_at == now + timedelta(seconds=120)
         assert (await queue.depth())["normal"] == 1
+    finally:
+        await writer.close()
+
+
+async def test_ticks_missed_within_the_catch_up_window_fire_each_older_ones_once(
+    database: Database,
+) -> None:
+    """Down for 3.5 intervals (inside a 5-minute window): three runs, each with its own
+    scheduled_at, in order; down for an hour: one run, and the schedule goes on from now."""
+    writer = GroupCommitWriter(database)
+    writer.start()
+    try:
+        queue = LocalQueue()
+        scheduler = LocalScheduler(database, ExecutionService(database, writer, queue), queue,
+                                   catch_up_s=300)  # fmt: skip
+        workflow_id, schedule_id = await _active_schedule(database)
+        now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        await scheduler.tick(now)
+        await scheduler.tick(now + timedelta(seconds=210))
+        runs = await _executions(database, workflow_id)
+        assert sorted(run.input["scheduled_at"] for run in runs) == [
+            (now + timedelta(seconds=60 * n)).isoformat() for n in (1, 2, 3)
+        ]
+        later = now + timedelta(hours=1)
+        await scheduler.tick(later)
+        async with database.session() as session:
+            schedule = await session.get(Schedule, schedule_id)
+        assert schedule is not None
+        assert schedule.next_run_at == later + timedelta(seconds=60)
+        assert len(await _executions(database, workflow_id)) == 4
     finally:
         await writer.close()
 

@@ -1,8 +1,9 @@
 """What an API-only process (`linkflow api`) answers where the execution plane would be.
 
 Workflows, executions, schedules, variables, credentials, the node catalogue and
-webhooks need a process that can run executions: `linkflow serve` today, or an
-API process handing jobs to a shared queue (planned, with Redis). Rather than a
+webhooks need a process that can run executions: `linkflow serve`, or an API
+process handing jobs to `linkflow worker` processes over Redis (`LINKFLOW_REDIS_URL`,
+`wiring.build_api`). Rather than a
 bare 404 that reads like a wrong URL, every such path answers 503 with a stable
 code saying which command serves it.
 """
@@ -22,8 +23,8 @@ PLANE_PREFIXES = (
 
 MESSAGE = (
     "this process (`linkflow api`) serves accounts and workspaces only: workflows, "
-    "executions, webhooks, schedules, variables and credentials need `linkflow serve` "
-    "(separate API and worker processes over a shared queue are planned)"
+    "executions, webhooks, schedules, variables and credentials need `linkflow serve`, "
+    "or LINKFLOW_REDIS_URL set here and `linkflow worker` processes beside it"
 )
 
 router = APIRouter(include_in_schema=False)

@@ -1,0 +1,69 @@
+"""`linkflow worker`: runs executions from the shared queue, on the shared database.
+
+Any number of them run beside `linkflow api` and `linkflow scheduler` on PostgreSQL
+and Redis. Each takes at most `--concurrency` jobs at a time; an execution runs
+under its lease (`worker.leases`), renewed by this process's heartbeat, so a
+worker that dies (SIGKILL, a lost machine) leaves its executions to another once
+their leases expire, resumed from their histories.
+
+SIGTERM (a deploy, a scale-down) is graceful: the worker takes no new job at once;
+the executions it runs go on for up to `LINKFLOW_WORKER_SHUTDOWN_GRACE_S`; those
+still running then are stopped at their next durable point, their leases released,
+and their jobs queued again for another worker (`Worker.hand_back`), before the
+writer flushes and the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from linkflow.config import Settings
+from linkflow.observability.logging import get_logger
+from linkflow.processes._signals import stop_requested
+
+__all__ = ["work"]
+
+log = get_logger(__name__)
+
+
+async def work(settings: Settings, *, concurrency: int) -> None:
+    from linkflow.wiring.cluster import build_worker_process
+
+    built = build_worker_process(settings, concurrency=concurrency)
+    shared, worker = built.shared, built.worker
+    stop = stop_requested()
+    shared.writer.start()
+    running = asyncio.create_task(worker.run(), name="worker")
+    heartbeat = asyncio.create_task(shared.leases.run(), name="lease-heartbeat")
+    sys.stdout.write(f"LinkFlow worker is running ({concurrency} at a time)\n")
+    sys.stdout.flush()
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()  # the worker's loop ended by itself: say why
+        log.info("shutting down: finishing running executions",
+                 running=len(worker.active), grace_s=settings.worker_shutdown_grace_s)  # fmt: skip
+        await shared.queue.close()
+        _, late = await asyncio.wait({running}, timeout=settings.worker_shutdown_grace_s)
+        if late:
+            log.info("grace period over: handing back running executions",
+                     running=len(worker.active))  # fmt: skip
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    finally:
+        stopping.cancel()
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        await shared.writer.close()  # the stopped runs' lease releases are durable now
+        try:
+            handed = await worker.hand_back()
+        except Exception:  # Redis away: their leases expire, and recovery requeues them
+            log.warning("handing back executions failed", exc_info=True)
+        else:
+            if handed:
+                log.info("handed back executions to the queue", count=handed)
+        await shared.aclose()
+        if built.code is not None and hasattr(built.code, "close"):
+            await built.code.close()

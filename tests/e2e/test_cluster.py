@@ -1,0 +1,281 @@
+"""The Redis plane end to end: `linkflow api`, `linkflow worker` and `linkflow scheduler`
+as separate processes on one PostgreSQL and one Redis.
+
+Nodes that must be caught mid-run call a gate on a loopback HTTP server the test
+holds (`Gate`): the test knows a node runs when the gate sees its request, and the
+node ends only when the test opens the gate, so no timing window is a node's sleep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests._http_server import Recorded, Reply, TestServer, serve
+from tests.e2e._cluster import Cluster, cluster, cluster_settings, query
+from tests.e2e._serve import EXAMPLES, Client, execution_of, poll, register, workflow
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class Gate:
+    """`/gate` answers only once opened; counts who called."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.server: TestServer | None = None
+
+    def route(self, _request: Recorded) -> Reply:
+        self.opened.wait(60)
+        return Reply.json({"passed": True})
+
+    @property
+    def calls(self) -> int:
+        assert self.server is not None
+        return len(self.server.hits("/gate"))
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url("/gate")
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    held = Gate()
+    with serve({"/gate": held.route}) as server:
+        held.server = server
+        yield held
+        held.opened.set()
+
+
+@pytest.fixture
+def plane(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Cluster]:
+    settings = cluster_settings(pg_url, redis_url, LINKFLOW_HTTP_ALLOW_PRIVATE="true",
+                                LINKFLOW_SCHEDULER_LOCK_TTL_S="3",
+                                LINKFLOW_WORKER_SHUTDOWN_GRACE_S="1")  # fmt: skip
+    with cluster(tmp_path, settings) as running:
+        yield running
+
+
+def client_of(plane: Cluster) -> Client:
+    api = next(p for p in plane.processes if p.command[0] == "api")
+    client = Client(api)  # type: ignore[arg-type]  # duck-typed: it needs only `url`
+    try:
+        register(client)
+    except AssertionError:  # a second test on the same database: the account exists
+        from tests.e2e._serve import ADA
+
+        client.token = client.ok("POST", "/api/v1/auth/login", json=ADA)["access_token"]
+    return client
+
+
+def gated_flow(gate_url: str, name: str = "gated") -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "before", "type": "set", "parameters": {"fields": {"n": 1}}},
+            {"id": "gate", "type": "http_request", "parameters": {"url": gate_url}},
+            {"id": "after", "type": "set", "parameters": {"fields": {"done": True}}},
+        ],
+        "connections": [{"from": "start", "to": "before"}, {"from": "before", "to": "gate"},
+                        {"from": "gate", "to": "after"}],
+    }  # fmt: skip
+
+
+def completions(client: Client, execution_id: str) -> Counter[str]:
+    events = client.listed(f"/api/v1/executions/{execution_id}/logs")
+    ends = [e["type"] for e in events if e["type"] in
+            {"execution.completed", "execution.failed", "execution.cancelled"}]  # fmt: skip
+    assert ends == ["execution.completed"], (execution_id, ends)
+    return Counter(e["node_id"] for e in events if e["type"] == "node.completed")
+
+
+def holder_pid(pg_url: str, execution_id: str) -> int | None:
+    rows = query(pg_url, "SELECT owner FROM execution_leases WHERE execution_id = $1 "
+                 "AND expires_at > now()", uuid.UUID(execution_id))  # fmt: skip
+    return int(rows[0]["owner"].split(":")[1]) if rows else None
+
+
+def test_a_webhook_answered_by_a_worker_process_through_the_api(plane: Cluster) -> None:
+    """The API process runs no worker: the webhook's execution runs on a worker process
+    and its answer comes back over Redis; a manual run completes the same way."""
+    plane.start("api")
+    plane.start("worker", "--concurrency", "4")
+    plane.start("worker", "--concurrency", "4")
+    client = client_of(plane)
+    greet = workflow(client, json.loads((EXAMPLES / "greet-adults.json").read_text()),
+                     activate=True)  # fmt: skip
+    (hook,) = greet["webhooks"]
+    for name in ("Ada", "Grace", "Edsger"):
+        answer = httpx.post(hook["url"], json={"name": name, "age": 36}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"msg": f"Welcome {name}"}
+    manual = workflow(client, {"name": "manual", "nodes": [
+        {"id": "start", "type": "manual"},
+        {"id": "greet", "type": "set", "parameters": {"fields": {"greeting": "hi"}}},
+    ], "connections": [{"from": "start", "to": "greet"}]})  # fmt: skip
+    run = client.ok("POST", f"/api/v1/workflows/{manual['id']}/execute", 202, json={})
+    done = execution_of(client, run["id"], "completed", "failed")
+    assert done["status"] == "completed", done
+
+
+def test_a_worker_sigkilled_mid_node_is_resumed_by_another_each_node_once(
+    plane: Cluster, gate: Gate, pg_url: str
+) -> None:
+    plane.start("api")
+    plane.start("scheduler")
+    workers = [plane.start("worker", "--concurrency", "2") for _ in range(2)]
+    client = client_of(plane)
+    flow = workflow(client, gated_flow(gate.url))
+    run = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    poll(lambda: gate.calls == 1, "the gated node to run")
+    pid = poll(lambda: holder_pid(pg_url, run["id"]), "the lease's holder")
+    (victim,) = [w for w in workers if w.pid == pid]
+    victim.signal(signal.SIGKILL)
+    victim.wait()
+    poll(lambda: gate.calls == 2, "another worker to run the interrupted node again")
+    survivor = poll(lambda: holder_pid(pg_url, run["id"]), "the new holder")
+    assert survivor != pid
+    gate.opened.set()
+    done = execution_of(client, run["id"], "completed", "failed")
+    assert done["status"] == "completed", done
+    assert completions(client, run["id"]) == {"start": 1, "before": 1, "gate": 1, "after": 1}
+
+
+def test_sigterm_hands_running_executions_back_after_the_grace_period(
+    plane: Cluster, gate: Gate, pg_url: str
+) -> None:
+    """The worker stops taking jobs at once, waits its grace period (1 s here) for the
+    gated node, then stops it, releases the lease and requeues the job: another worker
+    takes it at once (not a lease later), and the stopped worker exits cleanly."""
+    plane.start("api")
+    first = plane.start("worker", "--concurrency", "2")
+    client = client_of(plane)
+    flow = workflow(client, gated_flow(gate.url))
+    run = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    poll(lambda: gate.calls == 1, "the gated node to run")
+    assert holder_pid(pg_url, run["id"]) == first.pid
+    second = plane.start("worker", "--concurrency", "2")
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0, first.log.read_text()[-3000:]
+    # No scheduler runs: only the hand-back can have brought the job to the second worker.
+    poll(lambda: gate.calls == 2, "the second worker to take the handed-back execution")
+    assert holder_pid(pg_url, run["id"]) == second.pid
+    gate.opened.set()
+    done = execution_of(client, run["id"], "completed", "failed")
+    assert done["status"] == "completed", done
+    assert completions(client, run["id"]) == {"start": 1, "before": 1, "gate": 1, "after": 1}
+
+
+def test_sigterm_lets_a_run_that_ends_within_the_grace_period_finish_where_it_is(
+    plane: Cluster, gate: Gate, tmp_path: Path
+) -> None:
+    plane.start("api")
+    only = plane.start("worker", "--concurrency", "2", LINKFLOW_WORKER_SHUTDOWN_GRACE_S="30")
+    client = client_of(plane)
+    flow = workflow(client, gated_flow(gate.url))
+    run = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    poll(lambda: gate.calls == 1, "the gated node to run")
+    only.signal(signal.SIGTERM)
+    poll(lambda: b"shutting down" in only.log.read_bytes(), "the worker to start shutting down")
+    later = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    gate.opened.set()
+    assert only.wait() == 0
+    assert client.ok("GET", f"/api/v1/executions/{run['id']}")["status"] == "completed"
+    # The job queued after SIGTERM was not taken: it waits for the next worker.
+    assert client.ok("GET", f"/api/v1/executions/{later['id']}")["status"] == "queued"
+    assert gate.calls == 1
+    plane.start("worker")
+    assert execution_of(client, later["id"], "completed", "failed")["status"] == "completed"
+
+
+def test_redis_emptied_while_executions_are_queued_and_waiting_all_complete(
+    plane: Cluster, redis_url: str
+) -> None:
+    """FLUSHALL with 20 queued executions and 5 waiting on a timer, before any worker
+    ran: the scheduler finds them in the database and every one completes."""
+    plane.start("api")
+    client = client_of(plane)
+    quick = workflow(client, {"name": "quick", "nodes": [
+        {"id": "start", "type": "manual"},
+        {"id": "mark", "type": "set", "parameters": {"fields": {"ok": True}}},
+    ], "connections": [{"from": "start", "to": "mark"}]})  # fmt: skip
+    waits = workflow(client, {"name": "waits", "nodes": [
+        {"id": "start", "type": "manual"},
+        {"id": "pause", "type": "wait", "parameters": {"seconds": 2}},
+        {"id": "mark", "type": "set", "parameters": {"fields": {"ok": True}}},
+    ], "connections": [{"from": "start", "to": "pause"},
+                       {"from": "pause", "to": "mark"}]})  # fmt: skip
+    plane.start("worker", "--concurrency", "8")
+    waiting = [client.ok("POST", f"/api/v1/workflows/{waits['id']}/execute", 202, json={})["id"]
+               for _ in range(5)]  # fmt: skip
+    for execution_id in waiting:
+        execution_of(client, execution_id, "waiting")
+    plane.processes[-1].stop()  # no worker: what is queued now stays queued
+    queued = [client.ok("POST", f"/api/v1/workflows/{quick['id']}/execute", 202, json={})["id"]
+              for _ in range(20)]  # fmt: skip
+    with redis.Redis.from_url(redis_url) as raw:
+        assert raw.xlen("linkflow:queue:normal") >= 20
+        raw.flushall()
+    plane.start("scheduler")
+    plane.start("worker", "--concurrency", "8")
+    for execution_id in [*queued, *waiting]:
+        assert execution_of(client, execution_id, "completed", "failed")["status"] == "completed"
+
+
+def leader_pid(redis_url: str) -> int | None:
+    with redis.Redis.from_url(redis_url) as raw:
+        token = raw.get("linkflow:scheduler:leader")
+    return int(token.decode().split(":")[1]) if token else None
+
+
+def test_the_follower_scheduler_takes_over_and_no_tick_fires_twice_or_is_lost(
+    plane: Cluster, redis_url: str, pg_url: str
+) -> None:
+    """A cron schedule every second; two schedulers with a 3 s lock. The leader is
+    SIGKILLed: the follower leads within the lock's time (plus its next try), and the
+    ticks of the gap fire late but each once: scheduled_at runs second by second, with
+    no duplicate and no hole."""
+    plane.start("api")
+    plane.start("worker", "--concurrency", "8")
+    schedulers = [plane.start("scheduler"), plane.start("scheduler")]
+    client = client_of(plane)
+    flow = workflow(client, {"name": "every second", "nodes": [
+        {"id": "tick", "type": "schedule", "parameters": {"cron": "* * * * * *"}},
+        {"id": "mark", "type": "set", "parameters": {"fields": {"ok": True}}},
+    ], "connections": [{"from": "tick", "to": "mark"}]}, activate=True)  # fmt: skip
+
+    def ticks() -> list[str]:
+        rows = query(pg_url, "SELECT input->>'scheduled_at' AS at FROM executions "
+                     "WHERE workflow_id = $1", uuid.UUID(flow["id"]))  # fmt: skip
+        return [row["at"] for row in rows]
+
+    poll(lambda: len(ticks()) >= 3, "three ticks from the first leader")
+    pid = leader_pid(redis_url)
+    (leader,) = [s for s in schedulers if s.pid == pid]
+    (follower,) = [s for s in schedulers if s.pid != pid]
+    leader.signal(signal.SIGKILL)
+    leader.wait()
+    before = len(ticks())
+    poll(lambda: leader_pid(redis_url) == follower.pid, "the follower to lead", deadline_s=6)
+    poll(lambda: len(ticks()) >= before + 5, "ticks from the new leader")
+    client.ok("POST", f"/api/v1/workflows/{flow['id']}/deactivate")
+    fired = sorted(ticks())
+    assert len(fired) == len(set(fired)), "a tick fired twice"
+    seconds = [datetime.fromisoformat(at) for at in fired]
+    gaps = {(later - earlier).total_seconds() for earlier, later in itertools.pairwise(seconds)}
+    assert gaps == {1.0}, f"ticks missing: {fired}"
