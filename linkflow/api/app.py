@@ -45,6 +45,7 @@ from linkflow.api.routes import (
     schedules,
     users,
     variables,
+    webhook_subscriptions,
     workflows,
     workspaces,
     ws,
@@ -172,7 +173,8 @@ def create_app(
         app.include_router(module.router)
     if plane is not None:
         app.state.plane = plane
-        for module in (workflows, executions, schedules, variables, credentials, nodes, ws):
+        for module in (workflows, executions, schedules, variables, credentials, nodes, ws,
+                       webhook_subscriptions):  # fmt: skip
             app.include_router(module.router)
         limits = WebhookLimits(container.limiter, container.settings.webhook_rate_limit)
         gateway = WebhookGateway(plane.webhooks, plane.resume_links, limits=limits,

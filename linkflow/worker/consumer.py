@@ -49,10 +49,12 @@ from linkflow.engine import (
 from linkflow.engine import ExecutionStatus as EngineStatus
 from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Delivery, Job, Queue, QueueClosed, backoff_s
+from linkflow.queue.job import JobType
 from linkflow.services.children import ChildExecutions
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.executions import ExecutionRecord, Fresh
 from linkflow.services.history import event_from_row
+from linkflow.services.outgoing_events import OutgoingEvents
 from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, LeaseWrite, WriterHistory
 from linkflow.store import (
@@ -65,6 +67,7 @@ from linkflow.store import (
     WorkflowVersion,
     move_execution,
 )
+from linkflow.worker.handlers import JobHandlers
 from linkflow.worker.leases import LeaseKeeper
 
 __all__ = ["CancelRegistry", "Worker"]
@@ -132,7 +135,12 @@ class Worker:
         resume_url: Callable[[uuid.UUID], str] | None = None,
         leases: LeaseKeeper | None = None,
         children: ChildExecutions | None = None,
+        jobs: JobHandlers | None = None,
+        outgoing: OutgoingEvents | None = None,
     ) -> None:
+        self.jobs = jobs or JobHandlers(queue, {})
+        """Jobs of the other types, by their handlers (none: dead-lettered)."""
+        self.outgoing = outgoing
         self.leases = leases or LeaseKeeper(writer)
         self.children = children
         self.fresh = fresh
@@ -219,7 +227,14 @@ class Worker:
     async def _handle(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
         job = delivery.job
         try:
-            execution_id = uuid.UUID(job.payload["execution_id"])
+            if job.type is not JobType.WORKFLOW_EXECUTION:
+                await self.jobs.run(delivery)
+                return
+            try:
+                execution_id = uuid.UUID(job.payload["execution_id"])
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                await self.jobs.undecodable(delivery, error)
+                return
             with bind_context(execution_id=str(execution_id), job_id=job.id):
                 if delivery.attempt > job.max_attempts:  # reclaimed once too often
                     await self._dead_letter(delivery, execution_id, "the job was abandoned "
@@ -345,6 +360,8 @@ class Worker:
             result = await self._run(row, workflow, queued, known, lease)
         if not _ended(result.state):
             self._project(row, result.state, lease)  # an end projected itself (`_end`)
+        if self.outgoing is not None:
+            await self.outgoing.after_run(row, result.state)
         self.cancels.forget(execution_id)
         return result
 
