@@ -2,7 +2,11 @@
 
 - `local`: the in-process queue, producer and consumers in one event loop;
 - `redis`: the Redis Streams queue on a redis-server this script starts on loopback
-  (no persistence), a producer process and 1, then 2, consumer processes.
+  (no persistence): a producer process (as an API process would be: bursts of concurrent
+  `enqueue` calls), 1, then 2, consumer processes (as workers: `CONSUMER_CONCURRENCY`
+  slots each, one `dequeue` per free slot, `ack` at once), with reads of 1 and with the
+  default read batch (`READ_BATCH`: reads sized to the free slots). This process times
+  from the producer's first enqueue until nothing is ready or in flight.
 
 Target (issue "Many processes"): 10,000 no-op jobs/s through Redis. Prints figures
 only; nothing here asserts.
@@ -23,14 +27,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import redis
 
 from linkflow.queue import Delivery, Job, JobType, LocalQueue, Queue, QueueClosed
-from linkflow.queue.redis_streams import RedisStreamsQueue
+from linkflow.queue.redis_streams import READ_BATCH, RedisStreamsQueue
 
 CONSUMER_CONCURRENCY = 64
 """Deliveries one consumer process settles at once (a worker's slots)."""
+PRODUCER_BURST = 500
+"""Concurrent `enqueue` calls of the producer (webhook requests in flight in an API)."""
 
 
 def free_port() -> int:
@@ -95,17 +102,24 @@ def _consumer_process(url: str, read_batch: int) -> None:
     asyncio.run(main())
 
 
-async def _produce_and_drain(url: str, jobs: int) -> float:
+async def _produce(url: str, jobs: int) -> None:
     queue = RedisStreamsQueue.from_url(url)
-    started = time.perf_counter()
-    batch = 500
-    for start in range(0, jobs, batch):
-        chunk = range(start, min(jobs, start + batch))
+    for start in range(0, jobs, PRODUCER_BURST):
+        chunk = range(start, min(jobs, start + PRODUCER_BURST))
         await asyncio.gather(*(queue.enqueue(job(n)) for n in chunk))
-    await drained(queue)
-    elapsed = time.perf_counter() - started
     await queue.aclose()
-    return elapsed
+
+
+def _producer_process(url: str, jobs: int, ready: Any, go: Any) -> None:
+    ready.set()
+    go.wait()
+    asyncio.run(_produce(url, jobs))
+
+
+async def _drained(url: str) -> None:
+    queue = RedisStreamsQueue.from_url(url)
+    await drained(queue)
+    await queue.aclose()
 
 
 def redis_round(url: str, jobs: int, consumers: int, read_batch: int) -> float:
@@ -116,8 +130,17 @@ def redis_round(url: str, jobs: int, consumers: int, read_batch: int) -> float:
                  for _ in range(consumers)]  # fmt: skip
     for process in processes:
         process.start()
-    asyncio.run(_produce_and_drain(url, 100))  # consumers up, groups and scripts in place
-    elapsed = asyncio.run(_produce_and_drain(url, jobs))
+    asyncio.run(_produce(url, 100))  # consumers up, groups and scripts in place
+    asyncio.run(_drained(url))
+    ready, go = context.Event(), context.Event()
+    producer = context.Process(target=_producer_process, args=(url, jobs, ready, go))
+    producer.start()
+    ready.wait()
+    started = time.perf_counter()
+    go.set()
+    producer.join()  # every job enqueued (and some consumed)...
+    asyncio.run(_drained(url))  # ...and all of them acked
+    elapsed = time.perf_counter() - started
     for process in processes:
         process.terminate()
         process.join(30)
@@ -153,12 +176,12 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
-            for read_batch in (1, 16):
+            for read_batch in (1, READ_BATCH):
                 for consumers in (1, 2):
                     for _ in range(args.rounds):
                         rate = redis_round(url, args.jobs, consumers, read_batch)
                         print(f"redis streams, {consumers} consumer process(es), reads of "
-                              f"{read_batch}: {rate:,.0f} jobs/s")
+                              f"{read_batch}: {rate:,.0f} jobs/s")  # fmt: skip
         finally:
             server.terminate()
             server.wait(10)

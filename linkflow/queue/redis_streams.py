@@ -6,10 +6,11 @@ until the worker settles it, so a worker that vanishes loses nothing: `reclaim`
 (`XAUTOCLAIM`) finds entries idle past a visibility timeout and queues them again.
 
 How it keeps the `Queue` contract (`queue.protocol`):
-- Priority: a read takes from high, then normal, then low (each stream read alone,
-  the first that has entries wins, up to `read_batch` of them, handed out by this
-  process before it reads again). Strict otherwise: a steady stream of high jobs
-  delays low ones; the worker's concurrency, not the queue, keeps low jobs moving.
+- Priority: `queue.local`'s pass-over rule, applied by a script as it reads: high before
+  normal before low, except that a lane with ready entries that saw `PASS_OVER_LIMIT`
+  takes from higher lanes in a row gets the next take (normal before low). So under a
+  flood of high jobs the head of normal waits at most 16 takes, the head of low 17.
+  Each process counts its own takes (as each `LocalQueue` does); FIFO within a lane.
 - Receipts: an entry id. Settling is a script that first `XACK`s the entry and acts
   only if that acknowledged it (it was still pending): a stale consumer's settle,
   after a reclaim or a second settle, changes nothing. A redelivery (nack, reclaim)
@@ -17,13 +18,34 @@ How it keeps the `Queue` contract (`queue.protocol`):
   deleted. `XACK` then `XDEL` on ack: a settled job is gone from Redis.
 - Delays: jobs wait in a sorted set scored by their due time in Redis's own clock
   (`TIME`, so producers' clocks do not matter); every read first moves the due ones
-  to their stream, atomically (a script), so two workers never move one twice.
+  to their stream in the same script, so two workers never move one twice.
 - Dead letters: a capped stream; the newest are listed first.
 - Redis emptied (restarted without data): a read that finds its group gone makes it
   again; what was queued is the database's to recover (`ExecutionService.recover`).
 
-A consumer waiting on empty streams blocks in `XREADGROUP` for at most
-`BLOCK_MS` (and no longer than the next delayed job's due time), then looks again.
+Round trips (what makes 10,000 jobs/s possible, `bench/queues.py`):
+- Reads are sized to the consumers' free slots: one read (one script call) takes as
+  many entries as this process's consumers can start now, at most `read_batch`, and
+  hands them out here one `dequeue` at a time, in the order the rule above chose. The
+  free slots are learned, not configured: a consumer calls `dequeue` only with a slot
+  free and holds it until it settles the delivery, so the most deliveries ever
+  unsettled here plus callers waiting in `dequeue` is a lower bound on its slots, and
+  that bound minus the deliveries unsettled now is what a read takes. Entries are
+  therefore never hoarded while another worker is idle: they are read for a consumer
+  that asks for them at once. One read is in flight per process; concurrent callers of
+  `dequeue` share it.
+- "In flight" is pending in Redis: an entry read but not yet handed out is pending to
+  this consumer like a handed-out one (counted in `depth()["in_flight"]`, its idle
+  time running in Redis, so another process's `reclaim` may take it back if it waits
+  too long; here it then settles nothing, as any stale delivery).
+- Settles and enqueues are pipelined (`_redis_pipeline.Pipeliner`): the acks, nacks,
+  dead letters and enqueues of one event-loop iteration go to Redis in one pipeline
+  (one `XACK` and one `XDEL` per stream for all acks; a script per nack and dead
+  letter, each atomic), and each call returns only once Redis answered its own
+  command: an acked job is never delivered again after `ack` returned.
+
+A consumer waiting on empty streams blocks in `XREADGROUP` for at most `BLOCK_MS`
+(and no longer than the next delayed job's due time), then looks again.
 """
 
 from __future__ import annotations
@@ -33,7 +55,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -41,12 +63,15 @@ import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
+from linkflow.queue._redis_pipeline import Pipeliner
+from linkflow.queue._redis_scripts import BURY, DELAY, READ, REQUEUE
 from linkflow.queue.delivery import DeadLetter, Delivery
-from linkflow.queue.job import PRIORITY_ORDER, Job, Priority
+from linkflow.queue.job import PRIORITY_ORDER, Job
+from linkflow.queue.local import PASS_OVER_LIMIT
 from linkflow.queue.protocol import QueueClosed
 from linkflow.queue.redis_keys import GROUP, QueueKeys
 
-__all__ = ["BLOCK_MS", "MAX_CONNECTIONS", "MAX_DEAD_LETTERS", "RedisStreamsQueue"]
+__all__ = ["BLOCK_MS", "MAX_CONNECTIONS", "MAX_DEAD_LETTERS", "READ_BATCH", "RedisStreamsQueue"]
 
 BLOCK_MS: Final = 100
 """Longest one blocking read waits before the consumer looks at the delayed jobs again."""
@@ -56,64 +81,15 @@ POOL_WAIT_S: Final = 10.0
 """How long a command waits for a free connection before it fails."""
 MAX_DEAD_LETTERS: Final = 10_000
 """Dead letters kept (approximately: the stream is trimmed with `~`)."""
-READ_BATCH: Final = 1
-"""Entries one read takes from a stream, by default. More (`read_batch`) saves round
-trips, but the rest of a read wait in this process for its next dequeues, whatever
-their priority, while another worker may be idle: right for many short jobs (a
-notification sender), wrong for executions that run for seconds."""
-MOVE_EVERY_S: Final = 0.01
-"""How often a busy consumer moves due delayed jobs (always before it blocks)."""
+READ_BATCH: Final = 64
+"""Most entries one read takes. A read takes no more than the consumers' free slots
+anyway (see the module's doc), so this only caps a worker with many slots: 64 entries
+are about 15 KB of no-op jobs, and beyond that the round trip saved per job is noise."""
 _MOVE_BATCH: Final = 100
+"""Due delayed jobs one read moves at most (the rest go at the next read)."""
 
-_MOVE_DUE: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, member in ipairs(due) do
-  local entry = cjson.decode(member)
-  redis.call('XADD', KEYS[entry.p + 1], '*', 'job', entry.j, 'attempt', entry.a)
-  redis.call('ZREM', KEYS[1], member)
-end
-local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if next[2] then return {#due, tonumber(next[2]) - now} end
-return {#due, -1}
-"""
-"""KEYS: delayed, then the streams in priority order. Returns (moved, ms until the next
-due job or -1)."""
-
-_DELAY: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
-return 1
-"""
-"""KEYS: delayed. ARGV: delay ms, member."""
-
-_REQUEUE: Final = """
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XDEL', KEYS[1], ARGV[2])
-local delay = tonumber(ARGV[3])
-if delay <= 0 then
-  redis.call('XADD', KEYS[1], '*', 'job', ARGV[4], 'attempt', ARGV[5])
-else
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZADD', KEYS[2], now + delay, ARGV[6])
-end
-return 1
-"""
-"""Nack and reclaim. KEYS: the entry's stream, delayed. ARGV: group, entry id, delay ms,
-job, next attempt, delayed member."""
-
-_BURY: Final = """
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
-           'job', ARGV[4], 'attempts', ARGV[5], 'reason', ARGV[6], 'at', ARGV[7])
-return 1
-"""
-"""Dead-letter. KEYS: the entry's stream, dead. ARGV: group, entry id, cap, job, attempts,
-reason, time."""
+_Entry = tuple[str, str, bytes, bytes]
+"""A read entry not yet handed out: stream, entry id, job, attempt."""
 
 
 class RedisStreamsQueue:
@@ -127,15 +103,23 @@ class RedisStreamsQueue:
         self.read_batch = read_batch
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._closed = asyncio.Event()
+        self._closing: asyncio.Future[None] | None = None
         self._groups = False
-        self._moved_at = -MOVE_EVERY_S
-        self._held: dict[Priority, list[Delivery]] = {priority: [] for priority in PRIORITY_ORDER}
-        """Entries a blocking read returned beyond the one it needed: pending to this
-        consumer already, handed out before anything newer of their priority."""
-        self._move = redis.register_script(_MOVE_DUE)
-        self._delay = redis.register_script(_DELAY)
-        self._requeue = redis.register_script(_REQUEUE)
-        self._bury = redis.register_script(_BURY)
+        self._held: deque[_Entry] = deque()
+        """Entries read for this process's consumers and not handed out yet, in order."""
+        self._unsettled: set[str] = set()
+        """Receipts handed out here and not settled here yet."""
+        self._slots = 0
+        """The learned lower bound on the consumers' slots (see the module's doc)."""
+        self._waiting = 0
+        self._passed_over = (0, 0)
+        """Takes from higher lanes in a row that normal and low saw (the pass-over rule)."""
+        self._fetching: asyncio.Future[None] | None = None
+        self._read = redis.register_script(READ)
+        self._delay = redis.register_script(DELAY)
+        self._requeue = redis.register_script(REQUEUE)
+        self._bury = redis.register_script(BURY)
+        self._pipeline = Pipeliner(redis, (self._delay, self._requeue, self._bury))
 
     @classmethod
     def from_url(
@@ -154,88 +138,102 @@ class RedisStreamsQueue:
     async def enqueue(self, job: Job, *, delay_s: float = 0.0) -> None:
         encoded = _encode(job, 1)
         if delay_s <= 0:
-            await self.redis.xadd(self.keys.stream(job.queue), {"job": encoded, "attempt": 1})
+            await self._pipeline.command("XADD", self.keys.stream(job.queue), "*",
+                                         "job", encoded, "attempt", 1)  # fmt: skip
             return
-        await self._delay(keys=[self.keys.delayed],
-                          args=[_ms(delay_s), _member(job, encoded, 1)])  # fmt: skip
+        await self._pipeline.script(self._delay, [self.keys.delayed],
+                                    [_ms(delay_s), _member(job, encoded, 1)])  # fmt: skip
 
     # -- consuming ---------------------------------------------------------------------
 
     async def dequeue(self) -> Delivery:
-        while True:
-            if self._closed.is_set():
-                raise QueueClosed
-            held = self._take_held()
-            if held is not None:
-                return held
-            await self._ensure_groups()
-            until_next = await self._move_due()
-            for priority in PRIORITY_ORDER:
-                found = await self._read([self.keys.stream(priority)], block_ms=None)
-                if found:
-                    return self._keep_rest(found)
-            until_next = await self._move_due(force=True)
-            block = BLOCK_MS if until_next < 0 else max(1, min(BLOCK_MS, int(until_next)))
-            found = await self._wait(block)
-            if found:
-                return self._keep_rest(found)
-
-    def _take_held(self) -> Delivery | None:
-        for priority in PRIORITY_ORDER:
-            if self._held[priority]:
-                return self._held[priority].pop(0)
-        return None
-
-    async def _move_due(self, *, force: bool = False) -> int:
-        """Move the due delayed jobs to their streams, at most every `MOVE_EVERY_S` unless
-        forced (before a blocking read); the milliseconds until the next is due, or -1."""
-        now = time.monotonic()
-        if not force and now - self._moved_at < MOVE_EVERY_S:
-            return -1
-        self._moved_at = now
-        _, until_next = await self._move(
-            keys=[self.keys.delayed, *self.keys.streams], args=[_MOVE_BATCH]
-        )
-        return int(until_next)
-
-    def _keep_rest(self, found: list[Delivery]) -> Delivery:
-        for delivery in found:
-            self._held[delivery.job.queue].append(delivery)
-        best = self._take_held()
-        assert best is not None
-        return best
-
-    async def _wait(self, block_ms: int) -> list[Delivery]:
-        """A blocking read of every stream, given up when the queue closes."""
-        read = asyncio.ensure_future(self._read(list(self.keys.streams), block_ms=block_ms))
-        closed = asyncio.ensure_future(self._closed.wait())
+        self._waiting += 1
         try:
-            await asyncio.wait({read, closed}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                if self._closed.is_set():
+                    raise QueueClosed
+                if self._held:
+                    return self._hand_out(self._held.popleft())
+                self._slots = max(self._slots, len(self._unsettled) + self._waiting)
+                fetching = self._fetching
+                if fetching is None or fetching.done():
+                    fetching = self._fetching = asyncio.ensure_future(self._fetch())
+                    fetching.add_done_callback(_retrieve)
+                await asyncio.wait({fetching, self._closing_future()},
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                if fetching.cancelled():
+                    raise QueueClosed  # `aclose` stopped the read
+                if fetching.done():
+                    fetching.result()  # the read's error, to every caller that waited for it
         finally:
-            closed.cancel()
-        if not read.done():
-            read.cancel()
-            await asyncio.gather(read, return_exceptions=True)
-            raise QueueClosed
-        return read.result()
+            self._waiting -= 1
 
-    async def _read(self, streams: Sequence[str], *, block_ms: int | None) -> list[Delivery]:
+    def _closing_future(self) -> asyncio.Future[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+            if self._closed.is_set():
+                self._closing.set_result(None)
+        return self._closing
+
+    def _hand_out(self, entry: _Entry) -> Delivery:
+        stream, entry_id, job, attempt = entry
+        receipt = f"{stream} {entry_id}"
+        self._unsettled.add(receipt)
+        return Delivery(job=Job.from_json(orjson.loads(job)), attempt=int(attempt),
+                        receipt=receipt, delivered_at=time.monotonic())  # fmt: skip
+
+    async def _fetch(self) -> None:
+        """Read for the consumers' free slots: what is ready, else wait for it a while."""
+        count = max(1, min(self.read_batch, self._slots - len(self._unsettled)))
+        until_next = await self._take_ready(count)
+        if self._held or self._closed.is_set():
+            return
+        block = BLOCK_MS if until_next < 0 else max(1, min(BLOCK_MS, until_next))
+        await self._wait_for_entries(count, block)
+
+    async def _take_ready(self, count: int) -> int:
+        """Up to `count` ready entries into `_held` (one script call); the milliseconds
+        until the next delayed job is due, or -1."""
+        for _ in range(2):
+            await self._ensure_groups()
+            reply: Any = await self._read(
+                keys=[self.keys.delayed, *self.keys.streams],
+                args=[GROUP, self.consumer, count, _MOVE_BATCH, PASS_OVER_LIMIT,
+                      *self._passed_over],
+            )  # fmt: skip
+            if int(reply[0]) == 0:
+                break
+            self._groups = False  # Redis lost its data: make the groups again
+        else:
+            return -1
+        self._passed_over = (int(reply[2]), int(reply[3]))
+        streams = self.keys.streams
+        for i in range(4, len(reply), 4):
+            lane, entry_id, job, attempt = reply[i : i + 4]
+            self._held.append((streams[int(lane) - 1], _text(entry_id), job, attempt))
+        return int(reply[1])
+
+    async def _wait_for_entries(self, count: int, block_ms: int) -> None:
+        """A blocking read of every stream (nothing was ready), up to `count` from the one
+        that gets entries first."""
         reply: Any
         try:
             reply = await self.redis.xreadgroup(
-                GROUP, self.consumer, dict.fromkeys(streams, ">"), count=self.read_batch,
+                GROUP, self.consumer, dict.fromkeys(self.keys.streams, ">"), count=count,
                 block=block_ms,
             )  # fmt: skip
         except ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
             self._groups = False  # Redis lost its data: make the groups again
-            return []
-        deliveries = []
-        for stream, entries in reply or ():
+            return
+        lanes = {stream: lane for lane, stream in enumerate(self.keys.streams)}
+        for stream, entries in sorted(reply or (), key=lambda item: lanes[_text(item[0])]):
             for entry_id, fields in entries:
-                deliveries.append(_delivery(_text(stream), _text(entry_id), fields))
-        return deliveries
+                field = {_text(k): v for k, v in fields.items()}
+                self._held.append((_text(stream), _text(entry_id), field["job"],
+                                   field["attempt"]))  # fmt: skip
+        self._passed_over = (0, 0)  # every lane was empty: none is owed a take
 
     async def _ensure_groups(self) -> None:
         if self._groups:
@@ -252,36 +250,43 @@ class RedisStreamsQueue:
 
     async def ack(self, delivery: Delivery) -> None:
         stream, entry_id = _receipt(delivery)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(stream, GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
+        try:
+            await self._pipeline.ack(stream, entry_id)
+        finally:
+            self._unsettled.discard(delivery.receipt)
 
     async def nack(self, delivery: Delivery, *, delay_s: float) -> None:
-        await self._again(delivery, delay_s)
+        try:
+            await self._again(delivery, delay_s)
+        finally:
+            self._unsettled.discard(delivery.receipt)
 
     async def _again(self, delivery: Delivery, delay_s: float) -> bool:
         stream, entry_id = _receipt(delivery)
         job, attempt = delivery.job, delivery.attempt + 1
         encoded = _encode(job, attempt)
-        done = await self._requeue(
-            keys=[stream, self.keys.delayed],
-            args=[GROUP, entry_id, _ms(delay_s) if delay_s > 0 else 0, encoded, attempt,
-                  _member(job, encoded, attempt)],
+        done = await self._pipeline.script(
+            self._requeue, [stream, self.keys.delayed],
+            [GROUP, entry_id, _ms(delay_s) if delay_s > 0 else 0, encoded, attempt,
+             _member(job, encoded, attempt)],
         )  # fmt: skip
         return bool(done)
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         stream, entry_id = _receipt(delivery)
-        await self._bury(
-            keys=[stream, self.keys.dead],
-            args=[GROUP, entry_id, MAX_DEAD_LETTERS, _encode(delivery.job, delivery.attempt),
-                  delivery.attempt, reason, datetime.now(UTC).isoformat()],
-        )  # fmt: skip
+        try:
+            await self._pipeline.script(
+                self._bury, [stream, self.keys.dead],
+                [GROUP, entry_id, MAX_DEAD_LETTERS, _encode(delivery.job, delivery.attempt),
+                 delivery.attempt, reason, datetime.now(UTC).isoformat()],
+            )  # fmt: skip
+        finally:
+            self._unsettled.discard(delivery.receipt)
 
     async def reclaim(self, idle_s: float) -> int:
         await self._ensure_groups()
         reclaimed = 0
+        taken: set[str] = set()
         for stream in self.keys.streams:
             cursor = "0-0"
             while True:
@@ -289,17 +294,19 @@ class RedisStreamsQueue:
                     stream, GROUP, self.consumer, min_idle_time=int(idle_s * 1000),
                     start_id=cursor, count=_MOVE_BATCH,
                 )  # fmt: skip
+                again = []
                 for entry_id, fields in entries:
                     if fields is None:
                         continue  # deleted meanwhile (settled): nothing to give back
                     delivery = _delivery(stream, _text(entry_id), fields)
-                    if await self._again(delivery, 0.0):
-                        reclaimed += 1
+                    taken.add(delivery.receipt)
+                    again.append(self._again(delivery, 0.0))
+                reclaimed += sum(await asyncio.gather(*again))
                 cursor = _text(cursor_raw)
                 if cursor == "0-0":
                     break
-        for held in self._held.values():
-            held.clear()  # pending here, so reclaimed above: those deliveries are stale
+        if taken:  # read here but not handed out yet: those entries are withdrawn
+            self._held = deque(e for e in self._held if f"{e[0]} {e[1]}" not in taken)
         return reclaimed
 
     # -- looking -----------------------------------------------------------------------
@@ -339,12 +346,28 @@ class RedisStreamsQueue:
         return letters
 
     async def close(self) -> None:
-        """Stop handing out jobs; the connection stays for settling (`aclose` ends it)."""
+        """Stop handing out jobs; the connection stays for settling (`aclose` ends it).
+
+        Entries read but not handed out stay pending to this consumer: `reclaim` (by the
+        scheduler, after the visibility timeout) gives them to another worker."""
         self._closed.set()
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
 
     async def aclose(self) -> None:
+        """Close, send what is pipelined, stop the read in flight and the connections."""
         await self.close()
+        await self._pipeline.drain()
+        if self._fetching is not None and not self._fetching.done():
+            self._fetching.cancel()
+            await asyncio.gather(self._fetching, return_exceptions=True)
         await self.redis.aclose()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a read's error seen: every caller waiting for it got it already, or none is."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _encode(job: Job, attempt: int) -> bytes:

@@ -46,10 +46,15 @@ async def _redis_batched_queue(request: pytest.FixtureRequest) -> Queue:
     return RedisStreamsQueue.from_url(request.getfixturevalue("redis_url"), read_batch=16)
 
 
+async def _redis_reads_of_one_queue(request: pytest.FixtureRequest) -> Queue:
+    return RedisStreamsQueue.from_url(request.getfixturevalue("redis_url"), read_batch=1)
+
+
 IMPLEMENTATIONS: Final = [
     pytest.param(_local_queue, id="local"),
     pytest.param(_redis_queue, id="redis", marks=pytest.mark.redis),
     pytest.param(_redis_batched_queue, id="redis-batched", marks=pytest.mark.redis),
+    pytest.param(_redis_reads_of_one_queue, id="redis-reads-of-1", marks=pytest.mark.redis),
 ]
 
 CLOCK_SLACK_S: Final = 0.005
@@ -210,6 +215,27 @@ class TestSettling:
         await queue.dead_letter(delivery, "too late")
         assert await queue.depth() == EMPTY_DEPTH
         assert await queue.dead_letters() == []
+
+    async def test_settles_issued_together_take_effect_in_the_order_issued(
+        self, queue: Queue
+    ) -> None:
+        """Settles issued at once (a worker's tasks finishing together) each take effect; of
+        two settles of one delivery the first issued wins and the second is a no-op."""
+        for n in range(4):
+            await queue.enqueue(make_job(n))
+        acked, nacked, dead, left = [await take(queue) for _ in range(4)]
+        await asyncio.gather(
+            queue.ack(acked), queue.nack(acked, delay_s=0.0),
+            queue.nack(nacked, delay_s=0.0), queue.dead_letter(nacked, "too late"),
+            queue.dead_letter(dead, "poison"), queue.ack(dead),
+        )  # fmt: skip
+        assert await queue.depth() == EMPTY_DEPTH | {"normal": 1, "in_flight": 1, "dead": 1}
+        again = await take(queue)
+        assert (again.job, again.attempt) == (nacked.job, 2)
+        assert [d.reason for d in await queue.dead_letters()] == ["poison"]
+        await queue.ack(left)
+        await queue.ack(again)
+        assert await queue.depth() == EMPTY_DEPTH | {"dead": 1}
 
 
 class TestReclaim:

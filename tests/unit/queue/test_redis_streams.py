@@ -1,17 +1,22 @@
 """What the Redis Streams queue adds to the contract (tests/unit/queue/test_contract.py runs
 the contract itself against it): several consumers on one Redis, a consumer that vanished,
-a Redis that lost its data, and keys kept under the deployment's prefix."""
+a Redis that lost its data, keys kept under the deployment's prefix, the pass-over rule,
+reads sized to the consumers' free slots, and pipelined enqueues and acks."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from linkflow.queue import Priority
-from linkflow.queue.redis_streams import RedisStreamsQueue
-from tests.unit.queue._support import make_job, take
+from linkflow.queue import Delivery, Priority
+from linkflow.queue.local import PASS_OVER_LIMIT
+from linkflow.queue.redis_streams import READ_BATCH, RedisStreamsQueue
+from tests.unit.queue._support import make_job, settle_into_waiting, take, within
 
 pytestmark = pytest.mark.redis
 
@@ -83,3 +88,157 @@ async def test_keys_stay_under_the_prefix(redis_url: str) -> None:
     finally:
         await ours.aclose()
         await theirs.aclose()
+
+
+async def _calls(redis_url: str) -> dict[str, int]:
+    """Commands Redis ran since its statistics were last reset, by name, and under
+    "connections" the connections it accepted (this question's own included)."""
+    async with aioredis.Redis.from_url(redis_url) as client:
+        commands = await client.info("commandstats")
+        connections = (await client.info("stats"))["total_connections_received"]
+    calls = {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in commands.items()}
+    return calls | {"connections": int(connections)}
+
+
+async def _reset_calls(redis_url: str) -> None:
+    async with aioredis.Redis.from_url(redis_url) as client:
+        await client.config_resetstat()
+
+
+@pytest.mark.parametrize("read_batch", [1, READ_BATCH])
+class TestPassOverRule:
+    """`queue.local`'s starvation policy, kept by the Redis queue whatever its reads' size."""
+
+    async def test_under_a_flood_of_high_jobs_normal_and_low_still_come_out(
+        self, redis_url: str, read_batch: int
+    ) -> None:
+        """40 high jobs ahead of one normal and one low: normal is the 17th out, low the 18th."""
+        queue = RedisStreamsQueue.from_url(redis_url, read_batch=read_batch)
+        try:
+            for n in range(40):
+                await queue.enqueue(make_job(n, Priority.HIGH))
+            await queue.enqueue(make_job(100, Priority.NORMAL))
+            await queue.enqueue(make_job(200, Priority.LOW))
+            taken = [await take(queue) for _ in range(42)]
+            for delivery in taken:
+                await queue.ack(delivery)
+            lanes = [d.job.queue for d in taken]
+            assert lanes.index(Priority.NORMAL) == PASS_OVER_LIMIT
+            assert lanes.index(Priority.LOW) == PASS_OVER_LIMIT + 1
+            assert [d.job.payload["n"] for d in taken if d.job.queue is Priority.HIGH] == list(
+                range(40)
+            )
+        finally:
+            await queue.aclose()
+
+    async def test_with_every_lane_full_high_keeps_all_but_two_of_each_cycle(
+        self, redis_url: str, read_batch: int
+    ) -> None:
+        """With consumers settling together, the pattern is still 16 high, 1 normal, 1 low."""
+        queue = RedisStreamsQueue.from_url(redis_url, read_batch=read_batch)
+        try:
+            for n in range(60):
+                for priority in (Priority.HIGH, Priority.NORMAL, Priority.LOW):
+                    await queue.enqueue(make_job(n, priority))
+            cycle = [Priority.HIGH] * PASS_OVER_LIMIT + [Priority.NORMAL, Priority.LOW]
+            lanes: list[Priority] = []
+            while len(lanes) < 3 * len(cycle):
+                batch = await within(asyncio.gather(*(queue.dequeue() for _ in range(6))))
+                lanes += [d.job.queue for d in batch]
+                await asyncio.gather(*(queue.ack(d) for d in batch))
+            assert lanes == cycle * 3
+        finally:
+            await queue.aclose()
+
+
+class TestReadsSizedToFreeSlots:
+    async def test_a_read_takes_only_what_the_waiting_consumers_can_start(
+        self, queues: tuple[RedisStreamsQueue, RedisStreamsQueue]
+    ) -> None:
+        """Three consumers waiting get three jobs of ten; the other seven stay ready for
+        another worker, not hoarded by this one."""
+        ours, other = queues
+        consumers = [asyncio.create_task(ours.dequeue()) for _ in range(3)]
+        await settle_into_waiting(*consumers)
+        await asyncio.gather(*(ours.enqueue(make_job(n)) for n in range(10)))
+        got = await within(asyncio.gather(*consumers))
+        assert sorted(d.job.payload["n"] for d in got) == [0, 1, 2]
+        assert await other.depth() == {"high": 0, "normal": 7, "low": 0, "delayed": 0,
+                                       "in_flight": 3, "dead": 0}  # fmt: skip
+        rest = [await take(other) for _ in range(7)]
+        assert [d.job.payload["n"] for d in rest] == list(range(3, 10))
+
+    async def test_entries_read_ahead_are_in_flight_and_reclaimed_only_when_idle(
+        self, queues: tuple[RedisStreamsQueue, RedisStreamsQueue]
+    ) -> None:
+        """A consumer that ran four at once reads four for its next ask: the three not yet
+        handed out count as in flight, survive a reclaim of older deliveries, and a reclaim
+        of everything takes them back (attempt 2) like the handed-out ones, none twice."""
+        queue, _ = queues
+        for n in range(4):
+            await queue.enqueue(make_job(n))
+        first = await within(asyncio.gather(*(queue.dequeue() for _ in range(4))))
+        await asyncio.gather(*(queue.ack(d) for d in first))
+        for n in range(4, 8):
+            await queue.enqueue(make_job(n))
+        handed = await take(queue)
+        assert handed.job.payload["n"] == 4
+        assert (await queue.depth())["in_flight"] == 4
+        assert await queue.reclaim(3600) == 0
+        assert [(d.job.payload["n"], d.attempt) for d in [await take(queue)]] == [(5, 1)]
+        assert await queue.reclaim(0.0) == 4
+        again = [await take(queue) for _ in range(4)]
+        assert sorted((d.job.payload["n"], d.attempt) for d in again) == [
+            (n, 2) for n in range(4, 8)
+        ]
+
+
+class TestPipelining:
+    async def test_concurrent_enqueues_go_in_one_round_trip_and_each_is_confirmed(
+        self, queues: tuple[RedisStreamsQueue, RedisStreamsQueue], redis_url: str
+    ) -> None:
+        """A burst of 100 enqueues (an API's requests) is one pipeline on the one connection
+        the producer has (not one connection per call in flight); each returns with its job
+        in Redis, in order."""
+        producer, consumer = queues
+        await producer.depth()  # its first connection is open
+        await _reset_calls(redis_url)
+        await asyncio.gather(*(producer.enqueue(make_job(n)) for n in range(100)))
+        calls = await _calls(redis_url)
+        assert (calls["xadd"], calls["connections"]) == (100, 1)
+        assert "exec" not in calls  # a plain pipeline, not a transaction
+        assert (await consumer.depth())["normal"] == 100
+        assert [(await take(consumer)).job.payload["n"] for _ in range(100)] == list(range(100))
+
+    async def test_acks_settled_together_are_one_xack_and_never_delivered_again(
+        self, queues: tuple[RedisStreamsQueue, RedisStreamsQueue], redis_url: str
+    ) -> None:
+        """Fifty acks from fifty tasks are one XACK and one XDEL; once they returned, nothing
+        is in flight and no reclaim brings a job back."""
+        queue, other = queues
+        await asyncio.gather(*(queue.enqueue(make_job(n)) for n in range(50)))
+        deliveries = [await take(queue) for _ in range(50)]
+        await _reset_calls(redis_url)
+        await asyncio.gather(*(queue.ack(d) for d in deliveries))
+        calls = await _calls(redis_url)
+        assert (calls["xack"], calls["xdel"]) == (1, 1)
+        assert (await other.depth())["in_flight"] == 0
+        assert await other.reclaim(0.0) == 0
+
+    async def test_an_ack_or_enqueue_redis_did_not_confirm_raises_to_its_caller(self) -> None:
+        """With Redis unreachable, enqueue, dequeue and ack fail; none returns as if done."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        queue = RedisStreamsQueue.from_url(f"redis://127.0.0.1:{port}/0")
+        delivery = Delivery(job=make_job(), attempt=1, receipt="linkflow:queue:normal 1-0",
+                            delivered_at=0.0)  # fmt: skip
+        try:
+            with pytest.raises(RedisConnectionError):
+                await within(queue.enqueue(make_job()))
+            with pytest.raises(RedisConnectionError):
+                await within(queue.dequeue())
+            with pytest.raises(RedisConnectionError):
+                await within(queue.ack(delivery))
+        finally:
+            await queue.aclose()
