@@ -225,12 +225,13 @@ def api(
         int, typer.Option("--workers", min=1, max=64, help="Processes to serve with.")
     ] = 1,
 ) -> None:
-    """Serve the HTTP API (control plane) with uvicorn.
+    """Serve the HTTP API with uvicorn.
 
-    With no configuration it runs embedded: SQLite under the data dir,
-    migrated on start. Elsewhere the database must be migrated first
-    (`linkflow migrate`). With --workers, every process reads the same
-    settings; rate limits are shared only when LINKFLOW_REDIS_URL is set.
+    With LINKFLOW_REDIS_URL it serves everything and hands executions to
+    `linkflow worker` processes; without, the control plane only (accounts,
+    workspaces, keys). With no configuration it runs embedded: SQLite under the
+    data dir, migrated on start. Elsewhere the database must be migrated first
+    (`linkflow migrate`). With --workers, every process reads the same settings.
     """
     import uvicorn
 
@@ -238,9 +239,10 @@ def api(
 
     settings = _listen_settings(host, port)
     _prepare_database(settings)
-    from linkflow.api.routes.no_plane import MESSAGE
+    if settings.redis_url is None:
+        from linkflow.api.routes.no_plane import MESSAGE
 
-    typer.echo(f"note: {MESSAGE}", err=True)
+        typer.echo(f"note: {MESSAGE}", err=True)
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,

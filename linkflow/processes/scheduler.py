@@ -11,6 +11,7 @@ in Redis), the others wait to take over. While it leads, a scheduler
   whose children all ended (see `ExecutionService.recover`);
 - reclaims queue entries a vanished worker took and never settled
   (`LINKFLOW_QUEUE_VISIBILITY_S`), and says when dead letters appear;
+- at taking the lead, queues again the outgoing webhook deliveries left open;
 - deletes executions past their retention, hourly.
 Moving due retries back to their streams is done by every worker's reads.
 """
@@ -90,12 +91,16 @@ async def _stop(duties: asyncio.Task[None] | None) -> None:
 
 async def _lead(built: SchedulerProcess, settings: Settings) -> None:
     """The leader's duties, until cancelled (leadership lost, or shutdown)."""
+    from linkflow.wiring.plane import outgoing_events
+
     shared = built.shared
     try:
         recovered = await shared.executions.recover(shared.dead_owner)
         recovered += await shared.children.recover()
         if recovered:
             log.info("resuming unfinished executions", count=recovered)
+        # Outgoing webhooks left open by a process that died (see services.outgoing_events).
+        await outgoing_events(shared).recover()
     except Exception:
         log.warning("recovery at taking the lead failed; retried every half lease", exc_info=True)
     await asyncio.gather(built.scheduler.run(), _reclaim(built, settings))

@@ -279,3 +279,43 @@ def test_the_follower_scheduler_takes_over_and_no_tick_fires_twice_or_is_lost(
     seconds = [datetime.fromisoformat(at) for at in fired]
     gaps = {(later - earlier).total_seconds() for earlier, later in itertools.pairwise(seconds)}
     assert gaps == {1.0}, f"ticks missing: {fired}"
+
+
+async def test_live_events_of_a_run_on_a_worker_reach_a_websocket_on_another_api(
+    plane: Cluster, gate: Gate
+) -> None:
+    """Created through api-1, run on a worker, watched on api-2 over /ws: the events come
+    in order over Redis; after a forced disconnect mid-run, a resubscription with the last
+    seq seen gives every later event once, the rest of the run live."""
+    from websockets.asyncio.client import connect
+
+    from tests.e2e.test_serve_ws import frame, send, until_end, ws_url
+
+    plane.start("api")
+    second = plane.start("api")
+    plane.start("worker", "--concurrency", "2")
+    client = client_of(plane)
+    flow = workflow(client, gated_flow(gate.url))
+    watcher = second  # the process that did not create the execution
+    async with connect(ws_url(watcher, client.token), open_timeout=30) as ws:  # type: ignore[arg-type]
+        workspace = client.ok("GET", "/api/v1/workspaces/current")["id"]
+        await send(ws, {"type": "subscribe", "channel": f"workspace.{workspace}"})
+        assert (await frame(ws))["type"] == "subscribed"
+        run = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+        seen = []
+        while not (seen and seen[-1]["event"] == "node.started"
+                   and seen[-1]["data"].get("node_id") == "gate"):  # fmt: skip
+            seen.append(await frame(ws))
+    last_seq = seen[-1]["data"]["seq"]
+    async with connect(ws_url(watcher, client.token), open_timeout=30) as ws:  # type: ignore[arg-type]
+        channel = f"execution.{run['id']}"
+        await send(ws, {"type": "subscribe", "channel": channel, "after_seq": last_seq})
+        assert await frame(ws) == {"type": "subscribed", "channel": channel}
+        gate.opened.set()
+        rest = await until_end(ws)
+    seqs = [e["data"]["seq"] for e in seen] + [e["seq"] for e in rest]
+    stored = client.listed(f"/api/v1/executions/{run['id']}/logs")
+    # Live from execution.started (seq 2: the API stored execution.queued before the job
+    # existed); the rest after the reconnection; together the whole stored history.
+    assert seqs == [e["seq"] for e in stored][1:], (seqs, stored)
+    assert rest[-1]["event"] == "execution.completed"
