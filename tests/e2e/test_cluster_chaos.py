@@ -86,8 +86,7 @@ def test_500_executions_survive_a_sigkilled_and_a_sigtermed_worker(
 
         def settled() -> bool:
             counts = statuses(pg_url)
-            return counts.get("completed", 0) >= EXECUTIONS and not (
-                set(counts) - {"completed"})
+            return counts.get("completed", 0) >= EXECUTIONS and not (set(counts) - {"completed"})
 
         poll(settled, "every execution to complete", deadline_s=300)
 
@@ -100,9 +99,12 @@ def test_500_executions_survive_a_sigkilled_and_a_sigtermed_worker(
         assert {row["id"] for row in ends} >= {uuid.UUID(i) for i in started}
         assert all(row["completed"] == 1 and row["other"] == 0 for row in ends), [
             row for row in ends if row["completed"] != 1 or row["other"]][:5]  # fmt: skip
-        twice = query(pg_url, """
+        twice = query(
+            pg_url,
+            """
             SELECT execution_id, node_id, count(*) AS n FROM execution_events
-            WHERE type = 'node.completed' GROUP BY execution_id, node_id HAVING count(*) > 1""")
+            WHERE type = 'node.completed' GROUP BY execution_id, node_id HAVING count(*) > 1""",
+        )
         assert twice == [], twice[:5]
         nodes = query(pg_url, """
             SELECT e.workflow_id, count(DISTINCT v.node_id) AS n FROM executions e
