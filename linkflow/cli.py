@@ -69,6 +69,15 @@ PortOption = Annotated[
         show_default=False,
     ),
 ]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve Prometheus metrics at http://LINKFLOW_HOST:PORT/metrics. Default: off.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -542,6 +551,7 @@ def worker(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=1024, help="Executions run at once.")
     ] = 16,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Run executions from the shared queue (needs LINKFLOW_REDIS_URL and PostgreSQL).
 
@@ -552,11 +562,11 @@ def worker(
     from linkflow.processes.worker import work
 
     settings = _cluster_settings("worker")
-    _run_process(lambda: work(settings, concurrency=concurrency))
+    _run_process(lambda: work(settings, concurrency=concurrency, metrics_port=metrics_port))
 
 
 @app.command()
-def scheduler() -> None:
+def scheduler(metrics_port: MetricsPortOption = None) -> None:
     """Fire schedules, wake due waits, recover abandoned executions (needs Redis).
 
     Run two for availability: one leads (a lock in Redis), the other takes over
@@ -565,7 +575,7 @@ def scheduler() -> None:
     from linkflow.processes.scheduler import schedule
 
     settings = _cluster_settings("scheduler")
-    _run_process(lambda: schedule(settings))
+    _run_process(lambda: schedule(settings, metrics_port=metrics_port))
 
 
 def main() -> None:

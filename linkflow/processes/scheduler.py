@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
+from linkflow.observability.worker_metrics import SchedulerMetrics, serve_metrics
 from linkflow.processes._signals import stop_requested
 
 __all__ = ["schedule"]
@@ -37,11 +38,15 @@ if TYPE_CHECKING:
     from linkflow.wiring.cluster import SchedulerProcess
 
 
-async def schedule(settings: Settings) -> None:
+async def schedule(settings: Settings, *, metrics_port: int | None = None) -> None:
     from linkflow.wiring.cluster import build_scheduler_process
 
     built = build_scheduler_process(settings)
     lock = built.lock
+    metrics = SchedulerMetrics()
+    if metrics_port is not None:
+        metrics.ticks(lambda: built.scheduler.fired)
+        serve_metrics(metrics.registry, settings.host, metrics_port)
     stop = stop_requested()
     built.shared.writer.start()
     sys.stdout.write("LinkFlow scheduler is running (leading when it holds the lock)\n")
@@ -72,6 +77,7 @@ async def schedule(settings: Settings) -> None:
                     reachable = False
                 await _stop(duties)
                 duties = None
+            metrics.leading.set(duties is not None)
             wait_s = lock.renew_every_s if duties is not None else lock.try_every_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait_s)

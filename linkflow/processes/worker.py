@@ -20,6 +20,7 @@ import sys
 
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
+from linkflow.observability.worker_metrics import WorkerMetrics, serve_metrics
 from linkflow.processes._signals import stop_requested
 
 __all__ = ["work"]
@@ -27,15 +28,20 @@ __all__ = ["work"]
 log = get_logger(__name__)
 
 
-async def work(settings: Settings, *, concurrency: int) -> None:
+async def work(settings: Settings, *, concurrency: int, metrics_port: int | None = None) -> None:
     from linkflow.wiring.cluster import build_worker_process
 
-    built = build_worker_process(settings, concurrency=concurrency)
+    metrics = WorkerMetrics() if metrics_port is not None else None
+    built = build_worker_process(settings, concurrency=concurrency, metrics=metrics)
     shared, worker = built.shared, built.worker
     stop = stop_requested()
     shared.writer.start()
     running = asyncio.create_task(worker.run(), name="worker")
     heartbeat = asyncio.create_task(shared.leases.run(), name="lease-heartbeat")
+    depth = None
+    if metrics is not None and metrics_port is not None:
+        serve_metrics(metrics.registry, settings.host, metrics_port)
+        depth = asyncio.create_task(metrics.watch_depth(shared.queue), name="queue-depth")
     sys.stdout.write(f"LinkFlow worker is running ({concurrency} at a time)\n")
     sys.stdout.flush()
     stopping = asyncio.create_task(stop.wait())
@@ -54,8 +60,10 @@ async def work(settings: Settings, *, concurrency: int) -> None:
             await asyncio.gather(running, return_exceptions=True)
     finally:
         stopping.cancel()
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
+        for task in (heartbeat, depth):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await shared.writer.close()  # the stopped runs' lease releases are durable now
         try:
             handed = await worker.hand_back()

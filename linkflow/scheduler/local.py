@@ -67,6 +67,8 @@ class LocalScheduler:
         self.catch_up = timedelta(seconds=catch_up_s)
         self.dead_owner: Callable[[str], bool] | None = None
         self._woken: set[str] = set()
+        self.fired = 0
+        """Schedule ticks this scheduler fired so far (its metrics)."""
 
     async def run(self) -> None:
         last_cleanup = -CLEANUP_EVERY_S
@@ -113,6 +115,7 @@ class LocalScheduler:
                 if following is None:
                     break  # another scheduler moved it first
                 fired += due is not None
+                self.fired += due is not None
                 if following > now:
                     break
                 due = following

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from linkflow.config import ConfigError, Settings
 from linkflow.nodes.sdk import CodeRunner
+from linkflow.observability.worker_metrics import MeteredQueue, WorkerMetrics
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.leader import LeaderLock
 from linkflow.scheduler.local import LocalScheduler
@@ -56,11 +57,21 @@ def check_cluster_settings(settings: Settings, command: str) -> None:
         )
 
 
-def build_worker_process(settings: Settings, *, concurrency: int) -> WorkerProcess:
+def build_worker_process(
+    settings: Settings, *, concurrency: int, metrics: WorkerMetrics | None = None
+) -> WorkerProcess:
+    """With `metrics`, the worker's queue counts what it settles (`MeteredQueue`) and the
+    lease keeper's renewals and losses are exposed."""
     check_cluster_settings(settings, "worker")
     shared = build_shared(settings, Database(settings.effective_database_url))
     code = build_runner(settings)
-    worker = build_worker(shared, build_engine(shared, code), concurrency=concurrency)
+    queue = None
+    if metrics is not None:
+        queue = MeteredQueue(shared.queue, metrics)
+        leases = shared.leases
+        metrics.leases(lambda: (leases.renewals, leases.losses))
+    worker = build_worker(shared, build_engine(shared, code), concurrency=concurrency,
+                          queue=queue)  # fmt: skip
     return WorkerProcess(shared, worker, code)
 
 

@@ -190,10 +190,14 @@ def build_jobs(shared: Shared) -> JobHandlers:
     }, backoff_base_s=backoff)  # fmt: skip
 
 
-def build_worker(shared: Shared, engine: Engine, *, concurrency: int = 64) -> Worker:
-    """A worker on the shared queue, running at most `concurrency` executions at once."""
+def build_worker(
+    shared: Shared, engine: Engine, *, concurrency: int = 64, queue: Queue | None = None
+) -> Worker:
+    """A worker on the shared queue (or `queue`, one wrapping it), running at most
+    `concurrency` executions at once."""
     return Worker(
-        database=shared.database, writer=shared.writer, queue=shared.queue, engine=engine,
+        database=shared.database, writer=shared.writer, queue=queue or shared.queue,
+        engine=engine,
         bus=shared.bus, cancels=shared.cancels, concurrency=concurrency,
         variables=shared.variables, credentials=shared.credentials,
         fresh=shared.executions.fresh, leases=shared.leases, children=shared.children,

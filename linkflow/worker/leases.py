@@ -69,6 +69,9 @@ class LeaseKeeper:
         self._watchers: dict[str, Callable[[], object]] = {}
         self._ended: dict[str, LeaseWrite] = {}
         """The drops `end` queued, until `release` takes them."""
+        self.renewals = 0
+        self.losses = 0
+        """Totals so far, for the worker's metrics."""
         writer.on_lease_lost = self._lost
 
     def expiry(self) -> datetime:
@@ -119,6 +122,7 @@ class LeaseKeeper:
     def _lost(self, lease: str) -> None:
         if self.held.pop(lease, None) is None:
             return
+        self.losses += 1
         log.warning("lease lost: another worker owns the execution now", lease=lease)
         watcher = self._watchers.pop(lease, None)
         if watcher is not None:
@@ -136,6 +140,7 @@ class LeaseKeeper:
             if not await write:
                 lost += 1
                 self._lost(lease)
+        self.renewals += len(pending) - lost
         return lost
 
     async def run(self) -> None:

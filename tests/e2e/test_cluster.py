@@ -319,3 +319,48 @@ async def test_live_events_of_a_run_on_a_worker_reach_a_websocket_on_another_api
     # existed); the rest after the reconnection; together the whole stored history.
     assert seqs == [e["seq"] for e in stored][1:], (seqs, stored)
     assert rest[-1]["event"] == "execution.completed"
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples of a /metrics page, by name with labels as Prometheus prints them."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_worker_and_scheduler_metrics_move_with_the_work(
+    plane: Cluster, gate: Gate
+) -> None:
+    from tests.e2e._serve import free_port
+
+    worker_port, scheduler_port = free_port(), free_port()
+    plane.start("api")
+    plane.start("worker", "--concurrency", "4", "--metrics-port", str(worker_port))
+    plane.start("scheduler", "--metrics-port", str(scheduler_port))
+    client = client_of(plane)
+    quick = workflow(client, {"name": "quick", "nodes": [
+        {"id": "start", "type": "manual"},
+        {"id": "mark", "type": "set", "parameters": {"fields": {"ok": True}}},
+    ], "connections": [{"from": "start", "to": "mark"}]})  # fmt: skip
+    for _ in range(5):
+        run = client.ok("POST", f"/api/v1/workflows/{quick['id']}/execute", 202, json={})
+        execution_of(client, run["id"], "completed")
+    done = 'linkflow_jobs_total{outcome="done",type="workflow_execution"}'
+    poll(lambda: scrape(worker_port).get(done, 0) >= 5, "five jobs counted done")
+    gated = workflow(client, gated_flow(gate.url))
+    client.ok("POST", f"/api/v1/workflows/{gated['id']}/execute", 202, json={})
+    poll(lambda: gate.calls == 1, "the gated node to run")
+    poll(lambda: scrape(worker_port).get("linkflow_jobs_active") == 1, "one job active")
+    # A 2 s lease is renewed every 2/3 s while the gate holds the run.
+    poll(lambda: scrape(worker_port).get("linkflow_lease_renewals_total", 0) >= 2,
+         "lease renewals")  # fmt: skip
+    poll(lambda: 'linkflow_queue_depth{state="normal"}' in scrape(worker_port), "queue depth")
+    poll(lambda: scrape(scheduler_port).get("linkflow_scheduler_leading") == 1,
+         "the only scheduler to lead")  # fmt: skip
+    gate.opened.set()
+    poll(lambda: scrape(worker_port).get(done, 0) >= 6, "the gated job counted done")
+    assert scrape(worker_port)["linkflow_jobs_active"] == 0

@@ -1,0 +1,167 @@
+"""Prometheus metrics of a `linkflow worker` (and of the scheduler), on their own port.
+
+A worker has no HTTP API, so `--metrics-port` serves its registry alone
+(prometheus-client's exposition server, in a thread of its own). What is counted:
+- jobs by type and outcome (`done`: acked, `retried`: redelivered after a backoff,
+  `dead_lettered`) and their duration, the jobs running now: measured where a
+  delivery is settled, by `MeteredQueue` wrapping the worker's queue, so the worker
+  itself stays free of metric calls;
+- queue depth by priority (and delayed, in flight, dead), read every few seconds;
+- lease renewals and losses, read from the `LeaseKeeper`'s counts at scrape time;
+- for the scheduler: whether it leads, and the ticks it fired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from linkflow.observability.logging import get_logger
+from linkflow.queue import DeadLetter, Delivery, Job, Queue
+
+__all__ = ["MeteredQueue", "SchedulerMetrics", "WorkerMetrics", "serve_metrics"]
+
+log = get_logger(__name__)
+
+DEPTH_EVERY_S: Final = 5.0
+"""How often the queue's depth is read (a pipeline of a few commands)."""
+# From 10 ms (a no-op job) to an hour (Job.timeout's default).
+_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+
+
+class WorkerMetrics:
+    """The registry of one worker process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry: Final = registry or CollectorRegistry()
+        self.jobs: Final = Counter(
+            "linkflow_jobs_total", "Jobs settled by this worker, by type and outcome.",
+            ["type", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.duration: Final = Histogram(
+            "linkflow_job_duration_seconds", "From handing a job out to settling it, by type.",
+            ["type"], buckets=_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.active: Final = Gauge(
+            "linkflow_jobs_active", "Jobs handed to this worker and not settled yet.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.depth: Final = Gauge(
+            "linkflow_queue_depth", "Jobs in the shared queue: ready by priority, delayed, "
+            "in flight, dead.", ["state"], registry=self.registry,
+        )  # fmt: skip
+
+    def leases(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Expose the lease renewals and losses `counts()` returns (totals so far)."""
+        self.registry.register(_Totals(
+            ("linkflow_lease_renewals", "Lease renewals written.", lambda: counts()[0]),
+            ("linkflow_lease_losses", "Leases lost to another worker (a refused write or "
+             "renewal).", lambda: counts()[1]),
+        ))  # fmt: skip
+
+    async def watch_depth(self, queue: Queue) -> None:
+        """Keep `linkflow_queue_depth` fresh, until cancelled."""
+        while True:
+            try:
+                for state, count in (await queue.depth()).items():
+                    self.depth.labels(state).set(count)
+            except Exception:  # the queue is away: the gauges keep their last values
+                log.debug("reading the queue depth failed", exc_info=True)
+            await asyncio.sleep(DEPTH_EVERY_S)
+
+
+class _Totals(Collector):
+    """Counters whose totals another object keeps (plain integers on a hot path), read at
+    scrape time: (name, help, read)."""
+
+    def __init__(self, *totals: tuple[str, str, Callable[[], int]]) -> None:
+        self.totals = totals
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, help_text, read in self.totals:
+            yield CounterMetricFamily(name, help_text, value=read())
+
+
+class MeteredQueue:
+    """A `Queue` that counts what its consumer settles (see the module's doc)."""
+
+    def __init__(self, queue: Queue, metrics: WorkerMetrics) -> None:
+        self.queue = queue
+        self.metrics = metrics
+        self._since: dict[str, float] = {}
+
+    async def enqueue(self, job: Job, *, delay_s: float = 0.0) -> None:
+        await self.queue.enqueue(job, delay_s=delay_s)
+
+    async def dequeue(self) -> Delivery:
+        delivery = await self.queue.dequeue()
+        self._since[delivery.receipt] = time.monotonic()
+        self.metrics.active.inc()
+        return delivery
+
+    def _settled(self, delivery: Delivery, outcome: str) -> None:
+        started = self._since.pop(delivery.receipt, None)
+        if started is None:
+            return  # settled twice, or handed out before the metrics existed
+        self.metrics.active.dec()
+        kind = delivery.job.type.value
+        self.metrics.jobs.labels(kind, outcome).inc()
+        self.metrics.duration.labels(kind).observe(time.monotonic() - started)
+
+    async def ack(self, delivery: Delivery) -> None:
+        await self.queue.ack(delivery)
+        self._settled(delivery, "done")
+
+    async def nack(self, delivery: Delivery, *, delay_s: float) -> None:
+        await self.queue.nack(delivery, delay_s=delay_s)
+        self._settled(delivery, "retried")
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        await self.queue.dead_letter(delivery, reason)
+        self._settled(delivery, "dead_lettered")
+
+    async def reclaim(self, idle_s: float) -> int:
+        return await self.queue.reclaim(idle_s)
+
+    async def depth(self) -> dict[str, int]:
+        return await self.queue.depth()
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self.queue.dead_letters(limit)
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    async def aclose(self) -> None:
+        close = getattr(self.queue, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class SchedulerMetrics:
+    """The registry of one scheduler process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry: Final = registry or CollectorRegistry()
+        self.leading: Final = Gauge(
+            "linkflow_scheduler_leading", "1 while this scheduler holds the leader lock.",
+            registry=self.registry,
+        )  # fmt: skip
+
+    def ticks(self, fired: Callable[[], int]) -> None:
+        """Expose the schedule ticks `fired()` says this scheduler fired."""
+        self.registry.register(_Totals(
+            ("linkflow_scheduler_ticks_fired", "Schedule ticks this scheduler fired.", fired),
+        ))  # fmt: skip
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
+    """Serve `registry` at http://host:port/metrics from a thread (a process without an API)."""
+    start_http_server(port, addr=host, registry=registry)
+    log.info("serving metrics", url=f"http://{host}:{port}/metrics")
