@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".linkflow")
     database_url: str | None = None
     """Default: a SQLite file `linkflow.db` inside `data_dir`."""
+    database_pool_size: Annotated[int, Field(ge=1, le=500)] = 20
+    """PostgreSQL connections a process keeps open (as many again under a burst): every
+    process counts against the server's `max_connections`."""
     redis_url: str | None = None
     """Unset: in-process queue and pub/sub (embedded mode). Set: the queue (Redis Streams),
     the bus (Pub/Sub), rate limits and the scheduler's leader lock live in Redis, shared

@@ -189,8 +189,11 @@ def _pg_ready(bin_dir: Path, port: int, process: subprocess.Popen[bytes]) -> boo
     return result.returncode == 0
 
 
-def start_postgres() -> PostgresServer:
-    """initdb a fresh cluster in a temporary directory and start it on a free port."""
+def start_postgres(*, durable: bool = False) -> PostgresServer:
+    """initdb a fresh cluster in a temporary directory and start it on a free port.
+
+    Tests run without fsync (their data is disposable); `durable` keeps PostgreSQL's
+    defaults (fsync, synchronous_commit on), for benchmarks that state durability."""
     bin_dir = find_pg_bin_dir()
     run_as = _run_as()
     base_dir = Path(tempfile.mkdtemp(prefix="linkflow-pg-"))
@@ -222,9 +225,9 @@ def start_postgres() -> PostgresServer:
             process = subprocess.Popen(
                 [
                     bin_dir / "postgres", "-D", data_dir, "-p", str(port),
-                    "-h", "127.0.0.1", "-k", socket_dir,
-                    "-c", "fsync=off", "-c", "synchronous_commit=off",
-                    "-c", "full_page_writes=off", "-c", "max_connections=200",
+                    "-h", "127.0.0.1", "-k", socket_dir, "-c", "max_connections=200",
+                    *([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                          "-c", "full_page_writes=off"]),
                 ],
                 user=run_as.user,
                 group=run_as.group,

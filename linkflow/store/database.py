@@ -75,6 +75,11 @@ SQLITE_POOL_OVERFLOW: Final = 32
 # Execution option naming how SQLite transactions begin: DEFERRED (the default)
 # or IMMEDIATE, which takes the write lock at BEGIN (see `Database.transaction`).
 _SQLITE_BEGIN: Final = "linkflow_sqlite_begin"
+POSTGRES_POOL_SIZE: Final = 20
+"""Kept-open PostgreSQL connections per process, by default (`Database(pool_size=)`);
+as many again may open beyond them under a burst. SQLAlchemy's default (5) made a worker
+running 64 executions open and close a connection for most of them (a TLS attempt,
+authentication and a new backend each: a third of its CPU per execution)."""
 # asyncpg's default is 60 s; a database that does not answer a connect in 10 s
 # is down as far as a request (or a health check) is concerned.
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
@@ -220,7 +225,10 @@ def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) -> AsyncEngine:
+def create_engine(
+    url: str, *, echo: bool = False, foreign_keys: bool = True,
+    pool_size: int = POSTGRES_POOL_SIZE,
+) -> AsyncEngine:  # fmt: skip
     """An async engine for `url` (see `normalize_url`), configured for LinkFlow.
 
     For SQLite, the database file and its directory are created owner-only if
@@ -247,6 +255,8 @@ def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) ->
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_S},
+        pool_size=pool_size,
+        max_overflow=pool_size,
     )
 
 
@@ -268,8 +278,10 @@ class Database:
     Built once per process by the wiring and disposed at shutdown.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.engine: Final = create_engine(url, echo=echo)
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = POSTGRES_POOL_SIZE
+    ) -> None:
+        self.engine: Final = create_engine(url, echo=echo, pool_size=pool_size)
         self.sessionmaker: Final = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer_sessionmaker: Final = async_sessionmaker(
             self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"}), expire_on_commit=False

@@ -57,13 +57,17 @@ def check_cluster_settings(settings: Settings, command: str) -> None:
         )
 
 
+def _database(settings: Settings) -> Database:
+    return Database(settings.effective_database_url, pool_size=settings.database_pool_size)
+
+
 def build_worker_process(
     settings: Settings, *, concurrency: int, metrics: WorkerMetrics | None = None
 ) -> WorkerProcess:
     """With `metrics`, the worker's queue counts what it settles (`MeteredQueue`) and the
     lease keeper's renewals and losses are exposed."""
     check_cluster_settings(settings, "worker")
-    shared = build_shared(settings, Database(settings.effective_database_url))
+    shared = build_shared(settings, _database(settings))
     code = build_runner(settings)
     queue = None
     if metrics is not None:
@@ -80,7 +84,7 @@ def build_scheduler_process(settings: Settings) -> SchedulerProcess:
     assert settings.redis_url is not None
     from redis.asyncio import Redis
 
-    shared = build_shared(settings, Database(settings.effective_database_url), runs_worker=False)
+    shared = build_shared(settings, _database(settings), runs_worker=False)
     lock = LeaderLock(Redis.from_url(settings.redis_url), prefix=settings.redis_prefix,
                       ttl_s=settings.scheduler_lock_ttl_s)  # fmt: skip
     return SchedulerProcess(shared, build_scheduler(shared), lock)

@@ -93,7 +93,8 @@ def build_container(settings: Settings, *, database: Database | None = None) -> 
     if settings.secret_key is None:
         raise ConfigError("LINKFLOW_SECRET_KEY is not set")
     secret = settings.secret_key.get_secret_value()
-    database = database or Database(settings.effective_database_url)
+    database = database or Database(settings.effective_database_url,
+                                    pool_size=settings.database_pool_size)  # fmt: skip
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     http = httpx.AsyncClient(timeout=OAUTH_HTTP_TIMEOUT_S, follow_redirects=False)
     url = public_url(settings)
