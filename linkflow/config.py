@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     sealed with them (`linkflow rotate-keys` re-seals it under the current key)."""
     log_level: str = "info"
     log_format: LogFormat = LogFormat.AUTO
+    otlp_endpoint: str | None = None
+    """Where spans go, OTLP over HTTP (`http://collector:4318`: `/v1/traces` is added
+    unless the URL ends with it); unset: tracing is off, and costs nothing."""
+    otlp_headers: SecretStr | None = None
+    """Headers of every export, `name=value,name2=value2` (values URL-encoded): an API key."""
+    service_name: str | None = None
+    """The traces' `service.name`; unset: `linkflow-<command>` (api, worker, scheduler, serve)."""
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     http_allow_private: bool = False
@@ -162,6 +169,23 @@ class Settings(BaseSettings):
     def _http_endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP)")
+        return value
+
+    @field_validator("otlp_headers")
+    @classmethod
+    def _otlp_header_pairs(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for part in value.get_secret_value().split(","):
+                name, equals, _ = part.partition("=")
+                if part.strip() and (not equals or not name.strip()):
+                    raise ValueError("must be name=value pairs separated by commas")
         return value
 
     webhook_answer_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0

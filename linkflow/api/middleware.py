@@ -11,6 +11,8 @@ and do the least work that keeps their promises:
 - every response carries nosniff, frame-deny, a CSP (strict for JSON, one
   that lets the API docs load for HTML) and, over TLS, HSTS;
 - metrics are labelled by route template; one log line per request;
+- with tracing on, a server span per request (`observability.tracing.ServerSpan`),
+  current while the app runs, so the log lines and spans it causes belong to it;
 - an exception escaping the app becomes a logged 500 problem that still has
   its request id, unless the response had already begun.
 """
@@ -30,6 +32,7 @@ from linkflow.api.errors import internal_error, render_error
 from linkflow.api.ratelimit import RateLimiter
 from linkflow.observability.logging import get_logger
 from linkflow.observability.metrics import UNMATCHED_ROUTE, HttpMetrics
+from linkflow.observability.tracing import server_span
 from linkflow.services.errors import PayloadTooLarge, RateLimited
 
 __all__ = ["BodyLimitMiddleware", "EdgeMiddleware"]
@@ -116,6 +119,7 @@ class EdgeMiddleware:
 
         path = scope["path"]
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        traced = server_span(scope)  # None when tracing is off
         try:
             if scope.get("client") and _limited_per_address(path):
                 await self.limiter.check(self.limiter.per_ip, "ip", scope["client"][0])
@@ -146,6 +150,8 @@ class EdgeMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
                 client=scope["client"][0] if scope.get("client") else None,
             )
+            if traced is not None:
+                traced.end(getattr(route, "path", None), status)
             structlog.contextvars.unbind_contextvars("request_id")
 
 

@@ -29,8 +29,16 @@ from typing import Any, Final, TextIO
 
 import orjson
 import structlog
+from structlog.typing import EventDict
 
-__all__ = ["QUIET_LIBRARIES", "bind_context", "configure_logging", "get_logger", "redact"]
+__all__ = [
+    "QUIET_LIBRARIES",
+    "bind_context",
+    "configure_logging",
+    "get_logger",
+    "log_trace_ids",
+    "redact",
+]
 
 QUIET_LIBRARIES: Final = ("httpx", "httpcore", "h11", "h2", "hpack", "urllib3", "botocore",
                           "aiobotocore", "s3transfer", "websockets")  # fmt: skip
@@ -119,6 +127,33 @@ def configure_logging(
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     # Alembic narrates every migration step at INFO; only a debugging operator wants that.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+
+
+def _add_trace_ids(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    """`trace_id` and `span_id` of the span current when the line is written, if any."""
+    from opentelemetry import trace  # loaded by then: tracing is on
+
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid:
+        event["trace_id"] = f"{current.trace_id:032x}"
+        event["span_id"] = f"{current.span_id:016x}"
+    return event
+
+
+def log_trace_ids() -> None:
+    """From now on, log lines written inside a span (LinkFlow's and the libraries') carry
+    its `trace_id` and `span_id`. `observability.tracing` calls this when tracing starts:
+    without it, no line pays for the lookup."""
+    processors = list(structlog.get_config()["processors"])
+    if _add_trace_ids not in processors:
+        processors.insert(1, _add_trace_ids)  # after the contextvars: its ids win
+        structlog.configure(processors=processors)
+    for handler in logging.getLogger().handlers:
+        formatter = handler.formatter
+        if isinstance(formatter, _RedactingFormatter):
+            chain = list(formatter.foreign_pre_chain or ())
+            if _add_trace_ids not in chain:
+                formatter.foreign_pre_chain = [*chain[:1], _add_trace_ids, *chain[1:]]
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

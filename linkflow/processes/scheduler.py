@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
+from linkflow.observability.tracing import start_tracing, stop_tracing
 from linkflow.observability.worker_metrics import SchedulerMetrics, serve_metrics
 from linkflow.processes._signals import stop_requested
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 async def schedule(settings: Settings, *, metrics_port: int | None = None) -> None:
     from linkflow.wiring.cluster import build_scheduler_process
 
+    start_tracing(settings, process="scheduler")
     built = build_scheduler_process(settings)
     lock = built.lock
     metrics = SchedulerMetrics()
@@ -87,6 +89,7 @@ async def schedule(settings: Settings, *, metrics_port: int | None = None) -> No
             await lock.resign()  # a follower takes over at its next try, not a lease later
         await lock.redis.aclose()
         await built.shared.aclose()
+        await asyncio.to_thread(stop_tracing)
 
 
 async def _stop(duties: asyncio.Task[None] | None) -> None:

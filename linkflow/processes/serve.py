@@ -23,6 +23,7 @@ import uvicorn
 
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
+from linkflow.observability.tracing import start_tracing, stop_tracing
 
 __all__ = ["serve"]
 
@@ -47,6 +48,7 @@ log = get_logger(__name__)
 async def serve(settings: Settings, *, concurrency: int = 64) -> None:
     from linkflow.wiring import build_serve
 
+    start_tracing(settings, process="serve")
     built = build_serve(settings, concurrency=concurrency)
     runtime = built.runtime
     config = uvicorn.Config(
@@ -73,3 +75,4 @@ async def serve(settings: Settings, *, concurrency: int = 64) -> None:
         await serving
     finally:
         await runtime.stop()
+        await asyncio.to_thread(stop_tracing)  # the last spans exported

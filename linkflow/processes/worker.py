@@ -20,6 +20,7 @@ import sys
 
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
+from linkflow.observability.tracing import start_tracing, stop_tracing
 from linkflow.observability.worker_metrics import WorkerMetrics, serve_metrics
 from linkflow.processes._signals import stop_requested
 
@@ -31,6 +32,7 @@ log = get_logger(__name__)
 async def work(settings: Settings, *, concurrency: int, metrics_port: int | None = None) -> None:
     from linkflow.wiring.cluster import build_worker_process
 
+    start_tracing(settings, process="worker")
     metrics = WorkerMetrics() if metrics_port is not None else None
     built = build_worker_process(settings, concurrency=concurrency, metrics=metrics)
     shared, worker = built.shared, built.worker
@@ -75,3 +77,4 @@ async def work(settings: Settings, *, concurrency: int, metrics_port: int | None
         await shared.aclose()
         if built.code is not None and hasattr(built.code, "close"):
             await built.code.close()
+        await asyncio.to_thread(stop_tracing)  # the last spans exported

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkflow.engine import EventType
 from linkflow.engine.storable import UnstorableValue, check_input
+from linkflow.observability import tracing
 from linkflow.queue import Job, JobType, Priority, Queue
 from linkflow.services.errors import Invalid
 from linkflow.services.writer import GroupCommitWriter
@@ -134,21 +135,25 @@ class ExecutionService:
         steps of the execution it retries, so they are replayed, not run.
         """
         execution_id, values, queued = _first_write(new)
-        copies = [
-            NewEvent(execution_id, seq, type_, node_id, data, at)
-            for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
-        ]
-        lease = self.leases(execution_id) if self.leases is not None and not copies else None
-        await self.writer.create_execution(values, queued, *copies, lease=lease)
-        if not copies and self.keep_fresh:
-            record = ExecutionRecord(
-                id=execution_id, workspace_id=new.workspace_id, workflow_id=new.workflow_id,
-                workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
-                trigger_type=new.trigger_type, input=values["input"],
-            )  # fmt: skip
-            self.fresh[execution_id] = Fresh(record, queued, new.start_node,
-                                             lease[0] if lease else None)  # fmt: skip
-        await self.queue.enqueue(execution_job(execution_id, new.priority))
+        with tracing.span("execution.create", execution_id=execution_id,
+                          workflow_id=new.workflow_id, trigger=new.trigger_type.value):  # fmt: skip
+            copies = [
+                NewEvent(execution_id, seq, type_, node_id, data, at)
+                for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
+            ]
+            lease = self.leases(execution_id) if self.leases is not None and not copies else None
+            await self.writer.create_execution(values, queued, *copies, lease=lease)
+            if not copies and self.keep_fresh:
+                record = ExecutionRecord(
+                    id=execution_id, workspace_id=new.workspace_id, workflow_id=new.workflow_id,
+                    workflow_version=new.workflow_version, status=ExecutionStatus.QUEUED,
+                    trigger_type=new.trigger_type, input=values["input"],
+                )  # fmt: skip
+                self.fresh[execution_id] = Fresh(record, queued, new.start_node,
+                                                 lease[0] if lease else None)  # fmt: skip
+            with tracing.span("enqueue workflow_execution", kind="producer",
+                              queue=new.priority.value):  # fmt: skip
+                await self.queue.enqueue(execution_job(execution_id, new.priority))
         return execution_id
 
     def insert(self, session: AsyncSession, new: NewExecution) -> Job:
@@ -246,9 +251,10 @@ def storable_input(value: Any, what: str) -> None:
 
 
 def execution_job(execution_id: uuid.UUID, priority: Priority = Priority.NORMAL) -> Job:
-    """The queue job that runs (or resumes) an execution."""
+    """The queue job that runs (or resumes) an execution; made inside a span (tracing on),
+    it carries that span's `traceparent`, so the worker's run continues the trace."""
     return Job(
         type=JobType.WORKFLOW_EXECUTION,
-        payload={"execution_id": str(execution_id)},
+        payload=tracing.carry({"execution_id": str(execution_id)}),
         queue=priority,
     )

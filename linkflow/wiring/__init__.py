@@ -85,8 +85,10 @@ def build_api(settings: Settings) -> FastAPI:
     """The app of an API-only process; `ConfigError` names a bad setting. Its plane
     (with Redis) has its own writer and runs no worker and no code."""
     from linkflow.api import create_app
+    from linkflow.observability.tracing import start_tracing
     from linkflow.wiring.container import build_container
 
+    start_tracing(settings, process="api")  # its spans are flushed at exit
     container = build_container(settings)
     if settings.redis_url is None:
         return create_app(container)

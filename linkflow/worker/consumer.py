@@ -15,7 +15,9 @@ A job that fails is delivered again after an exponential backoff; after
 reason (retryable by the user). A job runs at most `Job.timeout` seconds.
 
 Live events go to the bus as they are appended (`execution.<id>` and
-`workspace.<id>` channels, in the contract's envelope).
+`workspace.<id>` channels, in the contract's envelope). With tracing on, a job's run is
+a span continuing the trace its job carries, and each node run a span in it, made from
+the same events (`observability.tracing`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from linkflow.engine import (
     RunResult,
 )
 from linkflow.engine import ExecutionStatus as EngineStatus
+from linkflow.observability import tracing
 from linkflow.observability.logging import bind_context, get_logger
 from linkflow.queue import Delivery, Job, Queue, QueueClosed, backoff_s
 from linkflow.queue.job import JobType
@@ -235,7 +238,10 @@ class Worker:
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 await self.jobs.undecodable(delivery, error)
                 return
-            with bind_context(execution_id=str(execution_id), job_id=job.id):
+            with (
+                bind_context(execution_id=str(execution_id), job_id=job.id),
+                tracing.job_span(job, delivery.attempt, execution_id=execution_id),
+            ):
                 if delivery.attempt > job.max_attempts:  # reclaimed once too often
                     await self._dead_letter(delivery, execution_id, "the job was abandoned "
                                             f"{delivery.attempt - 1} times")  # fmt: skip
@@ -252,6 +258,7 @@ class Worker:
                     await self._failed(delivery, execution_id, error)
                     return
                 await self.queue.ack(delivery)
+                log.debug("execution job done", attempt=delivery.attempt)
         finally:
             slots.release()
 
@@ -372,15 +379,18 @@ class Worker:
         execution_id = row.id
         history = WriterHistory(self.writer, execution_id, known=known, lease=lease)
         start_node = queued.get("start_node")
-        return await self.engine.run(
-            workflow, input=row.input, history=history,
-            info=await self._info(row, workflow, queued),
-            start_node=start_node if isinstance(start_node, str) else None,
-            mode=row.trigger_type.value,
-            cancellation=self.cancels.probe(execution_id),
-            observer=self._publisher(row),
-            on_end=partial(self._end, row, lease),
-        )  # fmt: skip
+        info = await self._info(row, workflow, queued)
+        with tracing.node_spans(
+            self._publisher(row), lambda node_id: workflow.nodes[node_id].spec.type
+        ) as observer:
+            return await self.engine.run(
+                workflow, input=row.input, history=history, info=info,
+                start_node=start_node if isinstance(start_node, str) else None,
+                mode=row.trigger_type.value,
+                cancellation=self.cancels.probe(execution_id),
+                observer=observer,
+                on_end=partial(self._end, row, lease),
+            )  # fmt: skip
 
     def _end(self, row: ExecutionRecord, lease: str, state: ExecutionState) -> None:
         """The run ended: its rows and the lease's drop join the end's own write, so a

@@ -134,6 +134,24 @@ def test_the_webhook_rate_limit_is_off_unless_set_and_checked(
         load_settings()
 
 
+def test_tracing_is_off_unless_an_otlp_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LINKFLOW_OTLP_ENDPOINT: unset by default; not an http(s) URL, or headers that are no
+    name=value pairs, stop start-up naming the variable (and not quoting the headers)."""
+    settings = load_settings()
+    assert settings.otlp_endpoint is None
+    assert settings.service_name is None
+    monkeypatch.setenv("LINKFLOW_OTLP_ENDPOINT", "collector:4318")
+    with pytest.raises(ConfigError, match=r"^LINKFLOW_OTLP_ENDPOINT: .*http://"):
+        load_settings()
+    monkeypatch.setenv("LINKFLOW_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.setenv("LINKFLOW_OTLP_HEADERS", "x-api-key=s3cret,authorization=Basic%20e30")
+    assert load_settings().otlp_endpoint == "http://collector:4318"
+    monkeypatch.setenv("LINKFLOW_OTLP_HEADERS", "s3cret")
+    with pytest.raises(ConfigError, match=r"^LINKFLOW_OTLP_HEADERS: .*name=value") as error:
+        load_settings()
+    assert "s3cret" not in str(error.value)
+
+
 def test_dot_env_is_read(tmp_path: Path) -> None:
     """Settings come from a .env file in the working directory too."""
     (tmp_path / ".env").write_text("LINKFLOW_REDIS_URL=redis://127.0.0.1:6399/0\n")
