@@ -109,3 +109,37 @@ async def test_without_a_valid_token_the_socket_is_closed_with_4401(
             await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
+
+
+async def read_until_closed(ws: ClientConnection) -> None:
+    while True:
+        await ws.recv()
+
+
+async def test_a_client_that_does_not_read_is_closed_with_4408_and_the_server_goes_on(
+    server: Serve,
+) -> None:
+    """100 executions with 200 kB outputs (40 MB of events) while the client reads nothing:
+    once the socket's buffers and the connection's outbox (8 MB) are full, the server
+    closes it with 4408 instead of buffering on; the API keeps answering."""
+    client = Client(server)
+    register(client)
+    workspace = client.ok("GET", "/api/v1/workspaces/current")["id"]
+    flow = workflow(client, {"name": "big", "nodes": [
+        {"id": "start", "type": "manual"},
+        {"id": "big", "type": "set", "parameters": {"fields": {"blob": "{{ 'x' * 200000 }}"}}},
+    ], "connections": [{"from": "start", "to": "big"}]})  # fmt: skip
+    # Without compression: 'x' * 200000 deflates to nothing, and the socket's buffers
+    # would never fill.
+    async with connect(ws_url(server, client.token), open_timeout=DEADLINE_S,
+                       max_size=None, compression=None) as ws:  # fmt: skip
+        await send(ws, {"type": "subscribe", "channel": f"workspace.{workspace}"})
+        assert (await frame(ws))["type"] == "subscribed"
+        # The synchronous calls block this event loop: the client reads nothing meanwhile.
+        for _ in range(100):
+            client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+        with pytest.raises(ConnectionClosed) as closed:
+            await read_until_closed(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4408
+    assert client.ok("GET", "/api/v1/workspaces/current")["id"] == workspace

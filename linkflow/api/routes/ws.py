@@ -8,8 +8,9 @@ beside `event` on execution channels), `pong`, `error` (the connection stays).
 An execution channel subscribed with `after_seq` first gets every stored event
 after it, then the live ones, none twice: the bus subscription is made before the
 history is read, and live events at or below the last `seq` sent are skipped.
-Each connection has a bounded outbox (`OUTBOX_LIMIT` frames): a client that does
-not keep up is closed with 4408, the server never buffers without bound.
+Each connection has a bounded outbox (`OUTBOX_LIMIT` frames and `OUTBOX_BYTES`
+encoded, whichever comes first: one frame can hold a node's whole output): a client
+that does not keep up is closed with 4408, the server never buffers without bound.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ __all__ = ["OUTBOX_LIMIT", "router"]
 
 OUTBOX_LIMIT: Final = 1000
 """Frames one connection may have waiting to be sent before it is closed (4408)."""
+OUTBOX_BYTES: Final = 8 * 1024 * 1024
+"""Encoded bytes one connection may have waiting, likewise: a thousand frames of a
+megabyte each would be a gigabyte per slow client."""
 UNAUTHENTICATED: Final = 4401
 TOO_SLOW: Final = 4408
 
@@ -62,13 +66,18 @@ class _Session:
         self.websocket = websocket
         self.plane = plane
         self.principal = principal
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_LIMIT)
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
+        self.queued_bytes = 0
         self.relays: dict[str, asyncio.Task[None]] = {}
         self.too_slow = asyncio.Event()
 
     def send(self, frame: dict[str, Any]) -> None:
+        text = orjson.dumps(frame).decode()
+        self.queued_bytes += len(text)
         try:
-            self.outbox.put_nowait(frame)
+            if self.queued_bytes > OUTBOX_BYTES:
+                raise asyncio.QueueFull
+            self.outbox.put_nowait(text)
         except asyncio.QueueFull:
             self.too_slow.set()
 
@@ -89,8 +98,9 @@ class _Session:
 
     async def _write(self) -> None:
         while True:
-            frame = await self.outbox.get()
-            await self.websocket.send_text(orjson.dumps(frame).decode())
+            text = await self.outbox.get()
+            await self.websocket.send_text(text)
+            self.queued_bytes -= len(text)
 
     async def _read(self) -> None:
         with contextlib.suppress(WebSocketDisconnect):
