@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from linkflow.config import Settings
     from linkflow.engine import CompiledWorkflow, Engine, RunResult
     from linkflow.progress import ProgressView
+    from linkflow.queue.job import Priority
     from linkflow.services.credentials_file import FileCredentials
     from linkflow.services.local_workflows import LocalWorkflowRunner
 
@@ -546,13 +547,42 @@ def _run_process(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         pass
 
 
+def _priorities(value: str) -> tuple[Priority, ...]:
+    """`high,low` as priorities; `ValueError` naming what is not one."""
+    from linkflow.queue.job import Priority
+
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    known = [priority.value for priority in Priority]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        what = f"unknown {', '.join(map(repr, unknown))}" if unknown else "none given"
+        raise ValueError(f"{what}: choose among {', '.join(known)} (comma-separated)")
+    return tuple(Priority(name) for name in dict.fromkeys(names))
+
+
+def _check_queues(value: str) -> str:
+    try:
+        _priorities(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
 @app.command()
 def worker(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=1024, help="Executions run at once.")
     ] = 16,
     metrics_port: MetricsPortOption = None,
-) -> None:
+    queues: Annotated[
+        str,
+        typer.Option(
+            "--queues", callback=_check_queues, metavar="PRIORITIES",
+            help="The priorities this worker takes, comma-separated (high, normal, low); "
+            "high before normal before low, none starved.",
+        ),
+    ] = "high,normal,low",
+) -> None:  # fmt: skip
     """Run executions from the shared queue (needs LINKFLOW_REDIS_URL and PostgreSQL).
 
     Start as many as the load needs, beside `linkflow api` and `linkflow scheduler`.
@@ -562,7 +592,9 @@ def worker(
     from linkflow.processes.worker import work
 
     settings = _cluster_settings("worker")
-    _run_process(lambda: work(settings, concurrency=concurrency, metrics_port=metrics_port))
+    lanes = _priorities(queues)
+    _run_process(lambda: work(settings, concurrency=concurrency, metrics_port=metrics_port,
+                              queues=lanes))  # fmt: skip
 
 
 @app.command()

@@ -291,8 +291,9 @@ def _redis_pong(port: int, process: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def start_redis() -> RedisServer:
-    """Start redis-server on a free loopback port, without snapshots or an append-only file."""
+def start_redis(*, port: int | None = None) -> RedisServer:
+    """Start redis-server on a free loopback port (or `port`: a restart where clients expect
+    it), without snapshots or an append-only file."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError(
@@ -300,7 +301,7 @@ def start_redis() -> RedisServer:
         )
     base_dir = Path(tempfile.mkdtemp(prefix="linkflow-redis-"))
     log = base_dir / "redis.log"
-    port = free_port()
+    port = port or free_port()
     with log.open("ab") as log_file:
         process = subprocess.Popen(
             [

@@ -96,6 +96,10 @@ class MeteredQueue:
         self.metrics = metrics
         self._since: dict[str, float] = {}
 
+    @property
+    def reachable(self) -> bool:
+        return self.queue.reachable
+
     async def enqueue(self, job: Job, *, delay_s: float = 0.0) -> None:
         await self.queue.enqueue(job, delay_s=delay_s)
 

@@ -11,30 +11,42 @@ the executions it runs go on for up to `LINKFLOW_WORKER_SHUTDOWN_GRACE_S`; those
 still running then are stopped at their next durable point, their leases released,
 and their jobs queued again for another worker (`Worker.hand_back`), before the
 writer flushes and the process exits.
+
+`--queues high,normal` pins a worker to some priorities (a pool of workers for urgent
+work alone, say); the pass-over rule (`queue.local`) applies among them. With Redis
+away the worker keeps running: its reads and settles are retried with backoff
+(`worker.patient_queue`), and it takes jobs again once Redis answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
 from linkflow.observability.tracing import start_tracing, stop_tracing
 from linkflow.observability.worker_metrics import WorkerMetrics, serve_metrics
 from linkflow.processes._signals import stop_requested
+from linkflow.queue.job import PRIORITY_ORDER, Priority
 
 __all__ = ["work"]
 
 log = get_logger(__name__)
 
 
-async def work(settings: Settings, *, concurrency: int, metrics_port: int | None = None) -> None:
+async def work(
+    settings: Settings, *, concurrency: int, metrics_port: int | None = None,
+    queues: Sequence[Priority] = PRIORITY_ORDER,
+) -> None:  # fmt: skip
+    """`queues`: the priorities this worker takes (`--queues`)."""
     from linkflow.wiring.cluster import build_worker_process
 
     start_tracing(settings, process="worker")
     metrics = WorkerMetrics() if metrics_port is not None else None
-    built = build_worker_process(settings, concurrency=concurrency, metrics=metrics)
+    built = build_worker_process(settings, concurrency=concurrency, metrics=metrics,
+                                 queues=queues)  # fmt: skip
     shared, worker = built.shared, built.worker
     stop = stop_requested()
     shared.writer.start()
@@ -53,7 +65,7 @@ async def work(settings: Settings, *, concurrency: int, metrics_port: int | None
             running.result()  # the worker's loop ended by itself: say why
         log.info("shutting down: finishing running executions",
                  running=len(worker.active), grace_s=settings.worker_shutdown_grace_s)  # fmt: skip
-        await shared.queue.close()
+        await worker.queue.close()  # its retries too: a settle is tried once more, then left
         _, late = await asyncio.wait({running}, timeout=settings.worker_shutdown_grace_s)
         if late:
             log.info("grace period over: handing back running executions",

@@ -22,8 +22,14 @@ local group, consumer = ARGV[1], ARGV[2]
 local remaining, limit = tonumber(ARGV[3]), tonumber(ARGV[5])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, member in ipairs(due) do
-  local entry = cjson.decode(member)
-  redis.call('XADD', KEYS[entry.p + 1], '*', 'job', entry.j, 'attempt', entry.a)
+  local ok, entry = pcall(cjson.decode, member)
+  local p = ok and type(entry) == 'table' and tonumber(entry.p)
+  if p and (p == 1 or p == 2 or p == 3) and type(entry.j) == 'string' then
+    redis.call('XADD', KEYS[p + 1], '*', 'job', entry.j, 'attempt', tostring(entry.a or 1))
+  else
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[10], '*', 'job', member, 'attempts', 0,
+               'reason', 'the delayed entry cannot be decoded', 'at', ARGV[9])
+  end
   redis.call('ZREM', KEYS[1], member)
 end
 local until_next = -1
@@ -31,16 +37,19 @@ local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if next_due[2] then until_next = tonumber(next_due[2]) - now end
 local ready = {}
 for lane = 1, 3 do
-  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[lane + 1])
-  if groups['err'] then return {1, until_next, 0, 0} end
-  local last = nil
-  for _, info in ipairs(groups) do
-    local fields = {}
-    for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-    if fields['name'] == group then last = fields['last-delivered-id'] end
+  ready[lane] = false
+  if string.sub(ARGV[8], lane, lane) == '1' then
+    local groups = redis.pcall('XINFO', 'GROUPS', KEYS[lane + 1])
+    if groups['err'] then return {1, until_next, 0, 0} end
+    local last = nil
+    for _, info in ipairs(groups) do
+      local fields = {}
+      for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+      if fields['name'] == group then last = fields['last-delivered-id'] end
+    end
+    if not last then return {1, until_next, 0, 0} end
+    ready[lane] = #redis.call('XRANGE', KEYS[lane + 1], '(' .. last, '+', 'COUNT', 1) > 0
   end
-  if not last then return {1, until_next, 0, 0} end
-  ready[lane] = #redis.call('XRANGE', KEYS[lane + 1], '(' .. last, '+', 'COUNT', 1) > 0
 end
 local passed = {0, tonumber(ARGV[6]), tonumber(ARGV[7])}
 local out = {0, until_next, 0, 0}
@@ -75,8 +84,13 @@ while remaining > 0 do
     for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end
     out[#out + 1] = chosen
     out[#out + 1] = entry[1]
-    out[#out + 1] = fields['job']
-    out[#out + 1] = fields['attempt']
+    if fields['job'] then
+      out[#out + 1] = fields['job']
+      out[#out + 1] = fields['attempt'] or false
+    else
+      out[#out + 1] = false
+      out[#out + 1] = cjson.encode(fields)
+    end
   end
   remaining = remaining - #entries
   for lane = 1, 3 do
@@ -94,11 +108,15 @@ return out
 """Move the due delayed jobs to their streams, then take up to `count` ready entries for
 this consumer under the pass-over rule (`queue.local`'s: strict priority, except that a
 lane with ready entries passed over `limit` times in a row gets the next take; normal
-before low). KEYS: delayed, then the streams in priority order. ARGV: group, consumer,
-count, move batch, limit, passed-over counts of normal and low. Returns: status (0, or 1
-when a stream or its group is missing: Redis lost its data), ms until the next delayed
-job is due (-1: none), the new passed-over counts, then (lane 1-3, entry id, job,
-attempt) per entry, in the order to hand them out."""
+before low), from the lanes this consumer reads only. A delayed member that cannot be
+decoded goes to the dead letters (it would fail every read). KEYS: delayed, the streams
+in priority order, dead. ARGV: group, consumer, count, move batch, limit, passed-over
+counts of normal and low, the lanes read ("110": high and normal), the time for a dead
+letter, the dead letters' cap. Returns: status (0, or 1 when a stream or its group is
+missing: Redis lost its data), ms until the next delayed job is due (-1: none), the new
+passed-over counts, then (lane 1-3, entry id, job, attempt) per entry, in the order to
+hand them out; an entry without a `job` field has nil there, and its fields as JSON in
+place of the attempt (its raw text, for the dead letter)."""
 
 DELAY: Final = (
     _NOW

@@ -45,9 +45,14 @@ class Delivery:
 class DeadLetter:
     """A job taken out of the live queue for good, with why and after how many deliveries."""
 
-    job: Job
+    job: Job | None
+    """None when what was queued could not be decoded as a job: then `raw` holds it."""
     attempts: int
-    """The `attempt` of the delivery that was dead-lettered."""
+    """The `attempt` of the delivery that was dead-lettered (0: never delivered)."""
     reason: str
     at: datetime
     """When it was dead-lettered (aware, UTC)."""
+    raw: str | None = None
+    """The entry as it was queued, as text, when it could not be decoded (garbage bytes,
+    half an envelope, an unknown type or priority): what an operator needs to find
+    who wrote it. None for a decoded job."""

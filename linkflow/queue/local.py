@@ -67,6 +67,9 @@ _Entry = tuple[Job, int]
 class LocalQueue:
     """Three FIFO lanes (high, normal, low), a heap of delayed jobs, deliveries in flight."""
 
+    reachable: Final = True
+    """See `Queue.reachable`: in this process, always."""
+
     def __init__(self, *, dead_letter_limit: int = DEAD_LETTER_LIMIT) -> None:
         self._lanes: tuple[deque[_Entry], ...] = tuple(deque() for _ in PRIORITY_ORDER)
         self._passed_over = [0] * len(PRIORITY_ORDER)
@@ -198,6 +201,7 @@ class LocalQueue:
             elif i > chosen:
                 passed_over[i] += 1
         return lanes[chosen].popleft()
+
 
 if TYPE_CHECKING:
     from linkflow.queue.protocol import Queue

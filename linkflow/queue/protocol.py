@@ -40,6 +40,14 @@ class QueueClosed(Exception):
 class Queue(Protocol):
     """A priority job queue with delays, redelivery, reclaim and dead letters."""
 
+    @property
+    def reachable(self) -> bool:
+        """False while the queue knows it cannot reach its store: a command failed for
+        want of a connection and none has succeeded since. Costs no round trip, so a
+        caller about to do work that needs the queue (store an execution, then enqueue
+        its job) can refuse it first. True for a queue that cannot be unreachable."""
+        ...
+
     async def enqueue(self, job: Job, *, delay_s: float = 0.0) -> None:
         """Add `job`; it becomes deliverable after `delay_s` seconds (at once if <= 0).
 
@@ -99,7 +107,10 @@ class Queue(Protocol):
         ...
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Up to `limit` (>= 0) kept dead letters, newest first."""
+        """Up to `limit` (>= 0) kept dead letters, newest first.
+
+        What was queued but could not be decoded as a job (a foreign producer's entry)
+        is among them, with `job` None, its raw text and the reason."""
         ...
 
     async def close(self) -> None:

@@ -20,8 +20,23 @@ How it keeps the `Queue` contract (`queue.protocol`):
   (`TIME`, so producers' clocks do not matter); every read first moves the due ones
   to their stream in the same script, so two workers never move one twice.
 - Dead letters: a capped stream; the newest are listed first.
+- Bad input: an entry that holds no job this version can decode (garbage bytes, half
+  an envelope, an unknown type or priority, no `job` field: `_redis_entries`) is
+  dead-lettered as it is read, with the reason and its raw text, and never handed out;
+  the entries around it are served as usual. A delayed member that cannot be decoded
+  goes to the dead letters too, in the read's script.
+- Lanes: a queue reads the priorities it was made with (`lanes`, all by default:
+  `linkflow worker --queues`), the pass-over rule applying among them; it enqueues to,
+  reclaims from and counts every lane.
 - Redis emptied (restarted without data): a read that finds its group gone makes it
   again; what was queued is the database's to recover (`ExecutionService.recover`).
+- Redis unreachable: every call fails with redis-py's `ConnectionError` (or
+  `TimeoutError`); the queue then says it is not `reachable` until a command succeeds
+  again, which it checks by a `PING` every `PROBE_EVERY_S` while it is away (and only
+  then: a healthy queue makes no extra round trip). Retrying is the caller's business
+  (`worker.patient_queue`); refusing new work while it is away is the API's.
+- Closing hands back at once what was read for this process and not handed out (see
+  `close`), rather than leaving it to a reclaim after the visibility timeout.
 
 Round trips (what makes 10,000 jobs/s possible, `bench/queues.py`):
 - Reads are sized to the consumers' free slots: one read (one script call) takes as
@@ -51,27 +66,47 @@ A consumer waiting on empty streams blocks in `XREADGROUP` for at most `BLOCK_MS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from linkflow.queue._redis_entries import (
+    Bad,
+    Held,
+    dead_letter_of,
+    encode,
+    entry_fields,
+    member,
+    read_entry,
+    text,
+)
 from linkflow.queue._redis_pipeline import Pipeliner
 from linkflow.queue._redis_scripts import BURY, DELAY, READ, REQUEUE
 from linkflow.queue.delivery import DeadLetter, Delivery
-from linkflow.queue.job import PRIORITY_ORDER, Job
+from linkflow.queue.job import PRIORITY_ORDER, Job, Priority
 from linkflow.queue.local import PASS_OVER_LIMIT
 from linkflow.queue.protocol import QueueClosed
 from linkflow.queue.redis_keys import GROUP, QueueKeys
 
-__all__ = ["BLOCK_MS", "MAX_CONNECTIONS", "MAX_DEAD_LETTERS", "READ_BATCH", "RedisStreamsQueue"]
+__all__ = [
+    "BLOCK_MS",
+    "MAX_CONNECTIONS",
+    "MAX_DEAD_LETTERS",
+    "PROBE_EVERY_S",
+    "READ_BATCH",
+    "RedisStreamsQueue",
+]
 
 BLOCK_MS: Final = 100
 """Longest one blocking read waits before the consumer looks at the delayed jobs again."""
@@ -85,27 +120,39 @@ READ_BATCH: Final = 64
 """Most entries one read takes. A read takes no more than the consumers' free slots
 anyway (see the module's doc), so this only caps a worker with many slots: 64 entries
 are about 15 KB of no-op jobs, and beyond that the round trip saved per job is noise."""
+PROBE_EVERY_S: Final = 1.0
+"""How often a queue that lost Redis pings it, until it answers: new work is refused
+(`reachable`) at most this long after Redis is back."""
+CLOSE_WAIT_S: Final = 2.0
+"""How long `close` waits for the read in flight (a blocking read lasts `BLOCK_MS`) so
+that what it takes is handed back too; a read still out then is cancelled by `aclose`."""
 _MOVE_BATCH: Final = 100
 """Due delayed jobs one read moves at most (the rest go at the next read)."""
-
-_Entry = tuple[str, str, bytes, bytes]
-"""A read entry not yet handed out: stream, entry id, job, attempt."""
+_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+"""What a command raises when Redis cannot be reached (redis-py wraps socket errors)."""
 
 
 class RedisStreamsQueue:
     """A `Queue` on Redis Streams (see the module's doc)."""
 
     def __init__(
-        self, redis: Redis, *, keys: QueueKeys | None = None, read_batch: int = READ_BATCH
-    ) -> None:
+        self, redis: Redis, *, keys: QueueKeys | None = None, read_batch: int = READ_BATCH,
+        lanes: Sequence[Priority] = PRIORITY_ORDER,
+    ) -> None:  # fmt: skip
+        """`lanes`: the priorities this queue's consumers take (at least one)."""
+        if not lanes or any(lane not in PRIORITY_ORDER for lane in lanes):
+            raise ValueError(f"lanes must be some of {[p.value for p in PRIORITY_ORDER]}")
         self.redis = redis
         self.keys = keys or QueueKeys()
         self.read_batch = read_batch
+        self.lanes = tuple(priority for priority in PRIORITY_ORDER if priority in lanes)
+        self._lane_mask = "".join("1" if p in self.lanes else "0" for p in PRIORITY_ORDER)
+        self._read_streams = tuple(self.keys.stream(priority) for priority in self.lanes)
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._closed = asyncio.Event()
         self._closing: asyncio.Future[None] | None = None
         self._groups = False
-        self._held: deque[_Entry] = deque()
+        self._held: deque[Held] = deque()
         """Entries read for this process's consumers and not handed out yet, in order."""
         self._unsettled: set[str] = set()
         """Receipts handed out here and not settled here yet."""
@@ -115,34 +162,75 @@ class RedisStreamsQueue:
         self._passed_over = (0, 0)
         """Takes from higher lanes in a row that normal and low saw (the pass-over rule)."""
         self._fetching: asyncio.Future[None] | None = None
+        self._closed_down: asyncio.Future[None] | None = None
+        """`close`'s hand-back, shared by every caller of `close`."""
+        self._unreachable = False
+        self._probe: asyncio.Task[None] | None = None
         self._read = redis.register_script(READ)
         self._delay = redis.register_script(DELAY)
         self._requeue = redis.register_script(REQUEUE)
-        self._bury = redis.register_script(BURY)
-        self._pipeline = Pipeliner(redis, (self._delay, self._requeue, self._bury))
+        self._bury_script = redis.register_script(BURY)
+        self._pipeline = Pipeliner(redis, (self._delay, self._requeue, self._bury_script))
 
     @classmethod
     def from_url(
         cls, url: str, *, prefix: str = "linkflow", connections: int = MAX_CONNECTIONS,
-        read_batch: int = READ_BATCH,
+        read_batch: int = READ_BATCH, lanes: Sequence[Priority] = PRIORITY_ORDER,
     ) -> RedisStreamsQueue:  # fmt: skip
         """A queue with a pool of at most `connections`, which callers beyond it wait for
         (redis-py's default pool would fail them instead: a burst of webhook calls)."""
         pool = BlockingConnectionPool.from_url(url, max_connections=connections,
                                                timeout=POOL_WAIT_S)  # fmt: skip
         # `from_pool`: the client owns the pool, so `aclose` closes its connections too.
-        return cls(Redis.from_pool(pool), keys=QueueKeys(prefix), read_batch=read_batch)
+        return cls(Redis.from_pool(pool), keys=QueueKeys(prefix), read_batch=read_batch,
+                   lanes=lanes)  # fmt: skip
+
+    # -- reachability ------------------------------------------------------------------
+
+    @property
+    def reachable(self) -> bool:
+        """See `Queue.reachable` and the module's doc."""
+        return not self._unreachable
+
+    def _outcome(self, error: BaseException | None) -> None:
+        """Learn from a command's outcome whether Redis answers (no round trip of its own)."""
+        if error is None:
+            self._unreachable = False
+        elif isinstance(error, _UNREACHABLE) and not self._unreachable:
+            self._unreachable = True
+            if self._probe is None or self._probe.done():
+                self._probe = asyncio.create_task(self._wait_for_redis(), name="redis-probe")
+
+    async def _wait_for_redis(self) -> None:
+        # The idle connections of before are dead (Redis closed them, or restarted): each
+        # would fail its next command, after Redis is back, and say it is away again.
+        await self.redis.connection_pool.disconnect(inuse_connections=False)
+        while self._unreachable:
+            await asyncio.sleep(PROBE_EVERY_S)
+            try:
+                await self.redis.ping()
+            except _UNREACHABLE:
+                continue
+            except RedisError:
+                pass  # it answered (an error is an answer)
+            self._unreachable = False
 
     # -- producing ---------------------------------------------------------------------
 
     async def enqueue(self, job: Job, *, delay_s: float = 0.0) -> None:
-        encoded = _encode(job, 1)
-        if delay_s <= 0:
-            await self._pipeline.command("XADD", self.keys.stream(job.queue), "*",
-                                         "job", encoded, "attempt", 1)  # fmt: skip
-            return
-        await self._pipeline.script(self._delay, [self.keys.delayed],
-                                    [_ms(delay_s), _member(job, encoded, 1)])  # fmt: skip
+        encoded = encode(job, 1)
+        try:
+            if delay_s <= 0:
+                await self._pipeline.command("XADD", self.keys.stream(job.queue), "*",
+                                             "job", encoded, "attempt", 1)  # fmt: skip
+            else:
+                await self._pipeline.script(self._delay, [self.keys.delayed],
+                                            [_ms(delay_s), member(job, encoded, 1)])  # fmt: skip
+        except Exception as error:
+            self._outcome(error)
+            raise
+        if self._unreachable:
+            self._outcome(None)
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -164,7 +252,13 @@ class RedisStreamsQueue:
                 if fetching.cancelled():
                     raise QueueClosed  # `aclose` stopped the read
                 if fetching.done():
-                    fetching.result()  # the read's error, to every caller that waited for it
+                    try:
+                        fetching.result()  # the read's error, to every caller that waited
+                    except Exception as error:
+                        self._outcome(error)
+                        raise
+                    if self._unreachable:
+                        self._outcome(None)
         finally:
             self._waiting -= 1
 
@@ -175,12 +269,31 @@ class RedisStreamsQueue:
                 self._closing.set_result(None)
         return self._closing
 
-    def _hand_out(self, entry: _Entry) -> Delivery:
-        stream, entry_id, job, attempt = entry
-        receipt = f"{stream} {entry_id}"
+    def _hand_out(self, entry: Held) -> Delivery:
+        receipt = f"{entry.stream} {entry.entry_id}"
         self._unsettled.add(receipt)
-        return Delivery(job=Job.from_json(orjson.loads(job)), attempt=int(attempt),
-                        receipt=receipt, delivered_at=time.monotonic())  # fmt: skip
+        return Delivery(job=entry.job, attempt=entry.attempt, receipt=receipt,
+                        delivered_at=time.monotonic())  # fmt: skip
+
+    def _hold(self, stream: str, entry_id: str, job: bytes | None, attempt: bytes | None,
+              bad: list[Bad]) -> None:  # fmt: skip
+        """A read entry into `_held`, or into `bad` when it holds no job (see `_bury`)."""
+        entry = read_entry(stream, entry_id, job, attempt)
+        if isinstance(entry, Bad):
+            bad.append(entry)
+        else:
+            self._held.append(entry)
+
+    async def _bury(self, bad: list[Bad]) -> None:
+        """Dead-letter undecodable entries at once, with their raw text and the reason: a
+        retry would decode them no better, and no consumer could run them."""
+        at = datetime.now(UTC).isoformat()
+        await asyncio.gather(*(
+            self._pipeline.script(self._bury_script, [stream, self.keys.dead],
+                                  [GROUP, entry_id, MAX_DEAD_LETTERS, raw, attempt,
+                                   f"the job cannot be decoded: {reason}", at])
+            for stream, entry_id, raw, attempt, reason in bad
+        ))  # fmt: skip
 
     async def _fetch(self) -> None:
         """Read for the consumers' free slots: what is ready, else wait for it a while."""
@@ -197,9 +310,10 @@ class RedisStreamsQueue:
         for _ in range(2):
             await self._ensure_groups()
             reply: Any = await self._read(
-                keys=[self.keys.delayed, *self.keys.streams],
+                keys=[self.keys.delayed, *self.keys.streams, self.keys.dead],
                 args=[GROUP, self.consumer, count, _MOVE_BATCH, PASS_OVER_LIMIT,
-                      *self._passed_over],
+                      *self._passed_over, self._lane_mask, datetime.now(UTC).isoformat(),
+                      MAX_DEAD_LETTERS],
             )  # fmt: skip
             if int(reply[0]) == 0:
                 break
@@ -208,9 +322,12 @@ class RedisStreamsQueue:
             return -1
         self._passed_over = (int(reply[2]), int(reply[3]))
         streams = self.keys.streams
+        bad: list[Bad] = []
         for i in range(4, len(reply), 4):
             lane, entry_id, job, attempt = reply[i : i + 4]
-            self._held.append((streams[int(lane) - 1], _text(entry_id), job, attempt))
+            self._hold(streams[int(lane) - 1], text(entry_id), job, attempt, bad)
+        if bad:
+            await self._bury(bad)
         return int(reply[1])
 
     async def _wait_for_entries(self, count: int, block_ms: int) -> None:
@@ -219,7 +336,7 @@ class RedisStreamsQueue:
         reply: Any
         try:
             reply = await self.redis.xreadgroup(
-                GROUP, self.consumer, dict.fromkeys(self.keys.streams, ">"), count=count,
+                GROUP, self.consumer, dict.fromkeys(self._read_streams, ">"), count=count,
                 block=block_ms,
             )  # fmt: skip
         except ResponseError as error:
@@ -228,12 +345,13 @@ class RedisStreamsQueue:
             self._groups = False  # Redis lost its data: make the groups again
             return
         lanes = {stream: lane for lane, stream in enumerate(self.keys.streams)}
-        for stream, entries in sorted(reply or (), key=lambda item: lanes[_text(item[0])]):
+        bad: list[Bad] = []
+        for stream, entries in sorted(reply or (), key=lambda item: lanes[text(item[0])]):
             for entry_id, fields in entries:
-                field = {_text(k): v for k, v in fields.items()}
-                self._held.append((_text(stream), _text(entry_id), field["job"],
-                                   field["attempt"]))  # fmt: skip
+                self._hold(text(stream), text(entry_id), *entry_fields(fields), bad)
         self._passed_over = (0, 0)  # every lane was empty: none is owed a take
+        if bad:
+            await self._bury(bad)
 
     async def _ensure_groups(self) -> None:
         if self._groups:
@@ -252,23 +370,29 @@ class RedisStreamsQueue:
         stream, entry_id = _receipt(delivery)
         try:
             await self._pipeline.ack(stream, entry_id)
+        except Exception as error:
+            self._outcome(error)
+            raise
         finally:
             self._unsettled.discard(delivery.receipt)
 
     async def nack(self, delivery: Delivery, *, delay_s: float) -> None:
         try:
             await self._again(delivery, delay_s)
+        except Exception as error:
+            self._outcome(error)
+            raise
         finally:
             self._unsettled.discard(delivery.receipt)
 
     async def _again(self, delivery: Delivery, delay_s: float) -> bool:
         stream, entry_id = _receipt(delivery)
         job, attempt = delivery.job, delivery.attempt + 1
-        encoded = _encode(job, attempt)
+        encoded = encode(job, attempt)
         done = await self._pipeline.script(
             self._requeue, [stream, self.keys.delayed],
             [GROUP, entry_id, _ms(delay_s) if delay_s > 0 else 0, encoded, attempt,
-             _member(job, encoded, attempt)],
+             member(job, encoded, attempt)],
         )  # fmt: skip
         return bool(done)
 
@@ -276,10 +400,13 @@ class RedisStreamsQueue:
         stream, entry_id = _receipt(delivery)
         try:
             await self._pipeline.script(
-                self._bury, [stream, self.keys.dead],
-                [GROUP, entry_id, MAX_DEAD_LETTERS, _encode(delivery.job, delivery.attempt),
+                self._bury_script, [stream, self.keys.dead],
+                [GROUP, entry_id, MAX_DEAD_LETTERS, encode(delivery.job, delivery.attempt),
                  delivery.attempt, reason, datetime.now(UTC).isoformat()],
             )  # fmt: skip
+        except Exception as error:
+            self._outcome(error)
+            raise
         finally:
             self._unsettled.discard(delivery.receipt)
 
@@ -295,31 +422,56 @@ class RedisStreamsQueue:
                     start_id=cursor, count=_MOVE_BATCH,
                 )  # fmt: skip
                 again = []
+                bad: list[Bad] = []
                 for entry_id, fields in entries:
                     if fields is None:
                         continue  # deleted meanwhile (settled): nothing to give back
-                    delivery = _delivery(stream, _text(entry_id), fields)
-                    taken.add(delivery.receipt)
-                    again.append(self._again(delivery, 0.0))
+                    entry_id = text(entry_id)
+                    taken.add(f"{stream} {entry_id}")
+                    delivery = self._reclaimed(stream, entry_id, fields, bad)
+                    if delivery is not None:
+                        again.append(self._again(delivery, 0.0))
                 reclaimed += sum(await asyncio.gather(*again))
-                cursor = _text(cursor_raw)
+                if bad:
+                    await self._bury(bad)
+                cursor = text(cursor_raw)
                 if cursor == "0-0":
                     break
         if taken:  # read here but not handed out yet: those entries are withdrawn
-            self._held = deque(e for e in self._held if f"{e[0]} {e[1]}" not in taken)
+            self._held = deque(e for e in self._held if f"{e.stream} {e.entry_id}" not in taken)
         return reclaimed
+
+    @staticmethod
+    def _reclaimed(
+        stream: str, entry_id: str, fields: dict[Any, Any], bad: list[Bad]
+    ) -> Delivery | None:
+        """The delivery a reclaimed entry was, or None (into `bad`) if it holds no job."""
+        entry = read_entry(stream, entry_id, *entry_fields(fields))
+        if isinstance(entry, Bad):
+            bad.append(entry)
+            return None
+        return Delivery(job=entry.job, attempt=entry.attempt, receipt=f"{stream} {entry_id}",
+                        delivered_at=time.monotonic())  # fmt: skip
 
     # -- looking -----------------------------------------------------------------------
 
     async def depth(self) -> dict[str, int]:
-        await self._ensure_groups()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stream in self.keys.streams:
-                pipe.xlen(stream)
-                pipe.xpending(stream, GROUP)
-            pipe.zcard(self.keys.delayed)
-            pipe.xlen(self.keys.dead)
-            replies = await pipe.execute()
+        replies: list[Any] = []
+        for again in (False, True):
+            await self._ensure_groups()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream in self.keys.streams:
+                    pipe.xlen(stream)
+                    pipe.xpending(stream, GROUP)
+                pipe.zcard(self.keys.delayed)
+                pipe.xlen(self.keys.dead)
+                try:
+                    replies = await pipe.execute()
+                    break
+                except ResponseError as error:
+                    if again or "NOGROUP" not in str(error):
+                        raise
+                    self._groups = False  # Redis lost its data: make the groups again
         counts: dict[str, int] = {}
         in_flight = 0
         for index, priority in enumerate(PRIORITY_ORDER):
@@ -336,23 +488,36 @@ class RedisStreamsQueue:
         if limit <= 0:
             return []
         entries: Any = await self.redis.xrevrange(self.keys.dead, count=limit)
-        letters = []
-        for _, fields in entries:
-            field = {_text(k): v for k, v in fields.items()}
-            letters.append(DeadLetter(
-                job=Job.from_json(orjson.loads(field["job"])), attempts=int(field["attempts"]),
-                reason=_text(field["reason"]), at=datetime.fromisoformat(_text(field["at"])),
-            ))  # fmt: skip
-        return letters
+        return [dead_letter_of(entry_id, fields) for entry_id, fields in entries]
 
     async def close(self) -> None:
         """Stop handing out jobs; the connection stays for settling (`aclose` ends it).
 
-        Entries read but not handed out stay pending to this consumer: `reclaim` (by the
-        scheduler, after the visibility timeout) gives them to another worker."""
+        Entries read for this process and not handed out go back to their stream at once,
+        for another worker: each is queued again as a new entry with the same attempt
+        (it was never delivered) and the old one acked, in one script (`REQUEUE`), so
+        none is lost or doubled. The read in flight is waited for (up to `CLOSE_WAIT_S`)
+        so that what it takes goes back too. With Redis away they stay pending to this
+        consumer, and `reclaim` (the scheduler's, after the visibility timeout) gives
+        them back later."""
         self._closed.set()
         if self._closing is not None and not self._closing.done():
             self._closing.set_result(None)
+        if self._closed_down is None:
+            self._closed_down = asyncio.ensure_future(self._hand_back_held())
+        await asyncio.shield(self._closed_down)
+
+    async def _hand_back_held(self) -> None:
+        fetching = self._fetching
+        if fetching is not None and not fetching.done():
+            await asyncio.wait({fetching}, timeout=CLOSE_WAIT_S)
+        held, self._held = list(self._held), deque()
+        with contextlib.suppress(RedisError, OSError):  # Redis away: pending, for `reclaim`
+            await asyncio.gather(*(
+                self._pipeline.script(self._requeue, [e.stream, self.keys.delayed],
+                                      [GROUP, e.entry_id, 0, e.raw, e.attempt, b""])
+                for e in held
+            ))  # fmt: skip
 
     async def aclose(self) -> None:
         """Close, send what is pipelined, stop the read in flight and the connections."""
@@ -361,6 +526,9 @@ class RedisStreamsQueue:
         if self._fetching is not None and not self._fetching.done():
             self._fetching.cancel()
             await asyncio.gather(self._fetching, return_exceptions=True)
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
         await self.redis.aclose()
 
 
@@ -370,24 +538,6 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _encode(job: Job, attempt: int) -> bytes:
-    return orjson.dumps(job.to_json(attempts=attempt))
-
-
-def _member(job: Job, encoded: bytes, attempt: int) -> bytes:
-    """A delayed job's member: its stream (by priority index), attempt and envelope, and a
-    nonce (two delays of one job are two members)."""
-    return orjson.dumps({"p": PRIORITY_ORDER.index(job.queue) + 1, "a": attempt,
-                         "j": encoded.decode(), "n": secrets.token_hex(4)})  # fmt: skip
-
-
-def _delivery(stream: str, entry_id: str, fields: dict[Any, Any]) -> Delivery:
-    field = {_text(k): v for k, v in fields.items()}
-    job = Job.from_json(orjson.loads(field["job"]))
-    return Delivery(job=job, attempt=int(field["attempt"]), receipt=f"{stream} {entry_id}",
-                    delivered_at=time.monotonic())  # fmt: skip
-
-
 def _receipt(delivery: Delivery) -> tuple[str, str]:
     stream, _, entry_id = delivery.receipt.rpartition(" ")
     return stream, entry_id
@@ -395,7 +545,3 @@ def _receipt(delivery: Delivery) -> tuple[str, str]:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

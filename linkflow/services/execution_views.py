@@ -35,7 +35,7 @@ from linkflow.services._paging import Page, ordinal_page, page
 from linkflow.services.context import WorkspaceAccess
 from linkflow.services.errors import Conflict, NotFound
 from linkflow.services.execution_outputs import ExecutionOutputs, preview
-from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.executions import ExecutionService, NewExecution, require_queue
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
     Database,
@@ -187,6 +187,7 @@ class ExecutionViews:
         limit_s: float,
     ) -> dict[str, Any]:
         """Queue a run and wait (at most `limit_s`) for it to end; the execution as it is."""
+        require_queue(self.executions.queue)  # Redis away: refused before asking its bus
         execution_id = new_id()
         async with bus.subscribe(f"execution.{execution_id}", kinds=_END_EVENTS) as events:
             await self.start(access, workflow_id, input, priority, execution_id=execution_id)

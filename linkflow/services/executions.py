@@ -10,6 +10,14 @@ nobody holds: those whose lease expired (or belongs to a dead process of this
 machine), and queued ones that never had a lease and waited longer than a lease
 lasts while no job waits in the queue (their creator handed the job to a queue that
 lost it: Redis restarted empty; with a backlog, they are recovered once it drained).
+
+The queue unreachable (Redis down): a start is refused before anything is written
+(`Unavailable`, code `queue_unavailable`, the API's 503 with `Retry-After`) when the
+queue already knows it is away (`Queue.reachable`, learned from its last commands: no
+round trip when healthy). When it learns it only from this start's enqueue, the
+execution's row and first event are durable already: the start is the success it is
+(the answer says queued, and recovery queues its job once Redis is back, like a job
+Redis lost), not a 503 that a client would retry into a second run.
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from linkflow.engine import EventType
 from linkflow.engine.storable import UnstorableValue, check_input
 from linkflow.observability import tracing
+from linkflow.observability.logging import get_logger
 from linkflow.queue import Job, JobType, Priority, Queue
-from linkflow.services.errors import Invalid
+from linkflow.services.errors import Invalid, Unavailable, as_unavailable
 from linkflow.services.writer import GroupCommitWriter
 from linkflow.store import (
     Database,
@@ -46,9 +55,13 @@ __all__ = [
     "ExecutionService",
     "Fresh",
     "NewExecution",
+    "enqueue_stored",
     "execution_job",
+    "require_queue",
     "storable_input",
 ]
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +122,7 @@ class ExecutionService:
     def __init__(
         self, database: Database, writer: GroupCommitWriter, queue: Queue,
         *, leases: LeaseMinter | None = None, lease_ttl_s: float = 30.0,
-        keep_fresh: bool = True,
+        keep_fresh: bool = True, unlease: Callable[[str], object] | None = None,
     ) -> None:  # fmt: skip
         self.database = database
         self.writer = writer
@@ -121,6 +134,8 @@ class ExecutionService:
         starts them from here instead of reading back what was just written."""
         self.keep_fresh = keep_fresh
         """False in a process without a worker (`linkflow api`): nobody would take them."""
+        self.unlease = unlease
+        """Gives up a lease `leases` minted (`LeaseKeeper.release`), for a job not queued."""
 
     async def create(
         self,
@@ -132,8 +147,11 @@ class ExecutionService:
 
         `carried` events (type, node id, data, time) follow `execution.queued` in
         the new history: a retry from the failed node carries the completed
-        steps of the execution it retries, so they are replayed, not run.
+        steps of the execution it retries, so they are replayed, not run. Refused before
+        anything is written while the queue is known to be away; an enqueue that fails
+        after the write is logged and left to recovery (see the module's doc).
         """
+        require_queue(self.queue)
         execution_id, values, queued = _first_write(new)
         with tracing.span("execution.create", execution_id=execution_id,
                           workflow_id=new.workflow_id, trigger=new.trigger_type.value):  # fmt: skip
@@ -153,8 +171,17 @@ class ExecutionService:
                                                  lease[0] if lease else None)  # fmt: skip
             with tracing.span("enqueue workflow_execution", kind="producer",
                               queue=new.priority.value):  # fmt: skip
-                await self.queue.enqueue(execution_job(execution_id, new.priority))
+                job = execution_job(execution_id, new.priority)
+                if not await enqueue_stored(self.queue, job):
+                    self._leave_to_recovery(execution_id, lease[0] if lease else None)
         return execution_id
+
+    def _leave_to_recovery(self, execution_id: uuid.UUID, lease: str | None) -> None:
+        """A job that could not be queued: this process's worker will not be handed it, so
+        the lease minted for it is given up (expired, not renewed), for recovery to see."""
+        self.fresh.pop(execution_id, None)
+        if lease is not None and self.unlease is not None:
+            self.unlease(lease)
 
     def insert(self, session: AsyncSession, new: NewExecution) -> Job:
         """Add a queued execution (row + first event) to the caller's transaction, which
@@ -239,6 +266,30 @@ def _first_write(new: NewExecution) -> tuple[uuid.UUID, dict[str, Any], NewEvent
         now,
     )  # fmt: skip
     return execution_id, values, queued
+
+
+def require_queue(queue: Queue) -> None:
+    """Refuse work that needs the queue while it is known to be away, before anything is
+    written: `Unavailable` with code `queue_unavailable`, the caller's 503."""
+    if not queue.reachable:
+        raise Unavailable("the job queue (Redis) cannot be reached; nothing was started, "
+                          "try again shortly", code="queue_unavailable")  # fmt: skip
+
+
+async def enqueue_stored(queue: Queue, job: Job) -> bool:
+    """Enqueue the job of an execution whose state is durable already; if the queue
+    cannot be reached, leave it to recovery (`ExecutionService.recover` finds the
+    execution queued) rather than fail what is done. False when it was left."""
+    try:
+        await queue.enqueue(job)
+    except Exception as error:
+        if as_unavailable(error) is None:
+            raise
+        log.warning("the job queue cannot be reached: the execution is stored and will be "
+                    "queued by recovery once it is back", job_id=job.id,
+                    payload=job.payload, error=str(error))  # fmt: skip
+        return False
+    return True
 
 
 def storable_input(value: Any, what: str) -> None:

@@ -10,7 +10,10 @@ An accepted resume is durable before it is answered: one transaction moves the
 execution from waiting to queued and appends `execution.resumed` with the
 payload (`store.move_execution`); only then is its job queued. So a second
 call, however close, finds it no longer waiting (409 `not_waiting`), and a crash
-after the answer loses nothing: recovery finds the execution queued.
+after the answer loses nothing: recovery finds the execution queued. For the same
+reason a queue found unreachable only by that enqueue does not fail the resume (it is
+stored; recovery queues the job), while a queue already known to be away refuses the
+resume before anything is written (503 `queue_unavailable`, `services.executions`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from typing import Any
 from linkflow.engine import EventType
 from linkflow.queue import Priority, Queue
 from linkflow.services.errors import Conflict, NotFound
-from linkflow.services.executions import execution_job, storable_input
+from linkflow.services.executions import (
+    enqueue_stored,
+    execution_job,
+    require_queue,
+    storable_input,
+)
 from linkflow.store import (
     Database,
     Execution,
@@ -70,6 +78,7 @@ class ResumeLinks:
         if not self._valid(execution_id, token):
             raise NotFound("there is no waiting execution here", code="execution_not_found")
         storable_input(payload, "the resume payload")
+        require_queue(self.queue)
         async with self.database.session() as session:
             row = await session.get(Execution, execution_id)
         if row is None:
@@ -90,7 +99,7 @@ class ResumeLinks:
                 status = (await session.get(Execution, execution_id, populate_existing=True))
             now = status.status.value if status is not None else "gone"
             raise Conflict(f"the execution is {now}, not waiting", code="not_waiting")
-        await self.queue.enqueue(execution_job(execution_id, Priority.HIGH))
+        await enqueue_stored(self.queue, execution_job(execution_id, Priority.HIGH))
 
 
 def _accepts_webhook(last: ExecutionEvent | None) -> None:

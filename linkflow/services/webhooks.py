@@ -49,7 +49,7 @@ from linkflow.services.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.executions import ExecutionService, NewExecution, require_queue
 from linkflow.services.webhook_bodies import Body, Upload, parse_body
 from linkflow.services.webhook_headers import answer_headers, redacted
 from linkflow.services.webhook_signatures import SignatureCheck
@@ -201,6 +201,7 @@ class WebhookService:
             )  # fmt: skip
         if webhook.is_test and not await self._use_test_url(webhook.id):
             raise NotFound("there is no active webhook here", code="webhook_not_found")
+        require_queue(self.executions.queue)  # before files are stored or the bus is asked
         execution_id = new_id()
         new = NewExecution(
             workspace_id=webhook.workspace_id, workflow_id=webhook.workflow_id,

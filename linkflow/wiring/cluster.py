@@ -8,16 +8,25 @@ or an in-process queue, so either setting missing is a `ConfigError` naming it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from linkflow.config import ConfigError, Settings
 from linkflow.nodes.sdk import CodeRunner
 from linkflow.observability.worker_metrics import MeteredQueue, WorkerMetrics
+from linkflow.queue import PRIORITY_ORDER, Priority
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.leader import LeaderLock
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.store import Database
-from linkflow.wiring.plane import Shared, build_engine, build_scheduler, build_shared, build_worker
+from linkflow.wiring.plane import (
+    Shared,
+    build_engine,
+    build_queue,
+    build_scheduler,
+    build_shared,
+    build_worker,
+)
 from linkflow.worker.consumer import Worker
 
 __all__ = ["SchedulerProcess", "WorkerProcess", "build_scheduler_process", "build_worker_process"]
@@ -62,12 +71,14 @@ def _database(settings: Settings) -> Database:
 
 
 def build_worker_process(
-    settings: Settings, *, concurrency: int, metrics: WorkerMetrics | None = None
-) -> WorkerProcess:
+    settings: Settings, *, concurrency: int, metrics: WorkerMetrics | None = None,
+    queues: Sequence[Priority] = PRIORITY_ORDER,
+) -> WorkerProcess:  # fmt: skip
     """With `metrics`, the worker's queue counts what it settles (`MeteredQueue`) and the
-    lease keeper's renewals and losses are exposed."""
+    lease keeper's renewals and losses are exposed. `queues`: the priorities it takes."""
     check_cluster_settings(settings, "worker")
-    shared = build_shared(settings, _database(settings))
+    shared = build_shared(settings, _database(settings),
+                          queue=build_queue(settings, lanes=queues))  # fmt: skip
     code = build_runner(settings)
     queue = None
     if metrics is not None:

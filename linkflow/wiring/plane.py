@@ -11,7 +11,9 @@ queue and the bus are the embedded ones, or Redis Streams and Redis Pub/Sub when
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -21,7 +23,7 @@ from linkflow.bus import Bus, LocalBus
 from linkflow.config import Settings
 from linkflow.engine import Engine, NodeServices
 from linkflow.nodes.sdk import CodeRunner
-from linkflow.queue import JobType, LocalQueue, Queue
+from linkflow.queue import PRIORITY_ORDER, JobType, LocalQueue, Priority, Queue
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.security.secretbox import SecretBox
@@ -48,6 +50,7 @@ from linkflow.worker.consumer import CancelRegistry, Worker
 from linkflow.worker.handlers import JobHandlers
 from linkflow.worker.leases import LeaseKeeper, held_by_dead_process
 from linkflow.worker.notifications import Notifications
+from linkflow.worker.patient_queue import PatientQueue
 from linkflow.worker.webhook_deliveries import WebhookDeliveries
 
 __all__ = [
@@ -108,13 +111,15 @@ class Shared:
         await self.http.aclose()
 
 
-def build_queue(settings: Settings) -> Queue:
-    """Redis Streams when `redis_url` is set, else the in-process queue."""
+def build_queue(settings: Settings, *, lanes: Sequence[Priority] = PRIORITY_ORDER) -> Queue:
+    """Redis Streams when `redis_url` is set (its consumers reading `lanes`), else the
+    in-process queue."""
     if settings.redis_url is None:
         return LocalQueue()
     from linkflow.queue.redis_streams import RedisStreamsQueue  # Redis processes only
 
-    return RedisStreamsQueue.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    return RedisStreamsQueue.from_url(settings.redis_url, prefix=settings.redis_prefix,
+                                      lanes=lanes)  # fmt: skip
 
 
 def build_bus(settings: Settings) -> Bus:
@@ -144,8 +149,8 @@ def build_shared(
     box = secret_box(settings)
     executions = ExecutionService(database, writer, queue,
                                   leases=leases.mint if runs_worker else None,
-                                  lease_ttl_s=settings.lease_ttl_s,
-                                  keep_fresh=runs_worker)  # fmt: skip
+                                  lease_ttl_s=settings.lease_ttl_s, keep_fresh=runs_worker,
+                                  unlease=partial(leases.release, finished=False))  # fmt: skip
     resume_links = ResumeLinks(database, queue, settings.secret_key.get_secret_value().encode(),
                                public_url(settings),
                                [key.encode() for key in previous_secrets(settings)])  # fmt: skip
@@ -176,11 +181,12 @@ def outgoing_events(shared: Shared) -> OutgoingEvents:
     return shared.outgoing
 
 
-def build_jobs(shared: Shared) -> JobHandlers:
-    """The worker's handlers of `webhook_delivery` and `notification` jobs."""
+def build_jobs(shared: Shared, queue: Queue) -> JobHandlers:
+    """The worker's handlers of `webhook_delivery` and `notification` jobs, settling on
+    `queue` (the worker's)."""
     settings = shared.settings
     backoff = settings.delivery_backoff_s
-    return JobHandlers(shared.queue, {
+    return JobHandlers(queue, {
         JobType.WEBHOOK_DELIVERY: WebhookDeliveries(
             shared.database, shared.box, shared.http,
             timeout_s=settings.webhook_delivery_timeout_s, backoff_base_s=backoff,
@@ -194,15 +200,15 @@ def build_worker(
     shared: Shared, engine: Engine, *, concurrency: int = 64, queue: Queue | None = None
 ) -> Worker:
     """A worker on the shared queue (or `queue`, one wrapping it), running at most
-    `concurrency` executions at once."""
+    `concurrency` executions at once; it waits out the queue's outages (`PatientQueue`)."""
+    patient = PatientQueue(queue or shared.queue)
     return Worker(
-        database=shared.database, writer=shared.writer, queue=queue or shared.queue,
-        engine=engine,
+        database=shared.database, writer=shared.writer, queue=patient, engine=engine,
         bus=shared.bus, cancels=shared.cancels, concurrency=concurrency,
         variables=shared.variables, credentials=shared.credentials,
         fresh=shared.executions.fresh, leases=shared.leases, children=shared.children,
         resume_url=shared.resume_links.url,
-        jobs=build_jobs(shared), outgoing=outgoing_events(shared),
+        jobs=build_jobs(shared, patient), outgoing=outgoing_events(shared),
     )  # fmt: skip
 
 

@@ -1,21 +1,25 @@
 """What the Redis Streams queue adds to the contract (tests/unit/queue/test_contract.py runs
 the contract itself against it): several consumers on one Redis, a consumer that vanished,
 a Redis that lost its data, keys kept under the deployment's prefix, the pass-over rule,
-reads sized to the consumers' free slots, and pipelined enqueues and acks."""
+reads sized to the consumers' free slots, and pipelined enqueues and acks; entries that
+hold no job, lanes read, the hand-back at closing, and Redis going away and back."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from linkflow.queue import Delivery, Priority
+from linkflow.queue import Delivery, Job, Priority
 from linkflow.queue.local import PASS_OVER_LIMIT
 from linkflow.queue.redis_streams import READ_BATCH, RedisStreamsQueue
+from tests._services import start_redis
+from tests.api._support import eventually
 from tests.unit.queue._support import make_job, settle_into_waiting, take, within
 
 pytestmark = pytest.mark.redis
@@ -242,3 +246,224 @@ class TestPipelining:
                 await within(queue.ack(delivery))
         finally:
             await queue.aclose()
+
+
+def _envelope(**changes: object) -> bytes:
+    """A valid job envelope as stored, with `changes` (None: the field removed)."""
+    raw = make_job(99).to_json(attempts=1) | changes
+    return orjson.dumps({key: value for key, value in raw.items() if value is not None})
+
+
+BAD_ENTRIES = [
+    ({"job": b"\xff\xfe not json", "attempt": b"1"}, "the job is not JSON"),
+    ({"job": b'{"id": "x", "type": "notification"}', "attempt": b"1"},
+     "the job lacks queue, payload, max_attempts, timeout, created_at"),
+    ({"job": _envelope(type="sms"), "attempt": b"1"}, "unknown job type 'sms'"),
+    ({"job": _envelope(queue="urgent"), "attempt": b"1"}, "unknown priority 'urgent'"),
+    ({"nothing": b"here"}, "the entry has no job field"),
+    ({"job": _envelope(), "attempt": b"soon"}, "the entry's attempt is not a positive integer"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("read_batch", [1, READ_BATCH])
+class TestUndecodableEntries:
+    """Entries no job can be made of (a foreign producer's, a newer version's) go to the
+    dead letters with the reason and their raw text; the jobs around them are served."""
+
+    async def test_bad_entries_between_good_jobs_are_dead_letters_and_the_good_ones_run(
+        self, redis_url: str, read_batch: int
+    ) -> None:
+        queue = RedisStreamsQueue.from_url(redis_url, read_batch=read_batch)
+        stream = queue.keys.stream(Priority.NORMAL)
+        try:
+            async with aioredis.Redis.from_url(redis_url) as raw:
+                for n, (fields, _) in enumerate(BAD_ENTRIES):
+                    await queue.enqueue(make_job(n))
+                    await raw.xadd(stream, fields)  # type: ignore[arg-type]
+                await queue.enqueue(make_job(len(BAD_ENTRIES)))
+            taken = [await take(queue) for _ in range(len(BAD_ENTRIES) + 1)]
+            assert [d.job.payload["n"] for d in taken] == list(range(len(BAD_ENTRIES) + 1))
+            letters = await queue.dead_letters()
+            for letter, (fields, reason) in zip(reversed(letters), BAD_ENTRIES, strict=True):
+                assert letter.reason.startswith(f"the job cannot be decoded: {reason}")
+                kept = fields.get("job")
+                if kept is None:
+                    assert orjson.loads(letter.raw or "") == {"nothing": "here"}
+                elif fields["attempt"] == b"soon":  # the job itself is fine, and listed
+                    assert (letter.job, letter.raw) == (Job.from_json(orjson.loads(kept)), None)
+                else:
+                    assert letter.job is None
+                    assert letter.raw == kept.decode(errors="backslashreplace")
+            depth = await queue.depth()
+            assert (depth["dead"], depth["in_flight"], depth["normal"]) == (6, 7, 0)
+            await asyncio.gather(*(queue.ack(d) for d in taken))
+            await queue.enqueue(make_job(100))  # the consumer goes on as before
+            assert (await take(queue)).job.payload["n"] == 100
+        finally:
+            await queue.aclose()
+
+    async def test_a_bad_entry_arriving_while_consumers_wait_does_not_reach_them(
+        self, redis_url: str, read_batch: int
+    ) -> None:
+        """The blocking read's path: consumers already waiting get the good job after a
+        bad one, and none of them sees an error."""
+        queue = RedisStreamsQueue.from_url(redis_url, read_batch=read_batch)
+        try:
+            consumers = [asyncio.create_task(queue.dequeue()) for _ in range(2)]
+            await settle_into_waiting(*consumers)
+            async with aioredis.Redis.from_url(redis_url) as raw:
+                await raw.xadd(queue.keys.stream(Priority.LOW), {"job": b"garbage"})
+            await queue.enqueue(make_job(1, Priority.LOW))
+            done, waiting = await within(asyncio.wait(consumers, return_when="FIRST_COMPLETED"))
+            assert [t.result().job.payload["n"] for t in done] == [1]
+            assert not any(t.done() for t in waiting)
+            for task in waiting:
+                task.cancel()
+            [letter] = await queue.dead_letters()
+            assert (letter.job, letter.raw, letter.attempts) == (None, "garbage", 0)
+            assert letter.reason.startswith("the job cannot be decoded: the job is not JSON")
+        finally:
+            await queue.aclose()
+
+
+async def test_a_delayed_member_that_cannot_be_decoded_is_a_dead_letter(redis_url: str) -> None:
+    """Garbage in the delayed set, once due, would fail every read: it goes to the dead
+    letters, and the due job beside it is served."""
+    queue = RedisStreamsQueue.from_url(redis_url)
+    try:
+        async with aioredis.Redis.from_url(redis_url) as raw:
+            await raw.zadd(queue.keys.delayed, {b"{not a member": 0, b'{"p": 7, "j": "x"}': 0})
+        await queue.enqueue(make_job(5), delay_s=0.001)
+        assert (await take(queue)).job.payload["n"] == 5
+        letters = await queue.dead_letters()
+        assert sorted(letter.raw or "" for letter in letters) == ['{"p": 7, "j": "x"}',
+                                                                  "{not a member"]  # fmt: skip
+        assert {letter.reason for letter in letters} == {"the delayed entry cannot be decoded"}
+    finally:
+        await queue.aclose()
+
+
+async def test_an_undecodable_entry_a_vanished_consumer_held_is_buried_by_reclaim(
+    queues: tuple[RedisStreamsQueue, RedisStreamsQueue], redis_url: str
+) -> None:
+    queue, _ = queues
+    await queue.depth()  # the groups exist
+    stream = queue.keys.stream(Priority.HIGH)
+    async with aioredis.Redis.from_url(redis_url) as raw:
+        await raw.xadd(stream, {"job": b"[1, 2]", "attempt": b"2"})
+        await raw.xreadgroup("workers", "ghost", {stream: ">"})
+    assert await queue.reclaim(0.0) == 0
+    [letter] = await queue.dead_letters()
+    assert (letter.raw, letter.attempts) == ("[1, 2]", 2)
+    assert letter.reason == "the job cannot be decoded: the job is not a JSON object"
+    assert (await queue.depth())["in_flight"] == 0
+
+
+class TestLanes:
+    """`lanes`: what `linkflow worker --queues` gives its queue."""
+
+    async def test_a_queue_reading_high_only_leaves_normal_and_low_queued(
+        self, redis_url: str
+    ) -> None:
+        high_only = RedisStreamsQueue.from_url(redis_url, lanes=[Priority.HIGH])
+        other = RedisStreamsQueue.from_url(redis_url)
+        try:
+            await high_only.enqueue(make_job(1, Priority.NORMAL))
+            await high_only.enqueue(make_job(2, Priority.LOW))
+            await high_only.enqueue(make_job(3, Priority.HIGH))
+            assert (await take(high_only)).job.payload["n"] == 3
+            await _reset_calls(redis_url)
+            waiting = asyncio.create_task(high_only.dequeue())
+            # Two blocking reads of the high stream came back empty: normal and low were
+            # ready all along, and were not taken.
+            await within(_until(lambda calls: calls.get("xreadgroup", 0) >= 2, redis_url))
+            assert not waiting.done()
+            depth = await other.depth()
+            assert (depth["normal"], depth["low"], depth["in_flight"]) == (1, 1, 1)
+            await other.enqueue(make_job(4, Priority.HIGH))
+            assert (await within(waiting)).job.payload["n"] == 4
+            assert [(await take(other)).job.payload["n"] for _ in range(2)] == [1, 2]
+        finally:
+            await high_only.aclose()
+            await other.aclose()
+
+    async def test_the_pass_over_rule_holds_among_the_lanes_read(self, redis_url: str) -> None:
+        """High and low read, normal not: low still comes out 17th under a flood of high."""
+        queue = RedisStreamsQueue.from_url(redis_url, lanes=[Priority.LOW, Priority.HIGH])
+        try:
+            for n in range(40):
+                await queue.enqueue(make_job(n, Priority.HIGH))
+            await queue.enqueue(make_job(100, Priority.NORMAL))
+            await queue.enqueue(make_job(200, Priority.LOW))
+            taken = [await take(queue) for _ in range(41)]
+            lanes = [d.job.queue for d in taken]
+            assert lanes.index(Priority.LOW) == PASS_OVER_LIMIT
+            assert Priority.NORMAL not in lanes
+        finally:
+            await queue.aclose()
+
+    def test_no_lane_or_an_unknown_one_is_refused(self, redis_url: str) -> None:
+        with pytest.raises(ValueError, match="lanes must be some of"):
+            RedisStreamsQueue.from_url(redis_url, lanes=[])
+
+
+async def _until(done: Callable[[dict[str, int]], bool], redis_url: str) -> None:
+    async def check() -> bool | None:
+        return True if done(await _calls(redis_url)) else None
+
+    await eventually(check, what="Redis to have run those commands")
+
+
+async def test_closing_hands_back_at_once_what_was_read_ahead(
+    queues: tuple[RedisStreamsQueue, RedisStreamsQueue],
+) -> None:
+    """Three entries read for this process and not handed out are ready for another worker
+    as soon as `close` returns (not a visibility timeout later), still at attempt 1; the
+    one handed out stays in flight and its ack still works."""
+    queue, other = queues
+    for n in range(4):
+        await queue.enqueue(make_job(n))
+    first = await within(asyncio.gather(*(queue.dequeue() for _ in range(4))))
+    await asyncio.gather(*(queue.ack(d) for d in first))
+    for n in range(4, 8):
+        await queue.enqueue(make_job(n))
+    handed = await take(queue)
+    assert (await other.depth())["in_flight"] == 4
+    await queue.close()
+    assert (await other.depth())["normal"] == 3
+    assert (await other.depth())["in_flight"] == 1
+    again = [await take(other) for _ in range(3)]
+    assert [(d.job.payload["n"], d.attempt) for d in again] == [(5, 1), (6, 1), (7, 1)]
+    await queue.ack(handed)
+    assert (await other.depth())["in_flight"] == 3
+
+
+async def test_a_queue_says_redis_is_unreachable_and_then_back_without_a_restart() -> None:
+    """Redis stopped: the failed enqueue raises and the queue is not `reachable`; started
+    again on its port: the queue is reachable again on its own and delivers."""
+    server = start_redis()
+    queue = RedisStreamsQueue.from_url(server.url())
+    restarted = None
+    try:
+        await queue.enqueue(make_job(1))
+        assert queue.reachable
+        server.stop()
+        with pytest.raises(RedisConnectionError):
+            await within(queue.enqueue(make_job(2)))
+        assert not queue.reachable
+        restarted = start_redis(port=server.port)
+        await within(_reachable(queue))
+        await queue.enqueue(make_job(3))
+        assert (await take(queue)).job.payload["n"] == 3  # Redis came back empty
+    finally:
+        await queue.aclose()
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+async def _reachable(queue: RedisStreamsQueue) -> None:
+    async def check() -> bool | None:
+        return True if queue.reachable else None
+
+    await eventually(check, what="the queue to find Redis again")
