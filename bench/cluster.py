@@ -45,6 +45,8 @@ from bench.webhook import (
 )
 from tests._services import start_postgres, start_redis
 
+IDLE_S = 5.0
+"""How long the processes' CPU is measured with no load."""
 WAITS = {
     "name": "waits",
     "nodes": [
@@ -160,6 +162,11 @@ def main() -> None:
             return asyncio.run(httpx_load(url, seconds, clients))
 
         load(16, 3)  # warm up
+        before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
+        time.sleep(IDLE_S)  # a measurement window, not a synchronisation
+        idle = {name: (cpu_seconds(p.pid) - before[name]) * 100 / IDLE_S
+                for name, p in processes.items()}  # fmt: skip
+        print("idle CPU: " + ", ".join(f"{name} {pct:.1f} %" for name, pct in idle.items()))
         levels = [int(level) for level in args.clients.split(",")]
         for clients in levels:
             spies = []

@@ -286,6 +286,11 @@ class Database:
         self._writer_sessionmaker: Final = async_sessionmaker(
             self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"}), expire_on_commit=False
         )
+        self._reader_sessionmaker: Final = (
+            async_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                               expire_on_commit=False)
+            if self.engine.dialect.name == "postgresql" else self.sessionmaker
+        )  # fmt: skip
 
     @property
     def url(self) -> str:
@@ -304,6 +309,16 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session; the caller commits. Uncommitted work is rolled back on exit."""
         async with self.sessionmaker() as session:
+            yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only, each statement on its own (autocommit on PostgreSQL):
+        no BEGIN and ROLLBACK round trips around it, so a read is one round trip, but two
+        statements may see different commits. For hot reads whose rows do not have to
+        agree with each other (or cannot change: a history under its lease). Never write
+        in it."""
+        async with self._reader_sessionmaker() as session:
             yield session
 
     @asynccontextmanager

@@ -62,8 +62,8 @@ from linkflow.services.variables import Variables
 from linkflow.services.writer import GroupCommitWriter, LeaseWrite, WriterHistory
 from linkflow.store import (
     Database,
+    EventRepository,
     Execution,
-    ExecutionEvent,
     ExecutionStatus,
     NodeExecutionStatus,
     Workflow,
@@ -196,7 +196,7 @@ class Worker:
             if not self.active:
                 continue
             try:
-                async with self.database.session() as session:
+                async with self.database.reader() as session:
                     requested = (await session.execute(
                         select(Execution.id, Execution.cancel_reason).where(
                             Execution.id.in_(list(self.active)),
@@ -346,8 +346,7 @@ class Worker:
             row, queued = fresh.row, fresh.queued.data
             known: list[Event] | None = [event_from_row(fresh.queued)]
         else:
-            row, queued = await self._load(execution_id)
-            known = None
+            row, queued, known = await self._load(execution_id)
         if row is None or row.status in _FINISHED:
             return None
         if row.status is ExecutionStatus.WAITING and not _due(row):
@@ -400,19 +399,17 @@ class Worker:
 
     async def _load(
         self, execution_id: uuid.UUID
-    ) -> tuple[ExecutionRecord | None, dict[str, Any]]:
-        """The execution's row and the data of its `execution.queued` event."""
-        async with self.database.session() as session:
+    ) -> tuple[ExecutionRecord | None, dict[str, Any], list[Event]]:
+        """The execution's row, the data of its `execution.queued` event and its whole
+        history, in two statements (under the lease, nobody else appends to it)."""
+        async with self.database.reader() as session:
             stored = await session.get(Execution, execution_id)
-            first = (
-                await session.scalars(
-                    select(ExecutionEvent).where(
-                        ExecutionEvent.execution_id == execution_id, ExecutionEvent.seq == 1
-                    )
-                )
-            ).one_or_none()
+            going = stored is not None and stored.status not in _FINISHED
+            rows = await EventRepository(session).read(execution_id) if going else []
         row = ExecutionRecord.of(stored) if stored is not None else None
-        return row, dict(first.data) if first is not None else {}
+        events = [event_from_row(event) for event in rows]
+        queued = dict(events[0].data) if events and events[0].seq == 1 else {}
+        return row, queued, events
 
     async def _workflow(self, row: ExecutionRecord) -> CompiledWorkflow:
         key = (row.workflow_id, row.workflow_version)
@@ -420,7 +417,7 @@ class Worker:
         if compiled is not None:
             self._compiled.move_to_end(key)
             return compiled
-        async with self.database.session() as session:
+        async with self.database.reader() as session:
             found = (
                 await session.execute(
                     select(WorkflowVersion, Workflow.name)
