@@ -182,12 +182,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per load level")
     parser.add_argument("--rounds", type=int, default=1, help="runs per load level")
     parser.add_argument("--clients", default="1,16,64", help="load levels, comma-separated")
+    parser.add_argument(
+        "--database-url", default=None,
+        help="serve on this database (migrated first) instead of SQLite; "
+             "`postgres`: a durable PostgreSQL this script starts on loopback",
+    )  # fmt: skip
     args = parser.parse_args()
+    postgres = None
+    if args.database_url == "postgres":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests._services import start_postgres
+
+        postgres = start_postgres(durable=True)
+        args.database_url = postgres.url()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data_dir:
         env = {**os.environ, "LINKFLOW_DATA_DIR": data_dir,  # noqa: TID251 - child env
                "LINKFLOW_RATE_LIMIT_ENABLED": "false", "LINKFLOW_LOG_LEVEL": "warning"}  # fmt: skip
+        if args.database_url:
+            env["LINKFLOW_DATABASE_URL"] = args.database_url
+            subprocess.run([sys.executable, "-m", "linkflow", "migrate"], env=env, check=True,
+                           capture_output=True)  # fmt: skip
+            print(f"database: {args.database_url.split('@')[-1]}")
         server = subprocess.Popen(
             [sys.executable, "-m", "linkflow", "serve", "--port", str(port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -204,6 +221,8 @@ def main() -> None:
                 print("serve did not stop within 30 s of SIGTERM; killed")
                 server.kill()
                 server.wait(timeout=10)
+            if postgres is not None:
+                postgres.stop()
 
 
 if __name__ == "__main__":

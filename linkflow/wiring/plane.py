@@ -292,8 +292,7 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(worker, return_exceptions=True)
             await asyncio.gather(*others, return_exceptions=True)
-        await shared.writer.close()
-        await shared.http.aclose()
+        await shared.aclose()  # the writer flushed, then the queue's, bus's and HTTP's connections
         if self.code is not None and hasattr(self.code, "close"):
             await self.code.close()
 

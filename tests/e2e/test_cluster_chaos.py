@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,19 @@ def test_500_executions_survive_a_sigkilled_and_a_sigtermed_worker(
             workflow(client, linear("calls", {"type": "execute_workflow",
                                               "parameters": {"workflow_id": child["id"]}})),
         ]  # fmt: skip
-        started = [
+        started: list[str] = []
+
+        def start_all() -> None:
             # One in ten waits, one in ten calls a child, the rest run straight through.
-            client.ok("POST", f"/api/v1/workflows/{flows[MIX.get(n % 10, 0)]['id']}/execute",
-                      202, json={})["id"]
-            for n in range(EXECUTIONS)
-        ]  # fmt: skip
+            for n in range(EXECUTIONS):
+                flow = flows[MIX.get(n % 10, 0)]
+                started.append(client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute",
+                                         202, json={})["id"])  # fmt: skip
+
+        # Started from a thread while the workers run them: the kills below land while
+        # executions are being created and run, not after the workers drained them.
+        starter = threading.Thread(target=start_all)
+        starter.start()
         killed, stopped = workers[0], workers[1]
         poll(lambda: leases_of(pg_url, killed.pid) > 0, "the first worker to hold executions")
         killed.signal(signal.SIGKILL)
@@ -83,6 +91,8 @@ def test_500_executions_survive_a_sigkilled_and_a_sigtermed_worker(
         poll(lambda: leases_of(pg_url, stopped.pid) > 0, "the second worker to hold executions")
         stopped.signal(signal.SIGTERM)
         assert stopped.wait(60) == 0, stopped.log.read_text()[-3000:]
+        starter.join(timeout=120)
+        assert len(started) == EXECUTIONS
 
         def settled() -> bool:
             counts = statuses(pg_url)
