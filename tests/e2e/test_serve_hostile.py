@@ -97,7 +97,10 @@ def test_a_long_expression_fails_at_its_budget_while_the_server_answers(server: 
         prober.done.set()
         prober.join(timeout=30)
     assert done["status"] == "failed", done
-    assert "ran longer than its limit" in done["error"]["message"]
+    # Which budget stops it first depends on the machine's speed: its time, or the
+    # characters it builds (a fast core gets to 20M within the 0.5 s).
+    message = done["error"]["message"]
+    assert "ran longer than its limit" in message or "would build more than" in message
     assert prober.slowest < 1.0, prober.slowest
 
 
