@@ -12,7 +12,8 @@ in Redis), the others wait to take over. While it leads, a scheduler
 - reclaims queue entries a vanished worker took and never settled
   (`LINKFLOW_QUEUE_VISIBILITY_S`), and says when dead letters appear;
 - at taking the lead, queues again the outgoing webhook deliveries left open;
-- deletes executions past their retention, hourly.
+- counts usage per workspace and hour (`services.usage`, every five minutes) and
+  deletes executions past their retention, hourly.
 Moving due retries back to their streams is done by every worker's reads.
 """
 

@@ -11,7 +11,9 @@ all of them, then the schedule continues from now (no burst of runs after a long
 outage). Every half lease it
 also recovers the unfinished executions nobody holds (a worker died: another
 process on the same database resumes its executions once their leases expired), and
-the parents left waiting for children that have all ended.
+the parents left waiting for children that have all ended. Every five minutes it
+counts the recent hours' usage per workspace (`services.usage`), hourly it deletes
+executions past their retention.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from linkflow.scheduler.timing import next_fire
 from linkflow.services.children import ChildExecutions
 from linkflow.services.executions import ExecutionService, NewExecution, execution_job
 from linkflow.services.retention import purge_expired_executions
+from linkflow.services.usage import aggregate_usage
 from linkflow.store import (
     Database,
     Execution,
@@ -49,6 +52,8 @@ TICK_S = 0.5
 """How often due work is looked for; the resolution of schedules and wait timers."""
 CLEANUP_EVERY_S = 3600.0
 """Retention cleanup runs at start and hourly: plans count retention in days."""
+USAGE_EVERY_S = 300.0
+"""How often the recent hours' usage is counted again (`services.usage`)."""
 MAX_CATCH_UP_TICKS = 1000
 """Missed ticks one schedule fires in one go at most (a 1-second cron down for a minute)."""
 
@@ -71,7 +76,7 @@ class LocalScheduler:
         """Schedule ticks this scheduler fired so far (its metrics)."""
 
     async def run(self) -> None:
-        last_cleanup = -CLEANUP_EVERY_S
+        last_cleanup = last_usage = -CLEANUP_EVERY_S
         last_recovery = time.monotonic()
         while True:
             try:
@@ -88,6 +93,9 @@ class LocalScheduler:
                     purged = await purge_expired_executions(self.database, datetime.now(UTC))
                     if purged:
                         log.info("deleted executions past their plan's retention", count=purged)
+                if time.monotonic() - last_usage >= USAGE_EVERY_S:
+                    last_usage = time.monotonic()
+                    await aggregate_usage(self.database)
             except Exception:
                 log.exception("scheduler tick failed")  # retried on the next tick
             await asyncio.sleep(TICK_S)
