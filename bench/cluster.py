@@ -58,6 +58,18 @@ WAITS = {
 }
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of `root` and its children (PostgreSQL's postmaster and its backends)."""
+    total = cpu_seconds(root)
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"PPid:\t{root}\n" in status.read_text():
+                total += cpu_seconds(int(status.parent.name))
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "linkflow", *command], env=env,
@@ -99,8 +111,11 @@ def waiting_count(database_url: str) -> int:
     async def count() -> int:
         connection = await asyncpg.connect(database_url)
         try:
-            return int(await connection.fetchval(
-                "SELECT count(*) FROM executions WHERE lower(status::text) = 'waiting'"))
+            return int(
+                await connection.fetchval(
+                    "SELECT count(*) FROM executions WHERE lower(status::text) = 'waiting'"
+                )
+            )
         finally:
             await connection.close()
 
@@ -178,12 +193,18 @@ def main() -> None:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 ) for name in ("worker-1", "api")]  # fmt: skip
             before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
+            servers = {"postgres": tree_cpu_seconds(postgres.process.pid),
+                       "redis": cpu_seconds(redis_server.process.pid)}  # fmt: skip
             rate, p50, p99 = load(clients, args.seconds)
             for spy in spies:
                 spy.wait()
             done = rate * args.seconds
             cpu = {name: (cpu_seconds(p.pid) - before[name]) * 1000 / done
                    for name, p in processes.items()}  # fmt: skip
+            cpu["postgres"] = (
+                (tree_cpu_seconds(postgres.process.pid) - servers["postgres"]) * 1000 / done
+            )
+            cpu["redis"] = (cpu_seconds(redis_server.process.pid) - servers["redis"]) * 1000 / done
             shown = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items() if ms >= 0.005)
             print(f"{clients:>3} clients: {rate:,.0f} executions/s, p50 {p50:.1f} ms, "
                   f"p99 {p99:.1f} ms  (CPU ms per execution: {shown})")  # fmt: skip
@@ -195,10 +216,14 @@ def main() -> None:
             wait_for(lambda: waiting_count(postgres.url()) >= args.waiting,
                      "every execution to wait", deadline_s=600)  # fmt: skip
             after = {name: rss_mib(p.pid) for name, p in processes.items()}
-            print(f"{args.waiting:,} executions started in {seconds:.1f} s "
-                  f"({args.waiting / seconds:,.0f}/s), each waiting for its resume webhook")
-            print("RSS MiB before → after: " + ", ".join(
-                f"{name} {rss[name]:.0f} → {after[name]:.0f}" for name in processes))
+            print(
+                f"{args.waiting:,} executions started in {seconds:.1f} s "
+                f"({args.waiting / seconds:,.0f}/s), each waiting for its resume webhook"
+            )
+            print(
+                "RSS MiB before → after: "
+                + ", ".join(f"{name} {rss[name]:.0f} → {after[name]:.0f}" for name in processes)
+            )
             print(f"total LinkFlow RSS: {sum(rss.values()):.0f} → {sum(after.values()):.0f} MiB")
     finally:
         for process in processes.values():
