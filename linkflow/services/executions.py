@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,8 +56,10 @@ __all__ = [
     "ExecutionService",
     "Fresh",
     "NewExecution",
+    "carry_fresh",
     "enqueue_stored",
     "execution_job",
+    "fresh_from_job",
     "require_queue",
     "storable_input",
 ]
@@ -171,7 +174,9 @@ class ExecutionService:
                                                  lease[0] if lease else None)  # fmt: skip
             with tracing.span("enqueue workflow_execution", kind="producer",
                               queue=new.priority.value):  # fmt: skip
-                job = execution_job(execution_id, new.priority)
+                # A worker in another process starts it from the job, not from a read back.
+                fresh = None if self.keep_fresh or copies else carry_fresh(values, queued)
+                job = execution_job(execution_id, new.priority, carried=fresh)
                 if not await enqueue_stored(self.queue, job):
                     self._leave_to_recovery(execution_id, lease[0] if lease else None)
         return execution_id
@@ -301,11 +306,56 @@ def storable_input(value: Any, what: str) -> None:
         raise Invalid(f"{what} cannot be stored: {error.reason}", code="unstorable_input") from None
 
 
-def execution_job(execution_id: uuid.UUID, priority: Priority = Priority.NORMAL) -> Job:
+def execution_job(
+    execution_id: uuid.UUID, priority: Priority = Priority.NORMAL,
+    *, carried: dict[str, Any] | None = None,
+) -> Job:  # fmt: skip
     """The queue job that runs (or resumes) an execution; made inside a span (tracing on),
-    it carries that span's `traceparent`, so the worker's run continues the trace."""
-    return Job(
-        type=JobType.WORKFLOW_EXECUTION,
-        payload=tracing.carry({"execution_id": str(execution_id)}),
-        queue=priority,
-    )
+    it carries that span's `traceparent`, so the worker's run continues the trace.
+    `carried`: what its creator just wrote (`carry_fresh`)."""
+    payload: dict[str, Any] = {"execution_id": str(execution_id)}
+    if carried is not None:
+        payload["fresh"] = carried
+    return Job(type=JobType.WORKFLOW_EXECUTION, payload=tracing.carry(payload), queue=priority)
+
+
+MAX_CARRIED_INPUT_BYTES = 16 * 1024
+"""Inputs up to this size ride in the job of a new execution (`carry_fresh`); a larger
+one is read back from the database by the worker, as Redis should not hold big values."""
+
+
+def carry_fresh(values: dict[str, Any], queued: NewEvent) -> dict[str, Any] | None:
+    """What a worker in another process needs to start a just-created execution without
+    reading back its row and history: the row's fields and the `execution.queued` event
+    (its only event). None when the input is too large to carry."""
+    if len(orjson.dumps(values["input"])) > MAX_CARRIED_INPUT_BYTES:
+        return None
+    assert queued.created_at is not None
+    return {
+        "workspace_id": str(values["workspace_id"]), "workflow_id": str(values["workflow_id"]),
+        "workflow_version": values["workflow_version"],
+        "trigger_type": values["trigger_type"].value, "input": values["input"],
+        "queued": queued.data, "queued_at": queued.created_at.isoformat(),
+    }  # fmt: skip
+
+
+def fresh_from_job(execution_id: uuid.UUID, payload: dict[str, Any]) -> Fresh | None:
+    """The `Fresh` a job carries (`carry_fresh`), or None (not carried, or malformed: the
+    worker then reads the execution from the database, as for any other job)."""
+    carried = payload.get("fresh")
+    if not isinstance(carried, dict):
+        return None
+    try:
+        queued_at = datetime.fromisoformat(carried["queued_at"])
+        row = ExecutionRecord(
+            id=execution_id, workspace_id=uuid.UUID(carried["workspace_id"]),
+            workflow_id=uuid.UUID(carried["workflow_id"]),
+            workflow_version=int(carried["workflow_version"]), status=ExecutionStatus.QUEUED,
+            trigger_type=TriggerType(carried["trigger_type"]), input=carried["input"],
+        )  # fmt: skip
+        data = dict(carried["queued"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    queued = NewEvent(execution_id, 1, EventType.EXECUTION_QUEUED.value, None, data, queued_at)
+    start = data.get("start_node")
+    return Fresh(row, queued, start if isinstance(start, str) else None)

@@ -55,7 +55,7 @@ from linkflow.queue import Delivery, Job, Queue, QueueClosed, backoff_s
 from linkflow.queue.job import JobType
 from linkflow.services.children import ChildExecutions
 from linkflow.services.credential_resolver import ExecutionCredentials
-from linkflow.services.executions import ExecutionRecord, Fresh
+from linkflow.services.executions import ExecutionRecord, Fresh, fresh_from_job
 from linkflow.services.history import event_from_row
 from linkflow.services.outgoing_events import OutgoingEvents
 from linkflow.services.variables import Variables
@@ -215,8 +215,10 @@ class Worker:
         writer flushed), so the next worker can take them at once. Returns how many."""
         handed, self.interrupted = self.interrupted, []
         for delivery in handed:
+            # Not as a new execution any more (it ran): the next worker reads its history.
+            payload = {k: v for k, v in delivery.job.payload.items() if k != "fresh"}
             await self.queue.enqueue(Job(
-                type=delivery.job.type, payload=delivery.job.payload, queue=delivery.job.queue,
+                type=delivery.job.type, payload=payload, queue=delivery.job.queue,
                 max_attempts=delivery.job.max_attempts, timeout=delivery.job.timeout,
             ))  # fmt: skip
             await self.queue.ack(delivery)
@@ -247,8 +249,11 @@ class Worker:
                                             f"{delivery.attempt - 1} times")  # fmt: skip
                     return
                 try:
+                    # A job's first delivery may carry the new execution (`carry_fresh`).
+                    carried = fresh_from_job(execution_id, job.payload) \
+                        if delivery.attempt == 1 else None  # fmt: skip
                     async with asyncio.timeout(job.timeout):
-                        await self.execute(execution_id)
+                        await self.execute(execution_id, carried)
                 except asyncio.CancelledError:
                     self.interrupted.append(delivery)  # a shutdown: `hand_back` requeues it
                     raise
@@ -288,9 +293,13 @@ class Worker:
                 values={"error": error, "completed_at": datetime.now(UTC)},
             )  # fmt: skip
 
-    async def execute(self, execution_id: uuid.UUID) -> RunResult | None:
+    async def execute(
+        self, execution_id: uuid.UUID, carried: Fresh | None = None
+    ) -> RunResult | None:
         """Run or resume one execution under its lease; None when there is nothing to do
-        (it ended, it waits, or another worker holds it)."""
+        (it ended, it waits, or another worker holds it). `carried`: the new execution as
+        its job brought it, used while the execution is still queued (a first delivery: no
+        run before it) instead of reading back its row and history."""
         if execution_id in self.active:
             return None  # already running here; the job is a duplicate
         fresh = self.fresh.pop(execution_id, None) if self.fresh is not None else None
@@ -300,6 +309,14 @@ class Worker:
             if lease is None:
                 log.info("another worker holds this execution")
                 return None
+        if fresh is None and carried is not None:
+            # Read under the lease: a cancel while the job waited is seen here.
+            try:
+                still = await self._still_queued(execution_id)
+            except BaseException:
+                self.leases.release(lease, finished=False)
+                raise
+            fresh = carried if still else None
         task = asyncio.current_task()
         assert task is not None
         self.active[execution_id] = task
@@ -396,6 +413,15 @@ class Worker:
         reader who sees the end sees every node's row, and one write ends the run."""
         self._project(row, state, lease)
         self.leases.end(lease)
+
+    async def _still_queued(self, execution_id: uuid.UUID) -> bool:
+        """Whether a carried execution is still queued (not cancelled while its job waited):
+        one small read instead of the row and the history."""
+        async with self.database.reader() as session:
+            status = await session.scalar(
+                select(Execution.status).where(Execution.id == execution_id)
+            )
+        return status is ExecutionStatus.QUEUED
 
     async def _load(
         self, execution_id: uuid.UUID

@@ -364,3 +364,26 @@ def test_worker_and_scheduler_metrics_move_with_the_work(
     gate.opened.set()
     poll(lambda: scrape(worker_port).get(done, 0) >= 6, "the gated job counted done")
     assert scrape(worker_port)["linkflow_jobs_active"] == 0
+
+
+def test_an_execution_cancelled_while_its_job_waits_never_runs(
+    plane: Cluster, gate: Gate, redis_url: str
+) -> None:
+    """The job of a new execution carries it (the worker starts without reading it back);
+    cancelled before any worker took it, it must still not run when one does."""
+    plane.start("api")
+    client = client_of(plane)
+    flow = workflow(client, gated_flow(gate.url))
+    run = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    with redis.Redis.from_url(redis_url) as raw:
+        (entry,) = raw.xrange("linkflow:queue:normal")
+    assert b'"fresh"' in entry[1][b"job"]  # the job carries the new execution
+    client.ok("POST", f"/api/v1/executions/{run['id']}/cancel", json={})
+    assert execution_of(client, run["id"], "cancelled")["status"] == "cancelled"
+    plane.start("worker")
+    later = client.ok("POST", f"/api/v1/workflows/{flow['id']}/execute", 202, json={})
+    poll(lambda: gate.calls == 1, "the later execution to reach the gate")
+    gate.opened.set()
+    assert execution_of(client, later["id"], "completed")["status"] == "completed"
+    assert gate.calls == 1  # the cancelled one never ran
+    assert client.ok("GET", f"/api/v1/executions/{run['id']}")["status"] == "cancelled"
