@@ -332,9 +332,7 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
-def test_worker_and_scheduler_metrics_move_with_the_work(
-    plane: Cluster, gate: Gate
-) -> None:
+def test_worker_and_scheduler_metrics_move_with_the_work(plane: Cluster, gate: Gate) -> None:
     from tests.e2e._serve import free_port
 
     worker_port, scheduler_port = free_port(), free_port()
