@@ -23,7 +23,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from linkflow.observability.logging import get_logger
-from linkflow.queue import DeadLetter, Delivery, Job, Queue
+from linkflow.queue import Delivery, Queue
+from linkflow.queue.wrapper import QueueWrapper
 
 __all__ = ["MeteredQueue", "SchedulerMetrics", "WorkerMetrics", "serve_metrics"]
 
@@ -88,20 +89,13 @@ class _Totals(Collector):
             yield CounterMetricFamily(name, help_text, value=read())
 
 
-class MeteredQueue:
+class MeteredQueue(QueueWrapper):
     """A `Queue` that counts what its consumer settles (see the module's doc)."""
 
     def __init__(self, queue: Queue, metrics: WorkerMetrics) -> None:
-        self.queue = queue
+        super().__init__(queue)
         self.metrics = metrics
         self._since: dict[str, float] = {}
-
-    @property
-    def reachable(self) -> bool:
-        return self.queue.reachable
-
-    async def enqueue(self, job: Job, *, delay_s: float = 0.0) -> None:
-        await self.queue.enqueue(job, delay_s=delay_s)
 
     async def dequeue(self) -> Delivery:
         delivery = await self.queue.dequeue()
@@ -129,23 +123,6 @@ class MeteredQueue:
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         await self.queue.dead_letter(delivery, reason)
         self._settled(delivery, "dead_lettered")
-
-    async def reclaim(self, idle_s: float) -> int:
-        return await self.queue.reclaim(idle_s)
-
-    async def depth(self) -> dict[str, int]:
-        return await self.queue.depth()
-
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return await self.queue.dead_letters(limit)
-
-    async def close(self) -> None:
-        await self.queue.close()
-
-    async def aclose(self) -> None:
-        close = getattr(self.queue, "aclose", None)
-        if close is not None:
-            await close()
 
 
 class SchedulerMetrics:

@@ -27,7 +27,8 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from linkflow.observability.logging import get_logger
-from linkflow.queue import DeadLetter, Delivery, Job, Queue, QueueClosed
+from linkflow.queue import Delivery, Queue, QueueClosed
+from linkflow.queue.wrapper import QueueWrapper
 from linkflow.services.errors import as_unavailable
 
 __all__ = ["RETRY_BASE_S", "RETRY_CAP_S", "PatientQueue"]
@@ -43,24 +44,17 @@ RETRY_CAP_S: Final = 5.0
 Redis is back, and a down Redis sees one connection attempt per worker every 5 s."""
 
 
-class PatientQueue:
+class PatientQueue(QueueWrapper):
     """A `Queue` whose consumer side outlives an outage (see the module's doc)."""
 
     def __init__(self, queue: Queue) -> None:
-        self.queue = queue
+        super().__init__(queue)
         self._closed = asyncio.Event()
         self._down_since: float | None = None
         """Since when calls fail (monotonic), None while they succeed."""
         self._unreachable = False
         """Whether they fail for want of Redis (else: for another reason, logged so)."""
         self._retries = 0
-
-    @property
-    def reachable(self) -> bool:
-        return self.queue.reachable
-
-    async def enqueue(self, job: Job, *, delay_s: float = 0.0) -> None:
-        await self.queue.enqueue(job, delay_s=delay_s)
 
     async def dequeue(self) -> Delivery:
         return await self._patiently(self.queue.dequeue, every_error=True)
@@ -74,24 +68,13 @@ class PatientQueue:
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         await self._patiently(lambda: self.queue.dead_letter(delivery, reason))
 
-    async def reclaim(self, idle_s: float) -> int:
-        return await self.queue.reclaim(idle_s)
-
-    async def depth(self) -> dict[str, int]:
-        return await self.queue.depth()
-
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return await self.queue.dead_letters(limit)
-
     async def close(self) -> None:
         self._closed.set()
-        await self.queue.close()
+        await super().close()
 
     async def aclose(self) -> None:
         self._closed.set()
-        close = getattr(self.queue, "aclose", None)
-        if close is not None:
-            await close()
+        await super().aclose()
 
     async def _patiently(self, call: Callable[[], Awaitable[T]], *, every_error: bool = False) -> T:
         """`call()`, tried again after a backoff while it fails: for want of Redis, or for

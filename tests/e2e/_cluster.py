@@ -10,14 +10,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import redis
 
-from tests.e2e._serve import free_port, poll
+from tests._http_server import Recorded, Reply, TestServer
+from tests.e2e._serve import ADA, Client, free_port, poll, register
 
 READY = {
     "worker": b"LinkFlow worker is running",
@@ -142,3 +147,69 @@ def query(pg_url: str, sql: str, *args: Any) -> list[Any]:
             await connection.close()
 
     return asyncio.run(run())
+
+
+class Gate:
+    """`/gate` answers only once opened; counts who called."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.server: TestServer | None = None
+
+    def route(self, _request: Recorded) -> Reply:
+        self.opened.wait(60)
+        return Reply.json({"passed": True})
+
+    @property
+    def calls(self) -> int:
+        assert self.server is not None
+        return len(self.server.hits("/gate"))
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url("/gate")
+
+
+def client_of(plane: Cluster) -> Client:
+    api = next(p for p in plane.processes if p.command[0] == "api")
+    client = Client(api)  # type: ignore[arg-type]  # duck-typed: it needs only `url`
+    try:
+        register(client)
+    except AssertionError:  # a second test on the same database: the account exists
+        client.token = client.ok("POST", "/api/v1/auth/login", json=ADA)["access_token"]
+    return client
+
+
+def gated_flow(gate_url: str, name: str = "gated") -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": [
+            {"id": "start", "type": "manual"},
+            {"id": "before", "type": "set", "parameters": {"fields": {"n": 1}}},
+            {"id": "gate", "type": "http_request", "parameters": {"url": gate_url}},
+            {"id": "after", "type": "set", "parameters": {"fields": {"done": True}}},
+        ],
+        "connections": [{"from": "start", "to": "before"}, {"from": "before", "to": "gate"},
+                        {"from": "gate", "to": "after"}],
+    }  # fmt: skip
+
+
+def completions(client: Client, execution_id: str) -> Counter[str]:
+    events = client.listed(f"/api/v1/executions/{execution_id}/logs")
+    ends = [e["type"] for e in events if e["type"] in
+            {"execution.completed", "execution.failed", "execution.cancelled"}]  # fmt: skip
+    assert ends == ["execution.completed"], (execution_id, ends)
+    return Counter(e["node_id"] for e in events if e["type"] == "node.completed")
+
+
+def holder_pid(pg_url: str, execution_id: str) -> int | None:
+    rows = query(pg_url, "SELECT owner FROM execution_leases WHERE execution_id = $1 "
+                 "AND expires_at > now()", uuid.UUID(execution_id))  # fmt: skip
+    return int(rows[0]["owner"].split(":")[1]) if rows else None
+
+
+def leader_pid(redis_url: str) -> int | None:
+    with redis.Redis.from_url(redis_url) as raw:
+        token = raw.get("linkflow:scheduler:leader")
+    return int(token.decode().split(":")[1]) if token else None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._http_server import serve
+from tests.e2e._cluster import Gate
 from tests.e2e._serve import Serve
 
 
@@ -17,3 +19,13 @@ def server(tmp_path: Path) -> Iterator[Serve]:
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    """A loopback HTTP gate a node calls; it answers once the test opens it."""
+    held = Gate()
+    with serve({"/gate": held.route}) as server:
+        held.server = server
+        yield held
+        held.opened.set()

@@ -11,54 +11,30 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from tests._http_server import Recorded, Reply, TestServer, serve
-from tests.e2e._cluster import Cluster, cluster, cluster_settings, query
-from tests.e2e._serve import EXAMPLES, Client, execution_of, poll, register, workflow
+from tests.e2e._cluster import (
+    Cluster,
+    Gate,
+    client_of,
+    cluster,
+    cluster_settings,
+    completions,
+    gated_flow,
+    holder_pid,
+    leader_pid,
+    query,
+)
+from tests.e2e._serve import EXAMPLES, execution_of, poll, workflow
 
 pytestmark = pytest.mark.timeout(240)
-
-
-class Gate:
-    """`/gate` answers only once opened; counts who called."""
-
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-        self.server: TestServer | None = None
-
-    def route(self, _request: Recorded) -> Reply:
-        self.opened.wait(60)
-        return Reply.json({"passed": True})
-
-    @property
-    def calls(self) -> int:
-        assert self.server is not None
-        return len(self.server.hits("/gate"))
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url("/gate")
-
-
-@pytest.fixture
-def gate() -> Iterator[Gate]:
-    held = Gate()
-    with serve({"/gate": held.route}) as server:
-        held.server = server
-        yield held
-        held.opened.set()
 
 
 @pytest.fixture
@@ -68,46 +44,6 @@ def plane(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Cluster]:
                                 LINKFLOW_WORKER_SHUTDOWN_GRACE_S="1")  # fmt: skip
     with cluster(tmp_path, settings) as running:
         yield running
-
-
-def client_of(plane: Cluster) -> Client:
-    api = next(p for p in plane.processes if p.command[0] == "api")
-    client = Client(api)  # type: ignore[arg-type]  # duck-typed: it needs only `url`
-    try:
-        register(client)
-    except AssertionError:  # a second test on the same database: the account exists
-        from tests.e2e._serve import ADA
-
-        client.token = client.ok("POST", "/api/v1/auth/login", json=ADA)["access_token"]
-    return client
-
-
-def gated_flow(gate_url: str, name: str = "gated") -> dict[str, Any]:
-    return {
-        "name": name,
-        "nodes": [
-            {"id": "start", "type": "manual"},
-            {"id": "before", "type": "set", "parameters": {"fields": {"n": 1}}},
-            {"id": "gate", "type": "http_request", "parameters": {"url": gate_url}},
-            {"id": "after", "type": "set", "parameters": {"fields": {"done": True}}},
-        ],
-        "connections": [{"from": "start", "to": "before"}, {"from": "before", "to": "gate"},
-                        {"from": "gate", "to": "after"}],
-    }  # fmt: skip
-
-
-def completions(client: Client, execution_id: str) -> Counter[str]:
-    events = client.listed(f"/api/v1/executions/{execution_id}/logs")
-    ends = [e["type"] for e in events if e["type"] in
-            {"execution.completed", "execution.failed", "execution.cancelled"}]  # fmt: skip
-    assert ends == ["execution.completed"], (execution_id, ends)
-    return Counter(e["node_id"] for e in events if e["type"] == "node.completed")
-
-
-def holder_pid(pg_url: str, execution_id: str) -> int | None:
-    rows = query(pg_url, "SELECT owner FROM execution_leases WHERE execution_id = $1 "
-                 "AND expires_at > now()", uuid.UUID(execution_id))  # fmt: skip
-    return int(rows[0]["owner"].split(":")[1]) if rows else None
 
 
 def test_a_webhook_answered_by_a_worker_process_through_the_api(plane: Cluster) -> None:
@@ -235,12 +171,6 @@ def test_redis_emptied_while_executions_are_queued_and_waiting_all_complete(
     plane.start("worker", "--concurrency", "8")
     for execution_id in [*queued, *waiting]:
         assert execution_of(client, execution_id, "completed", "failed")["status"] == "completed"
-
-
-def leader_pid(redis_url: str) -> int | None:
-    with redis.Redis.from_url(redis_url) as raw:
-        token = raw.get("linkflow:scheduler:leader")
-    return int(token.decode().split(":")[1]) if token else None
 
 
 def test_the_follower_scheduler_takes_over_and_no_tick_fires_twice_or_is_lost(

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e._cluster import cluster, cluster_settings, query
+from tests.e2e._cluster import client_of, cluster, cluster_settings, query
 from tests.e2e._serve import poll, workflow
-from tests.e2e.test_cluster import client_of
 
 pytestmark = pytest.mark.timeout(420)
 

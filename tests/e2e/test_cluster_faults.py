@@ -16,11 +16,17 @@ import httpx
 import pytest
 import redis
 
-from tests._http_server import serve
 from tests._services import RedisServer, start_redis
-from tests.e2e._cluster import cluster, cluster_settings
+from tests.e2e._cluster import (
+    Gate,
+    client_of,
+    cluster,
+    cluster_settings,
+    completions,
+    gated_flow,
+    leader_pid,
+)
 from tests.e2e._serve import Client, execution_of, poll, workflow
-from tests.e2e.test_cluster import Gate, client_of, completions, gated_flow, leader_pid
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -28,15 +34,6 @@ QUICK = {"name": "quick", "nodes": [
     {"id": "start", "type": "manual"},
     {"id": "mark", "type": "set", "parameters": {"fields": {"ok": True}}},
 ], "connections": [{"from": "start", "to": "mark"}]}  # fmt: skip
-
-
-@pytest.fixture
-def gate() -> Iterator[Gate]:
-    held = Gate()
-    with serve({"/gate": held.route}) as server:
-        held.server = server
-        yield held
-        held.opened.set()
 
 
 @pytest.fixture
