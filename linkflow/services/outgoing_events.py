@@ -46,6 +46,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkflow.engine import ExecutionState
+from linkflow.observability import tracing
 from linkflow.observability.logging import get_logger
 from linkflow.queue import Job, JobType, Queue
 from linkflow.services._ttl_cache import TTLCache
@@ -155,10 +156,11 @@ def summary(
 def delivery_job(row: WebhookDelivery, *, delay_s: float = 0.0) -> tuple[Job, float]:
     """The `webhook_delivery` job of a delivery row (and the delay to enqueue it with)."""
     data = row.payload.get("data")
-    payload = {
+    # Made while the execution's job runs (tracing on): the delivery continues its trace.
+    payload = tracing.carry({
         "delivery_id": str(row.id), "subscription_id": str(row.subscription_id),
         "event": row.event, "execution": data.get("execution") if isinstance(data, dict) else None,
-    }  # fmt: skip
+    })  # fmt: skip
     job = Job(type=JobType.WEBHOOK_DELIVERY, payload=payload, max_attempts=DELIVERY_ATTEMPTS,
               timeout=DELIVERY_JOB_TIMEOUT_S)  # fmt: skip
     return job, delay_s
@@ -241,8 +243,9 @@ class OutgoingEvents:
             await self.queue.enqueue(Job(
                 type=JobType.NOTIFICATION, max_attempts=DELIVERY_ATTEMPTS,
                 timeout=DELIVERY_JOB_TIMEOUT_S,
-                payload={"kind": "execution_failed", "workspace_id": str(ended.workspace_id),
-                         "execution": ended.summary},
+                payload=tracing.carry({"kind": "execution_failed",
+                                       "workspace_id": str(ended.workspace_id),
+                                       "execution": ended.summary}),
             ))  # fmt: skip
 
     async def _insert(

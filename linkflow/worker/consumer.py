@@ -233,7 +233,8 @@ class Worker:
         job = delivery.job
         try:
             if job.type is not JobType.WORKFLOW_EXECUTION:
-                await self.jobs.run(delivery)
+                with tracing.job_span(job, delivery.attempt):
+                    await self.jobs.run(delivery)
                 return
             try:
                 execution_id = uuid.UUID(job.payload["execution_id"])

@@ -150,3 +150,43 @@ def test_without_an_otlp_endpoint_nothing_is_traced(tmp_path: Path, otlp: Receiv
     worker = [line for line in lines if line.get("execution_id") == execution_id]
     assert any(line["event"] == "execution job done" for line in worker), worker
     assert not [line for line in lines if "trace_id" in line or "span_id" in line]
+
+
+def test_an_outgoing_webhook_delivery_continues_the_trace_of_its_execution(
+    tmp_path: Path, otlp: Receiver
+) -> None:
+    """The execution's end enqueues its subscription's delivery inside the job's span: the
+    delivery job's run (and its POST) are in the caller's trace, under the execution's."""
+    from tests._http_server import Reply, serve
+
+    with serve({"/hook": lambda _request: Reply(200)}) as hook_receiver:
+        server, client = start(tmp_path, LINKFLOW_OTLP_ENDPOINT=otlp.endpoint,
+                               LINKFLOW_HTTP_ALLOW_PRIVATE="true")  # fmt: skip
+        try:
+            client.ok("POST", "/api/v1/webhook-subscriptions", 201, json={
+                "url": hook_receiver.url("/hook"), "events": ["execution.completed"],
+            })  # fmt: skip
+            url, _ = greet(client)
+            answer = httpx.post(url, json={"name": "Ada", "age": 36}, timeout=30,
+                                headers={"traceparent": TRACEPARENT})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            poll(lambda: hook_receiver.hits("/hook"), "the delivery to reach the receiver")
+
+            def delivered() -> list[ExportedSpan] | None:
+                spans = otlp.trace(CALLER_TRACE)
+                names = [span.name for span in spans]
+                return spans if "run webhook_delivery" in names else None
+
+            spans = poll(delivered, "the delivery's span to be exported")
+        finally:
+            server.stop()
+    runs = {span.name: span for span in spans if span.name.startswith("run ")}
+    assert set(runs) == {"run workflow_execution", "run webhook_delivery"}
+    # The delivery's job was enqueued while the execution's job ran: its parent chain
+    # leads to the execution's run.
+    by_id = {span.span_id: span for span in spans}
+    parent, chain = runs["run webhook_delivery"].parent_id, []
+    while parent in by_id:
+        chain.append(by_id[parent].name)
+        parent = by_id[parent].parent_id
+    assert "run workflow_execution" in chain, chain
