@@ -3,8 +3,9 @@
 Run two (or more) for availability: one leads at a time (`scheduler.leader`, a lock
 in Redis), the others wait to take over. While it leads, a scheduler
 - fires cron and interval schedules whose time came, each tick a compare-and-set on
-  `next_run_at` in the transaction that creates its execution (missed ticks: the
-  schedule fires once for all of them, then goes on from now; no burst of catch-up);
+  `next_run_at` in the transaction that creates its execution (missed ticks: those of
+  the last `LINKFLOW_SCHEDULE_CATCH_UP_S` fire each, older ones once for all, see
+  `scheduler.local`);
 - hands due wait timers to the workers;
 - recovers, every half lease, the executions nobody holds: leases that expired (a
   worker died), queued executions whose job Redis lost (restarted empty), parents
@@ -13,8 +14,9 @@ in Redis), the others wait to take over. While it leads, a scheduler
   (`LINKFLOW_QUEUE_VISIBILITY_S`), and says when dead letters appear;
 - at taking the lead, queues again the outgoing webhook deliveries left open;
 - counts usage per workspace and hour (`services.usage`, every five minutes) and
-  deletes executions past their retention, hourly.
-Moving due retries back to their streams is done by every worker's reads.
+  deletes executions past their retention, hourly;
+- moves due retries and delayed jobs back to their streams every second (every
+  worker's reads do it too).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from linkflow.processes._signals import stop_requested
 __all__ = ["schedule"]
 
 log = get_logger(__name__)
+
+MOVE_DUE_EVERY_S = 1.0
+"""How often the leader moves due delayed jobs to their streams (one script call)."""
 
 if TYPE_CHECKING:
     from linkflow.wiring.cluster import SchedulerProcess
@@ -113,7 +118,18 @@ async def _lead(built: SchedulerProcess, settings: Settings) -> None:
         await outgoing_events(shared).recover()
     except Exception:
         log.warning("recovery at taking the lead failed; retried every half lease", exc_info=True)
-    await asyncio.gather(built.scheduler.run(), _reclaim(built, settings))
+    await asyncio.gather(built.scheduler.run(), _reclaim(built, settings), _move_due(built))
+
+
+async def _move_due(built: SchedulerProcess) -> None:
+    """Due retries and delayed jobs to their streams every `MOVE_DUE_EVERY_S`, whether or
+    not a worker reads (workers' reads move them too)."""
+    while True:
+        await asyncio.sleep(MOVE_DUE_EVERY_S)
+        try:
+            await built.shared.queue.move_due()
+        except Exception:  # Redis away: the leadership loop deals with it
+            log.debug("moving due jobs failed", exc_info=True)
 
 
 async def _reclaim(built: SchedulerProcess, settings: Settings) -> None:

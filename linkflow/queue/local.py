@@ -130,6 +130,12 @@ class LocalQueue:
         if self._in_flight.pop(delivery.receipt, None) is not None:
             self._dead.append(DeadLetter(delivery.job, delivery.attempt, reason, datetime.now(UTC)))
 
+    async def move_due(self) -> None:
+        """See `Queue.move_due`."""
+        async with self._ready:
+            if self._delayed:
+                self._promote_due(time.monotonic())
+
     async def reclaim(self, idle_s: float) -> int:
         """See `Queue.reclaim`. Reclaimed jobs rejoin the back of their lanes."""
         async with self._ready:

@@ -89,6 +89,14 @@ class Queue(Protocol):
         """
         ...
 
+    async def move_due(self) -> None:
+        """Make the delayed jobs whose time has come deliverable now, taking none.
+
+        Consumers' reads do it too; the scheduler calls it so that retries move on
+        (and are counted as ready) while no consumer reads.
+        """
+        ...
+
     async def reclaim(self, idle_s: float) -> int:
         """Make deliveries in flight for `idle_s` seconds or more deliverable again.
 

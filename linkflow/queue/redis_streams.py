@@ -304,6 +304,14 @@ class RedisStreamsQueue:
         block = BLOCK_MS if until_next < 0 else max(1, min(BLOCK_MS, until_next))
         await self._wait_for_entries(count, block)
 
+    async def move_due(self) -> None:
+        """See `Queue.move_due`: the read script with nothing to take and no lane read."""
+        await self._read(
+            keys=[self.keys.delayed, *self.keys.streams, self.keys.dead],
+            args=[GROUP, self.consumer, 0, _MOVE_BATCH, PASS_OVER_LIMIT, 0, 0, "000",
+                  datetime.now(UTC).isoformat(), MAX_DEAD_LETTERS],
+        )  # fmt: skip
+
     async def _take_ready(self, count: int) -> int:
         """Up to `count` ready entries into `_held` (one script call); the milliseconds
         until the next delayed job is due, or -1."""

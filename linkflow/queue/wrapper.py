@@ -36,6 +36,9 @@ class QueueWrapper:
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         await self.queue.dead_letter(delivery, reason)
 
+    async def move_due(self) -> None:
+        await self.queue.move_due()
+
     async def reclaim(self, idle_s: float) -> int:
         return await self.queue.reclaim(idle_s)
 

@@ -147,6 +147,29 @@ class TestDelay:
         assert again.attempt == 2
 
 
+    async def test_move_due_makes_a_due_delayed_job_ready_without_a_read(
+        self, queue: Queue
+    ) -> None:
+        """What the scheduler does while no worker reads: the retry is ready, not delayed."""
+        await queue.enqueue(make_job(1))
+        first = await take(queue)
+        await queue.nack(first, delay_s=SHORT_DELAY_S)
+        await queue.move_due()  # not due yet: stays delayed
+        assert (await queue.depth())["delayed"] == 1
+
+        async def moved() -> bool:
+            await queue.move_due()
+            depth = await queue.depth()
+            return depth["delayed"] == 0 and depth["normal"] == 1
+
+        deadline = time.monotonic() + 10
+        while not await moved():
+            assert time.monotonic() < deadline, "the due job never became ready"
+            await asyncio.sleep(0.01)
+        again = await take(queue)
+        assert again.attempt == 2
+
+
 class TestSettling:
     async def test_ack_forgets_the_job(self, queue: Queue) -> None:
         """After ack the job is nowhere: not ready, not in flight, not reclaimable."""
