@@ -5,47 +5,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from email import message_from_bytes
 from email.message import Message
 
 import pytest
 import structlog
-from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
 from linkflow.store import PasswordResetToken, utcnow
-from tests._services import free_port
+from tests._smtp import Inbox, smtp_sink
 from tests.api._support import PASSWORD, eventually, new_email, register
 from tests.api.conftest import ApiFactory
 
 NEW_PASSWORD = "velvet-harbour-lantern-9"
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:
-        self.messages.append(message_from_bytes(envelope.original_content))  # type: ignore[attr-defined]
-        return "250 OK"
-
-    def to(self, address: str) -> list[Message]:
-        return [message for message in self.messages if message["To"] == address]
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
     """A real SMTP server on loopback, collecting what it is sent."""
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_sink() as sink:
+        yield sink
 
 
 def token_in(message: Message) -> str:

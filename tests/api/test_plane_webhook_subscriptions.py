@@ -7,13 +7,11 @@ import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import delete
 
 from linkflow.queue import Job, JobType
@@ -21,7 +19,7 @@ from linkflow.services.outgoing_events import failure_alerts_on
 from linkflow.services.webhook_signatures import signature
 from linkflow.store import WebhookDelivery
 from tests._http_server import Recorded, Reply, TestServer, serve
-from tests._services import free_port
+from tests._smtp import Inbox, smtp_sink
 from tests.api._plane import (
     PlaneApi,
     assert_problem,
@@ -38,27 +36,10 @@ SUBSCRIPTIONS = "/api/v1/webhook-subscriptions"
 DEADLINE_S = 20.0
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:
-        self.messages.append(message_from_bytes(envelope.original_content))  # type: ignore[attr-defined]
-        return "250 OK"
-
-
 @pytest.fixture(scope="module")
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_sink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="module")
