@@ -412,7 +412,7 @@ class ExecutionViews:
                 workspace_id=row.workspace_id, workflow_id=row.workflow_id,
                 workflow_version=row.workflow_version, input=row.input,
                 trigger_type=TriggerType.RETRY, parent_execution_id=row.id, id=retry_id,
-                created_by_id=access.principal.user_id,
+                created_by_id=access.principal.user_id, priority=Priority(row.priority.value),
                 start_node=_start_node(events),
             ),
             carried=[(e.type, e.node_id, e.data, e.created_at) for e in carried],

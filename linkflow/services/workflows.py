@@ -440,7 +440,8 @@ class WorkflowService:
         for row in await self.versions(access, workflow_id):
             if row.version == version:
                 return row
-        raise NotFound(f"workflow {workflow_id} has no version {version}")
+        raise NotFound(f"workflow {workflow_id} has no version {version}",
+                       code="version_not_found")  # fmt: skip
 
     async def export(self, access: WorkspaceAccess, workflow_id: uuid.UUID) -> dict[str, Any]:
         """The contract's document, credentials named instead of referenced by id."""

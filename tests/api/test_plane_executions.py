@@ -525,6 +525,20 @@ class TestRetry:
             plane_api, me, failed["id"]
         )
 
+    async def test_a_retry_keeps_the_priority_of_the_execution_it_retries(
+        self, plane_api: PlaneApi
+    ):
+        me = await plane_api.user()
+        flow = await plane_api.workflow(me, failing_doc())
+        failed = await plane_api.run(me, flow["id"], input={}, priority="high")
+        assert failed["priority"] == "high"
+        response = await plane_api.client.post(
+            f"{EXECUTIONS}/{failed['id']}/retry", headers=me.headers
+        )
+        assert response.status_code == 202, response.text
+        retried = await plane_api.execution(me, response.json()["id"])
+        assert retried["priority"] == "high"
+
     async def test_retry_without_a_body_retries_everything(self, plane_api: PlaneApi):
         """`from_failed` is optional (the contract's `{from_failed?}`): no body is a full retry."""
         me = await plane_api.user()

@@ -228,7 +228,7 @@ class TestReadUpdateDelete:
         second = await plane_api.client.get(f"{url}/versions/2", headers=me.headers)
         assert second.json()["nodes"] == new_nodes
         missing = await plane_api.client.get(f"{url}/versions/3", headers=me.headers)
-        assert_problem(missing, 404)
+        assert_problem(missing, 404, "version_not_found")
 
     async def test_versions_are_a_paged_list_newest_first(self, plane_api: PlaneApi):
         """Regression (issue 14, item 13): versions were a bare array. `{data, next_cursor}`,
