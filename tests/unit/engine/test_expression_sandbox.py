@@ -248,9 +248,12 @@ def test_a_long_chain_of_work_is_stopped_at_the_time_budget(dialect: JinjaDialec
     started = time.perf_counter()
     error = refusal(dialect, source)
     took = time.perf_counter() - started
-    assert error.message.startswith(
-        f"the expression ran longer than its limit of {EVALUATION_TIME_S:g} s"
-    )
+    # Which budget stops it first depends on the machine's speed: its time, or (a fast
+    # core gets there within the 0.5 s) the 20M characters it builds; either way promptly.
+    assert error.message.startswith((
+        f"the expression ran longer than its limit of {EVALUATION_TIME_S:g} s",
+        "the expression would build more than",
+    ))  # fmt: skip
     assert took < EVALUATION_TIME_S * 4
 
 
