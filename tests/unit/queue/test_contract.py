@@ -29,7 +29,13 @@ from linkflow.queue import (
     QueueClosed,
 )
 from linkflow.queue.redis_streams import RedisStreamsQueue
-from tests.unit.queue._support import make_job, settle_into_waiting, take, within
+from tests.unit.queue._support import (
+    HANG_GUARD_S,
+    make_job,
+    settle_into_waiting,
+    take,
+    within,
+)
 
 QueueFactory = Callable[[pytest.FixtureRequest], Awaitable[Queue]]
 
@@ -162,7 +168,7 @@ class TestDelay:
             depth = await queue.depth()
             return depth["delayed"] == 0 and depth["normal"] == 1
 
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG_GUARD_S  # a poll for the condition, not a wait
         while not await moved():
             assert time.monotonic() < deadline, "the due job never became ready"
             await asyncio.sleep(0.01)
