@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
+from linkflow.cli_operations import operations
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
@@ -215,6 +217,23 @@ def _prepare_database(settings: Settings) -> None:
         )
 
 
+def _hold_database(settings: Settings) -> contextlib.AbstractContextManager[object]:
+    """A shared lock on the embedded SQLite database while this process runs on it, so
+    `linkflow restore` refuses to replace it meanwhile (`store.sqlite_lock`); nothing to
+    hold on PostgreSQL."""
+    from linkflow.store import StoreConfigError
+    from linkflow.store.sqlite_backup import database_file
+    from linkflow.store.sqlite_lock import DatabaseInUse, DatabaseLock
+
+    try:
+        path = database_file(settings.effective_database_url)
+        return contextlib.nullcontext() if path is None else DatabaseLock(path, exclusive=False)
+    except StoreConfigError as error:
+        raise _fail(f"LINKFLOW_DATABASE_URL: {error}") from None
+    except DatabaseInUse as error:
+        raise _fail(str(error)) from None
+
+
 def api_app() -> object:
     """The app of one `linkflow api --workers N` worker process (uvicorn's factory)."""
     from linkflow.config import ConfigError
@@ -243,11 +262,17 @@ def api(
     data dir, migrated on start. Elsewhere the database must be migrated first
     (`linkflow migrate`). With --workers, every process reads the same settings.
     """
+    settings = _listen_settings(host, port)
+    with _hold_database(settings):
+        _serve_api(settings, workers)
+
+
+def _serve_api(settings: Settings, workers: int) -> None:
+    """`linkflow api`, once the database's lock is held."""
     import uvicorn
 
     from linkflow.config import ConfigError
 
-    settings = _listen_settings(host, port)
     _prepare_database(settings)
     if settings.redis_url is None:
         from linkflow.api.routes.no_plane import MESSAGE
@@ -504,15 +529,16 @@ def serve(
     from linkflow.processes.serve import serve as run_serve
 
     settings = _listen_settings(host, port)
-    _prepare_database(settings)
-    try:
-        # uvloop: the event loop's own work (sockets, timers, callbacks) in C.
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(run_serve(settings, concurrency=concurrency))
-    except ConfigError as error:
-        raise _fail(str(error)) from None
-    except KeyboardInterrupt:
-        pass
+    with _hold_database(settings):
+        _prepare_database(settings)
+        try:
+            # uvloop: the event loop's own work (sockets, timers, callbacks) in C.
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(run_serve(settings, concurrency=concurrency))
+        except ConfigError as error:
+            raise _fail(str(error)) from None
+        except KeyboardInterrupt:
+            pass
 
 
 def _cluster_settings(command: str) -> Settings:
@@ -608,6 +634,9 @@ def scheduler(metrics_port: MetricsPortOption = None) -> None:
 
     settings = _cluster_settings("scheduler")
     _run_process(lambda: schedule(settings, metrics_port=metrics_port))
+
+
+app.add_typer(operations)  # backup, restore, doctor: commands of their own
 
 
 def main() -> None:

@@ -29,6 +29,8 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Column, ForeignKeyConstraint, Index, MetaData, Table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import Constraint, SchemaItem
@@ -48,6 +50,7 @@ __all__ = [
     "current",
     "downgrade",
     "head",
+    "known",
     "revision",
     "upgrade",
 ]
@@ -207,6 +210,15 @@ def head() -> str:
         msg = f"migrations have {len(heads)} heads ({', '.join(heads)}); merge them"
         raise StoreError(msg)
     return heads[0]
+
+
+def known(revision: str) -> bool:
+    """Whether this version of LinkFlow ships `revision` (a newer one's is unknown)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        return script.get_revision(revision) is not None
+    except (CommandError, ResolutionError):
+        return False
 
 
 def _table_name(item: Table | Column[object] | Index | Constraint) -> str:
