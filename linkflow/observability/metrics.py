@@ -1,4 +1,5 @@
-"""Prometheus metrics of the HTTP edge, in a registry owned by the app (no global state).
+"""Prometheus metrics of the HTTP edge, in a registry owned by the app (no global state):
+requests and their durations, open live-event connections (WebSocket and SSE).
 
 Requests are labelled by route template (``/api/v1/users/{user_id}``), never by
 raw path, so one metric series exists per endpoint whatever the ids; requests
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE", "UNMATCHED_ROUTE", "HttpMetrics"]
@@ -40,6 +41,13 @@ class HttpMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        live: Final = Gauge(
+            "linkflow_live_connections", "Open live-event connections: WebSocket (/ws) and "
+            "server-sent events (/executions/{id}/events).", ["kind"], registry=self.registry,
+        )  # fmt: skip
+        self.websockets: Final = live.labels("ws")
+        """`with metrics.websockets.track_inprogress():` around an open connection."""
+        self.sse: Final = live.labels("sse")
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         """The labelled counter and histogram per (method, route, status): `labels()`
         builds and looks up its key under a lock on every call."""

@@ -6,9 +6,15 @@ A worker has no HTTP API, so `--metrics-port` serves its registry alone
   `dead_lettered`) and their duration, the jobs running now: measured where a
   delivery is settled, by `MeteredQueue` wrapping the worker's queue, so the worker
   itself stays free of metric calls;
-- queue depth by priority (and delayed, in flight, dead), read every few seconds;
+- queue depth by priority (and delayed, in flight, dead) and the age of the oldest
+  ready job by priority, read every few seconds;
 - lease renewals and losses, read from the `LeaseKeeper`'s counts at scrape time;
-- for the scheduler: whether it leads, and the ticks it fired.
+- executions, node runs and the writer's batches (`observability.execution_metrics`);
+- for the scheduler: whether it leads, the ticks it fired and those it missed (fired
+  once for all after an outage longer than the catch-up window), its writer's batches.
+
+`linkflow serve` puts all of them, the scheduler's too, in its API's registry: its
+`/metrics` shows the whole process.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from linkflow.observability.execution_metrics import ExecutionMetrics, WriterMetrics
 from linkflow.observability.logging import get_logger
 from linkflow.queue import Delivery, Queue
 from linkflow.queue.wrapper import QueueWrapper
@@ -57,6 +64,13 @@ class WorkerMetrics:
             "linkflow_queue_depth", "Jobs in the shared queue: ready by priority, delayed, "
             "in flight, dead.", ["state"], registry=self.registry,
         )  # fmt: skip
+        self.oldest: Final = Gauge(
+            "linkflow_queue_oldest_age_seconds", "How long the oldest ready job of each "
+            "priority has waited for a worker (0: none ready).", ["priority"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.executions: Final = ExecutionMetrics(self.registry)
+        self.writer: Final = WriterMetrics(self.registry)
 
     def leases(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Expose the lease renewals and losses `counts()` returns (totals so far)."""
@@ -67,11 +81,14 @@ class WorkerMetrics:
         ))  # fmt: skip
 
     async def watch_depth(self, queue: Queue) -> None:
-        """Keep `linkflow_queue_depth` fresh, until cancelled."""
+        """Keep `linkflow_queue_depth` and `linkflow_queue_oldest_age_seconds` fresh, until
+        cancelled."""
         while True:
             try:
                 for state, count in (await queue.depth()).items():
                     self.depth.labels(state).set(count)
+                for priority, age_s in (await queue.oldest_age_s()).items():
+                    self.oldest.labels(priority).set(age_s)
             except Exception:  # the queue is away: the gauges keep their last values
                 log.debug("reading the queue depth failed", exc_info=True)
             await asyncio.sleep(DEPTH_EVERY_S)
@@ -128,17 +145,23 @@ class MeteredQueue(QueueWrapper):
 class SchedulerMetrics:
     """The registry of one scheduler process."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, writer: bool = True) -> None:
+        """`writer`: count the process's writer here (not in `serve`, whose worker does)."""
         self.registry: Final = registry or CollectorRegistry()
         self.leading: Final = Gauge(
             "linkflow_scheduler_leading", "1 while this scheduler holds the leader lock.",
             registry=self.registry,
         )  # fmt: skip
+        self.writer: Final = WriterMetrics(self.registry) if writer else None
 
-    def ticks(self, fired: Callable[[], int]) -> None:
-        """Expose the schedule ticks `fired()` says this scheduler fired."""
+    def ticks(self, fired: Callable[[], int], missed: Callable[[], int]) -> None:
+        """Expose the schedule ticks `fired()` says this scheduler fired and `missed()` says
+        it fired once for all instead of each at its time."""
         self.registry.register(_Totals(
             ("linkflow_scheduler_ticks_fired", "Schedule ticks this scheduler fired.", fired),
+            ("linkflow_scheduler_ticks_missed", "Schedule ticks missed for longer than "
+             "LINKFLOW_SCHEDULE_CATCH_UP_S (no scheduler ran): not fired at their own time, "
+             "one run stood for them all.", missed),
         ))  # fmt: skip
 
 

@@ -53,7 +53,9 @@ async def schedule(settings: Settings, *, metrics_port: int | None = None) -> No
     lock = built.lock
     metrics = SchedulerMetrics()
     if metrics_port is not None:
-        metrics.ticks(lambda: built.scheduler.fired)
+        metrics.ticks(lambda: built.scheduler.fired, lambda: built.scheduler.missed)
+        if metrics.writer is not None:
+            built.shared.writer.on_batch = metrics.writer.batch
         serve_metrics(metrics.registry, settings.host, metrics_port)
     stop = stop_requested()
     built.shared.writer.start()

@@ -159,6 +159,19 @@ class LocalQueue:
                 "dead": len(self._dead),
             }
 
+    async def oldest_age_s(self) -> dict[str, float]:
+        """See `Queue.oldest_age_s`: here, since the oldest ready job was made (a retry's
+        job keeps its first creation time, so its backoff counts too)."""
+        now = datetime.now(UTC)
+        async with self._ready:
+            if self._delayed:
+                self._promote_due(time.monotonic())
+            firsts = [lane[0][0].created_at if lane else now for lane in self._lanes]
+        return {
+            priority.value: max((now - first).total_seconds(), 0.0)
+            for priority, first in zip(PRIORITY_ORDER, firsts, strict=True)
+        }
+
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """See `Queue.dead_letters`."""
         if limit < 0:

@@ -114,6 +114,12 @@ class Queue(Protocol):
         """
         ...
 
+    async def oldest_age_s(self) -> dict[str, float]:
+        """Seconds the oldest ready job of each priority has waited, by priority name
+        ("high", "normal", "low"); 0 for a priority with no ready job. For metrics and
+        alerts on how long work waits for a worker."""
+        ...
+
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Up to `limit` (>= 0) kept dead letters, newest first.
 

@@ -492,6 +492,35 @@ class RedisStreamsQueue:
         counts["dead"] = int(replies[-1])
         return counts
 
+    async def oldest_age_s(self) -> dict[str, float]:
+        """See `Queue.oldest_age_s`: the first entry after its group's last delivered one,
+        whose id is the Redis time (ms) it entered its stream (a retry's entry is new when
+        its backoff ends), against Redis's clock. Two pipelined round trips."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for stream in self.keys.streams:
+                pipe.xinfo_groups(stream)
+            replies = await pipe.execute(raise_on_error=False)
+        seconds, micros = replies[0]
+        now_ms = seconds * 1000 + micros // 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, groups in zip(self.keys.streams, replies[1:], strict=True):
+                # No stream or no group yet (Redis lost its data): every entry is ready.
+                last = None
+                if isinstance(groups, list):
+                    last = next((text(group["last-delivered-id"]) for group in groups
+                                 if text(group["name"]) == GROUP), None)  # fmt: skip
+                pipe.xrange(stream, f"({last}" if last else "-", "+", count=1)
+            firsts = await pipe.execute(raise_on_error=False)
+        ages: dict[str, float] = {}
+        for priority, entries in zip(PRIORITY_ORDER, firsts, strict=True):
+            age = 0.0
+            if isinstance(entries, list) and entries:
+                added_ms = int(text(entries[0][0]).partition("-")[0])
+                age = max(now_ms - added_ms, 0) / 1000
+            ages[priority.value] = age
+        return ages
+
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         if limit <= 0:
             return []

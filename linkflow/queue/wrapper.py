@@ -45,6 +45,9 @@ class QueueWrapper:
     async def depth(self) -> dict[str, int]:
         return await self.queue.depth()
 
+    async def oldest_age_s(self) -> dict[str, float]:
+        return await self.queue.oldest_age_s()
+
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.queue.dead_letters(limit)
 

@@ -74,6 +74,9 @@ class LocalScheduler:
         self._woken: set[str] = set()
         self.fired = 0
         """Schedule ticks this scheduler fired so far (its metrics)."""
+        self.missed = 0
+        """Ticks missed for longer than the catch-up window, which one run stood for
+        (counted up to `MAX_CATCH_UP_TICKS` per schedule and outage; its metrics)."""
 
     async def run(self) -> None:
         last_cleanup = last_usage = -CLEANUP_EVERY_S
@@ -163,6 +166,8 @@ class LocalScheduler:
                 trigger_type=TriggerType.SCHEDULE, start_node=schedule.node_id,
             ))  # fmt: skip
         await self.queue.enqueue(job)
+        if after is now:  # the ticks between `due` and now: this one run stands for them
+            self.missed += _ticks_between(schedule, due, now)
         return following
 
     async def _wake_waiting(self, now: datetime) -> int:
@@ -180,3 +185,15 @@ class LocalScheduler:
             woken += 1
         self._woken &= set(due)
         return woken
+
+
+def _ticks_between(schedule: Schedule, since: datetime, until: datetime) -> int:
+    """The fire times after `since` up to `until`, counted up to `MAX_CATCH_UP_TICKS`."""
+    count, moment = 0, since
+    while count < MAX_CATCH_UP_TICKS:
+        moment = next_fire(moment, cron=schedule.cron, interval_s=schedule.interval_s,
+                           timezone=schedule.timezone)  # fmt: skip
+        if moment > until:
+            break
+        count += 1
+    return count

@@ -24,6 +24,7 @@ else in the writer's own thread, on a sqlite3 connection of its own.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -114,6 +115,23 @@ class LeaseWrite:
         return self.position not in outcome.refused
 
 
+class _Lane:
+    """One connection's share of the writes: its batches, oldest first (ops join the
+    newest until it is full), the loop that writes them, and where they are written."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.batches: deque[_Batch] = deque()
+        self.wakeup = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.task: asyncio.Task[None] | None = None
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"linkflow-writer-{index}")
+        self.in_thread: SQLiteBatches | PostgresBatches | None = None
+        """The lane's batches in its thread (PostgreSQL, or SQLite in-process), opened
+        there on first use."""
+
+
 class GroupCommitWriter:
     """The process's single writer for execution events and execution rows."""
 
@@ -121,7 +139,10 @@ class GroupCommitWriter:
         self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH, process: bool = False
     ) -> None:
         """`process`: on SQLite, write in a child process (`store.sqlite_writer`), on a
-        core of its own; otherwise in a thread of this process."""
+        core of its own; otherwise in a thread of this process. `connections`: on
+        PostgreSQL, how many batches may be written at once, each on a connection (and
+        thread) of its own; an execution's writes always take the same one, so they stay
+        in order (SQLite has one writer: one)."""
         self.database = database
         self.max_batch = max_batch
         self._batches: deque[_Batch] = deque()
@@ -142,6 +163,8 @@ class GroupCommitWriter:
         self.ops = 0
         self.on_lease_lost: Callable[[str], None] | None = None
         """Told of each lease a write was refused under (once per batch)."""
+        self.on_batch: Callable[[int, float], None] | None = None
+        """Told of each batch written: its ops and the seconds it took (metrics)."""
 
     def start(self) -> None:
         if self._task is None:

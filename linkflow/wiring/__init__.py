@@ -92,9 +92,12 @@ def build_api(settings: Settings) -> FastAPI:
     container = build_container(settings)
     if settings.redis_url is None:
         return create_app(container)
+    from linkflow.observability.execution_metrics import WriterMetrics
     from linkflow.wiring.plane import build_engine, build_plane, build_shared
 
     shared = build_shared(settings, container.database, runs_worker=False)
+    # The executions it creates go through its writer: its batches show on /metrics.
+    shared.writer.on_batch = WriterMetrics(container.metrics.registry).batch
     plane = build_plane(shared, build_engine(shared, code=None))
     return create_app(container, plane=plane, lifetime=shared)
 
@@ -113,10 +116,17 @@ def build_serve(settings: Settings, *, concurrency: int = 64) -> Serve:
     process: serve's own is busy with HTTP and the engine, and the writer's work then
     runs on the other core."""
     from linkflow.api import create_app
+    from linkflow.observability.worker_metrics import SchedulerMetrics, WorkerMetrics
     from linkflow.wiring.container import build_container
     from linkflow.wiring.plane import build_runtime
 
     container = build_container(settings)
+    # One registry: the API's /metrics shows the worker's and the scheduler's work too.
+    registry = container.metrics.registry
     runtime = build_runtime(settings, container.database, concurrency=concurrency,
-                            writer_process=True)  # fmt: skip
+                            writer_process=True, metrics=WorkerMetrics(registry))  # fmt: skip
+    scheduler = runtime.scheduler
+    scheduler_metrics = SchedulerMetrics(registry, writer=False)
+    scheduler_metrics.leading.set(1)  # serve's scheduler has no rival to lead
+    scheduler_metrics.ticks(lambda: scheduler.fired, lambda: scheduler.missed)
     return Serve(create_app(container, plane=runtime.plane), container, runtime)

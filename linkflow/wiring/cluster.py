@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from linkflow.config import ConfigError, Settings
 from linkflow.nodes.sdk import CodeRunner
-from linkflow.observability.worker_metrics import MeteredQueue, WorkerMetrics
+from linkflow.observability.worker_metrics import WorkerMetrics
 from linkflow.queue import PRIORITY_ORDER, Priority
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.leader import LeaderLock
@@ -74,19 +74,14 @@ def build_worker_process(
     settings: Settings, *, concurrency: int, metrics: WorkerMetrics | None = None,
     queues: Sequence[Priority] = PRIORITY_ORDER,
 ) -> WorkerProcess:  # fmt: skip
-    """With `metrics`, the worker's queue counts what it settles (`MeteredQueue`) and the
-    lease keeper's renewals and losses are exposed. `queues`: the priorities it takes."""
+    """With `metrics`, the worker counts there what it settles, runs and writes, and its
+    lease keeper's renewals and losses (`build_worker`). `queues`: the priorities it takes."""
     check_cluster_settings(settings, "worker")
     shared = build_shared(settings, _database(settings),
                           queue=build_queue(settings, lanes=queues))  # fmt: skip
     code = build_runner(settings)
-    queue = None
-    if metrics is not None:
-        queue = MeteredQueue(shared.queue, metrics)
-        leases = shared.leases
-        metrics.leases(lambda: (leases.renewals, leases.losses))
     worker = build_worker(shared, build_engine(shared, code), concurrency=concurrency,
-                          queue=queue)  # fmt: skip
+                          metrics=metrics)  # fmt: skip
     return WorkerProcess(shared, worker, code)
 
 

@@ -23,6 +23,7 @@ from linkflow.bus import Bus, LocalBus
 from linkflow.config import Settings
 from linkflow.engine import Engine, NodeServices
 from linkflow.nodes.sdk import CodeRunner
+from linkflow.observability.worker_metrics import MeteredQueue, WorkerMetrics
 from linkflow.queue import PRIORITY_ORDER, JobType, LocalQueue, Priority, Queue
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.local import LocalScheduler
@@ -197,10 +198,20 @@ def build_jobs(shared: Shared, queue: Queue) -> JobHandlers:
 
 
 def build_worker(
-    shared: Shared, engine: Engine, *, concurrency: int = 64, queue: Queue | None = None
-) -> Worker:
+    shared: Shared, engine: Engine, *, concurrency: int = 64, queue: Queue | None = None,
+    metrics: WorkerMetrics | None = None,
+) -> Worker:  # fmt: skip
     """A worker on the shared queue (or `queue`, one wrapping it), running at most
-    `concurrency` executions at once; it waits out the queue's outages (`PatientQueue`)."""
+    `concurrency` executions at once; it waits out the queue's outages (`PatientQueue`).
+    With `metrics`, it counts its jobs (`MeteredQueue`), leases, runs and the writer's
+    batches there."""
+    watch = None
+    if metrics is not None:
+        queue = MeteredQueue(queue or shared.queue, metrics)
+        leases = shared.leases
+        metrics.leases(lambda: (leases.renewals, leases.losses))
+        shared.writer.on_batch = metrics.writer.batch
+        watch = metrics.executions.watch
     patient = PatientQueue(queue or shared.queue)
     return Worker(
         database=shared.database, writer=shared.writer, queue=patient, engine=engine,
@@ -208,7 +219,7 @@ def build_worker(
         variables=shared.variables, credentials=shared.credentials,
         fresh=shared.executions.fresh, leases=shared.leases, children=shared.children,
         resume_url=shared.resume_links.url,
-        jobs=build_jobs(shared, patient), outgoing=outgoing_events(shared),
+        jobs=build_jobs(shared, patient), outgoing=outgoing_events(shared), watch=watch,
     )  # fmt: skip
 
 
@@ -257,6 +268,8 @@ class Runtime:
     scheduler: LocalScheduler
     plane: Plane
     code: CodeRunner | None = None
+    metrics: WorkerMetrics | None = None
+    """Where the worker counts (serve: its API's registry); the queue's depth is read too."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -280,6 +293,9 @@ class Runtime:
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(shared.leases.run(), name="lease-heartbeat"),
         ]
+        if self.metrics is not None:
+            self.tasks.append(asyncio.create_task(self.metrics.watch_depth(shared.queue),
+                                                  name="queue-depth"))  # fmt: skip
         return recovered
 
     async def stop(self) -> None:
@@ -299,12 +315,13 @@ class Runtime:
 
 def build_runtime(
     settings: Settings, database: Database, *, concurrency: int = 64,
-    writer_process: bool = False,
+    writer_process: bool = False, metrics: WorkerMetrics | None = None,
 ) -> Runtime:  # fmt: skip
     """Worker, scheduler and the API's plane in one process, on the embedded queue and
-    bus, on `database`."""
+    bus, on `database`; the worker counts in `metrics` when given."""
     shared = build_shared(settings, database, writer_process=writer_process)
     code = build_runner(settings)
     engine = build_engine(shared, code)
-    return Runtime(shared, engine, build_worker(shared, engine, concurrency=concurrency),
-                   build_scheduler(shared), build_plane(shared, engine), code)  # fmt: skip
+    worker = build_worker(shared, engine, concurrency=concurrency, metrics=metrics)
+    return Runtime(shared, engine, worker, build_scheduler(shared), build_plane(shared, engine),
+                   code, metrics)  # fmt: skip

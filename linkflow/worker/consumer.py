@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,7 +73,7 @@ from linkflow.store import (
 from linkflow.worker.handlers import JobHandlers
 from linkflow.worker.leases import LeaseKeeper
 
-__all__ = ["CancelRegistry", "Worker"]
+__all__ = ["CancelRegistry", "RunWatch", "Worker"]
 
 log = get_logger(__name__)
 
@@ -89,6 +89,11 @@ _FINISHED = {
     ExecutionStatus.TIMEOUT,
 }  # fmt: skip
 _FINISHED_VALUES = frozenset(status.value for status in _FINISHED)
+
+Observer = Callable[[Event], None]
+RunWatch = Callable[[str, Sequence[Event] | None, Callable[[str], str], Observer], Observer]
+"""`Worker.watch`: (trigger, the history the run starts from, node type of a node id,
+the run's observer) -> an observer that also hears every event (`ExecutionMetrics`)."""
 
 
 class CancelRegistry:
@@ -140,7 +145,10 @@ class Worker:
         children: ChildExecutions | None = None,
         jobs: JobHandlers | None = None,
         outgoing: OutgoingEvents | None = None,
+        watch: RunWatch | None = None,
     ) -> None:
+        self.watch = watch
+        """Wraps each run's observer (metrics): trigger, the known history, node types."""
         self.jobs = jobs or JobHandlers(queue, {})
         """Jobs of the other types, by their handlers (none: dead-lettered)."""
         self.outgoing = outgoing
@@ -397,9 +405,14 @@ class Worker:
         history = WriterHistory(self.writer, execution_id, known=known, lease=lease)
         start_node = queued.get("start_node")
         info = await self._info(row, workflow, queued)
-        with tracing.node_spans(
-            self._publisher(row), lambda node_id: workflow.nodes[node_id].spec.type
-        ) as observer:
+
+        def node_type(node_id: str) -> str:
+            return workflow.nodes[node_id].spec.type
+
+        publish = self._publisher(row)
+        if self.watch is not None:
+            publish = self.watch(row.trigger_type.value, known, node_type, publish)
+        with tracing.node_spans(publish, node_type) as observer:
             return await self.engine.run(
                 workflow, input=row.input, history=history, info=info,
                 start_node=start_node if isinstance(start_node, str) else None,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from linkflow.queue import LocalQueue
-from linkflow.scheduler.local import LocalScheduler
+from linkflow.scheduler.local import MAX_CATCH_UP_TICKS, LocalScheduler, _ticks_between
 from linkflow.scheduler.timing import next_fire
 from linkflow.services.executions import ExecutionService
 from linkflow.services.writer import GroupCommitWriter
@@ -88,7 +88,8 @@ async def test_ticks_missed_within_the_catch_up_window_fire_each_older_ones_once
     database: Database,
 ) -> None:
     """Down for 3.5 intervals (inside a 5-minute window): three runs, each with its own
-    scheduled_at, in order; down for an hour: one run, and the schedule goes on from now."""
+    scheduled_at, in order; down for an hour: one run, and the schedule goes on from now.
+    The scheduler's metrics count the ticks the one run stood for as missed."""
     writer = GroupCommitWriter(database)
     writer.start()
     try:
@@ -103,8 +104,13 @@ async def test_ticks_missed_within_the_catch_up_window_fire_each_older_ones_once
         assert sorted(run.input["scheduled_at"] for run in runs) == [
             (now + timedelta(seconds=60 * n)).isoformat() for n in (1, 2, 3)
         ]
+        # Other tests' schedules share the database: the counts grow by at least ours.
+        fired, missed = scheduler.fired, scheduler.missed
         later = now + timedelta(hours=1)
         await scheduler.tick(later)
+        # The run stands for the tick due at +4 min; those of +5 ... +60 min were missed.
+        assert scheduler.fired - fired >= 1
+        assert scheduler.missed - missed >= 56
         async with database.session() as session:
             schedule = await session.get(Schedule, schedule_id)
         assert schedule is not None
@@ -112,6 +118,17 @@ async def test_ticks_missed_within_the_catch_up_window_fire_each_older_ones_once
         assert len(await _executions(database, workflow_id)) == 4
     finally:
         await writer.close()
+
+
+def test_the_ticks_missed_are_every_fire_time_after_the_one_run_up_to_now() -> None:
+    """What `linkflow_scheduler_ticks_missed_total` counts: cron and interval alike, and
+    no more than the catch-up cap for a schedule down for years."""
+    due = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    hourly = Schedule(cron="0 * * * *", timezone="UTC")
+    assert _ticks_between(hourly, due, due + timedelta(hours=5, minutes=30)) == 5
+    assert _ticks_between(hourly, due, due + timedelta(minutes=59)) == 0
+    every_second = Schedule(interval_s=1, timezone="UTC")
+    assert _ticks_between(every_second, due, due + timedelta(days=400)) == MAX_CATCH_UP_TICKS
 
 
 def test_cron_is_evaluated_in_the_schedules_time_zone_across_dst() -> None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
-from linkflow.api.deps import CurrentWorkspace, Paging
+from linkflow.api.deps import CurrentWorkspace, Paging, Services
 from linkflow.api.json_body import JSONRoute
 from linkflow.api.plane import PlaneServices
 from linkflow.api.schemas import ListOf
@@ -123,34 +123,37 @@ async def execution_logs(
 
 @router.get("/{execution_id}/events")
 async def execution_events(
-    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices
+    execution_id: uuid.UUID, access: CurrentWorkspace, plane: PlaneServices, services: Services
 ) -> StreamingResponse:
     """Server-sent events: the history so far, then live events until the execution ends."""
     await plane.executions.get(access, execution_id)  # 404 before the stream starts
     channel = f"execution.{execution_id}"
+    connections = services.metrics.sse
 
     async def stream() -> AsyncIterator[bytes]:
-        # Subscribe before reading the history, so no event falls between the two.
-        async with plane.bus.subscribe(channel) as live:
-            seen = 0
-            for event in await plane.executions.logs(access, execution_id):
-                seen = event["seq"]
-                data = {"execution_id": str(execution_id), "seq": event["seq"],
-                        "node_id": event["node_id"], **event["data"]}  # fmt: skip
-                yield _sse(event["type"], channel, data, event["timestamp"])
-                if event["type"] in _TERMINAL:
-                    return
-            while True:
-                try:
-                    message = await live.get(timeout_s=SSE_IDLE_S)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                if message["data"].get("seq", 0) <= seen:
-                    continue
-                yield _sse(message["event"], channel, message["data"], message["timestamp"])
-                if message["event"] in _TERMINAL:
-                    return
+        with connections.track_inprogress():  # until the end or the client leaves
+            # Subscribe before reading the history, so no event falls between the two.
+            async with plane.bus.subscribe(channel) as live:
+                seen = 0
+                for event in await plane.executions.logs(access, execution_id):
+                    seen = event["seq"]
+                    data = {"execution_id": str(execution_id), "seq": event["seq"],
+                            "node_id": event["node_id"], **event["data"]}  # fmt: skip
+                    yield _sse(event["type"], channel, data, event["timestamp"])
+                    if event["type"] in _TERMINAL:
+                        return
+                while True:
+                    try:
+                        message = await live.get(timeout_s=SSE_IDLE_S)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if message["data"].get("seq", 0) <= seen:
+                        continue
+                    yield _sse(message["event"], channel, message["data"],
+                               message["timestamp"])  # fmt: skip
+                    if message["event"] in _TERMINAL:
+                        return
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})  # fmt: skip

@@ -55,7 +55,8 @@ async def live_events(websocket: WebSocket) -> None:
     if principal is None:
         await websocket.close(UNAUTHENTICATED, "send an access token or API key")
         return
-    await _Session(websocket, plane, principal).run()
+    with container.metrics.websockets.track_inprogress():
+        await _Session(websocket, plane, principal).run()
 
 
 class _Session:

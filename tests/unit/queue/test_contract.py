@@ -333,6 +333,36 @@ class TestDepth:
         }  # fmt: skip
 
 
+class TestOldestAge:
+    async def test_the_age_is_how_long_the_first_ready_job_of_each_priority_waited(
+        self, queue: Queue
+    ) -> None:
+        """It grows while the job waits, drops to the next job's when it is taken, and is
+        0 for a priority with nothing ready; a job in flight or delayed is not waiting."""
+        assert await queue.oldest_age_s() == {"high": 0, "normal": 0, "low": 0}
+        began = time.monotonic()
+        await queue.enqueue(make_job(1, Priority.NORMAL))
+        await queue.enqueue(make_job(2, Priority.LOW), delay_s=FAR_DELAY_S)
+
+        async def aged() -> float:
+            # Polled: the age moves with the clock alone, there is nothing to wait on.
+            while (age := (await queue.oldest_age_s())["normal"]) < SHORT_DELAY_S:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            return age
+
+        first_age = await within(aged())
+        # Redis counts whole milliseconds: the bound has one of slack.
+        assert first_age <= time.monotonic() - began + 0.002
+        await queue.enqueue(make_job(3, Priority.NORMAL))
+        taken = await take(queue)
+        assert taken.job.payload["n"] == 1
+        ages = await queue.oldest_age_s()
+        assert ages["normal"] < first_age, "the second job waited less than the first"
+        assert ages["high"] == ages["low"] == 0
+        await take(queue)
+        assert await queue.oldest_age_s() == {"high": 0, "normal": 0, "low": 0}
+
+
 class TestClose:
     async def test_close_wakes_a_waiting_consumer_with_QueueClosed(self, queue: Queue) -> None:
         """Every consumer blocked in dequeue gets QueueClosed when the queue closes."""
