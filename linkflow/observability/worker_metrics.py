@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from linkflow.observability.execution_metrics import ExecutionMetrics, WriterMetrics
 from linkflow.observability.logging import get_logger
+from linkflow.observability.probes import Ready, serve_metrics_and_probes
 from linkflow.queue import Delivery, Queue
 from linkflow.queue.wrapper import QueueWrapper
 
@@ -165,7 +166,10 @@ class SchedulerMetrics:
         ))  # fmt: skip
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
-    """Serve `registry` at http://host:port/metrics from a thread (a process without an API)."""
-    start_http_server(port, addr=host, registry=registry)
-    log.info("serving metrics", url=f"http://{host}:{port}/metrics")
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int, *, ready: Ready | None = None
+) -> None:
+    """Serve `registry` at http://host:port/metrics from a thread (a process without an
+    API), with `/health/live` and `/health/ready` (`ready`'s checks) beside it: see
+    `observability.probes`. Call it from the process's event loop."""
+    serve_metrics_and_probes(registry, host, port, ready=ready)

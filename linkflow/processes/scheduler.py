@@ -33,6 +33,7 @@ from linkflow.observability.logging import get_logger
 from linkflow.observability.tracing import start_tracing, stop_tracing
 from linkflow.observability.worker_metrics import SchedulerMetrics, serve_metrics
 from linkflow.processes._signals import stop_requested
+from linkflow.services.health import Health, writer_answers
 
 __all__ = ["schedule"]
 
@@ -56,7 +57,9 @@ async def schedule(settings: Settings, *, metrics_port: int | None = None) -> No
         metrics.ticks(lambda: built.scheduler.fired, lambda: built.scheduler.missed)
         if metrics.writer is not None:
             built.shared.writer.on_batch = metrics.writer.batch
-        serve_metrics(metrics.registry, settings.host, metrics_port)
+        health = Health(built.shared.database, lock.redis,
+                        checks={"writer": writer_answers(built.shared.writer)})  # fmt: skip
+        serve_metrics(metrics.registry, settings.host, metrics_port, ready=health.check)
     stop = stop_requested()
     built.shared.writer.start()
     sys.stdout.write("LinkFlow scheduler is running (leading when it holds the lock)\n")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
@@ -30,10 +30,21 @@ from linkflow.observability.tracing import start_tracing, stop_tracing
 from linkflow.observability.worker_metrics import WorkerMetrics, serve_metrics
 from linkflow.processes._signals import stop_requested
 from linkflow.queue.job import PRIORITY_ORDER, Priority
+from linkflow.services.health import Health, queue_answers, writer_answers
 
 __all__ = ["work"]
 
 log = get_logger(__name__)
+
+
+def _still_running(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    """A readiness check: the worker's loop has not ended (it ends only on a bug)."""
+
+    async def check() -> None:
+        if task.done():
+            raise RuntimeError("the worker's loop stopped")
+
+    return check
 
 
 async def work(
@@ -54,7 +65,11 @@ async def work(
     heartbeat = asyncio.create_task(shared.leases.run(), name="lease-heartbeat")
     depth = None
     if metrics is not None and metrics_port is not None:
-        serve_metrics(metrics.registry, settings.host, metrics_port)
+        health = Health(shared.database, None, checks={
+            "redis": queue_answers(shared.queue), "writer": writer_answers(shared.writer),
+            "worker": _still_running(running),
+        })  # fmt: skip
+        serve_metrics(metrics.registry, settings.host, metrics_port, ready=health.check)
         depth = asyncio.create_task(metrics.watch_depth(shared.queue), name="queue-depth")
     sys.stdout.write(f"LinkFlow worker is running ({concurrency} at a time)\n")
     sys.stdout.flush()

@@ -93,9 +93,11 @@ def build_api(settings: Settings) -> FastAPI:
     if settings.redis_url is None:
         return create_app(container)
     from linkflow.observability.execution_metrics import WriterMetrics
+    from linkflow.services.health import writer_answers
     from linkflow.wiring.plane import build_engine, build_plane, build_shared
 
     shared = build_shared(settings, container.database, runs_worker=False)
+    container.health.add("writer", writer_answers(shared.writer))
     # The executions it creates go through its writer: its batches show on /metrics.
     shared.writer.on_batch = WriterMetrics(container.metrics.registry).batch
     plane = build_plane(shared, build_engine(shared, code=None))
@@ -117,6 +119,7 @@ def build_serve(settings: Settings, *, concurrency: int = 64) -> Serve:
     runs on the other core."""
     from linkflow.api import create_app
     from linkflow.observability.worker_metrics import SchedulerMetrics, WorkerMetrics
+    from linkflow.services.health import writer_answers
     from linkflow.wiring.container import build_container
     from linkflow.wiring.plane import build_runtime
 
@@ -129,4 +132,5 @@ def build_serve(settings: Settings, *, concurrency: int = 64) -> Serve:
     scheduler_metrics = SchedulerMetrics(registry, writer=False)
     scheduler_metrics.leading.set(1)  # serve's scheduler has no rival to lead
     scheduler_metrics.ticks(lambda: scheduler.fired, lambda: scheduler.missed)
+    container.health.add("writer", writer_answers(runtime.shared.writer))
     return Serve(create_app(container, plane=runtime.plane), container, runtime)

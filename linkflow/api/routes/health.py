@@ -1,8 +1,10 @@
 """`/health`, `/health/live`, `/health/ready` and `/metrics`: for probes and scrapers.
 
-Liveness says the process answers; readiness also checks the database (and
-Redis when configured) and is a 503 problem, listing what failed, when any
-check fails, so a load balancer stops sending traffic.
+Liveness says the process answers; readiness also checks the database, Redis
+when configured, and the group-commit writer of a process that has one (an empty
+batch through it: see `services.health`), and is a 503 problem, listing what
+failed, when any check fails, so a load balancer stops sending traffic. Workers and
+schedulers answer the same on their metrics port (`observability.probes`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ async def live() -> HealthOut:
 
 @router.get("/health/ready", responses={200: {"model": HealthOut}})
 async def ready(services: Services) -> Response:
-    """Ready to serve: the database (and Redis, when configured) answer."""
+    """Ready to serve: the database, Redis (when configured) and the writer answer."""
     checks = await services.health.check()
     failed = {name: state for name, state in checks.items() if state != "ok"}
     if failed:
