@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the programs the test suite starts are installed:
-#   initdb/postgres (PostgreSQL), redis-server, bwrap (bubblewrap, for the code sandbox).
+#   initdb/postgres (PostgreSQL), redis-server, bwrap (bubblewrap, for the code sandbox),
+#   kubectl (kubernetes-client: renders deploy/kubernetes) and promtool (prometheus:
+#   checks and unit-tests deploy/prometheus/alerts.yml).
 # As root, missing ones are installed from Debian's packages; otherwise this
 # prints what to install and fails. The tests start their own servers: nothing
 # is started here.
@@ -15,6 +17,8 @@ missing=()
 have_postgres || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if ((${#missing[@]} == 0)); then
     exit 0
