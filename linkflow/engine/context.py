@@ -50,6 +50,9 @@ class ExecutionInfo:
     """Where a waiting execution's resume webhook is called (`execution.resume_url`)."""
 
 
+RESOLVE_TIMEOUT_S = 10.0
+"""A name that takes longer to resolve fails the node (retryably) rather than hang it."""
+
 MAX_DEPTH = 10
 """Sub-workflows nest at most this deep: deeper is almost surely unbounded recursion."""
 
@@ -263,6 +266,11 @@ class RunContext:
         if self._services.http is None:
             raise NodeError("HTTP is not available in this process")
         return self._services.http()
+
+    async def resolve_host(self, host: str, port: int) -> Sequence[str]:
+        if self._services.addresses is None:
+            raise NodeError("network connections are not available in this process")
+        return await self._services.addresses.resolve(host, port, timeout_s=RESOLVE_TIMEOUT_S)
 
     @property
     def blobs(self) -> BlobStore:

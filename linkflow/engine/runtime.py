@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from linkflow.nodes.sdk import BlobStore, ChildExecution, CodeRunner, NodeError
+from linkflow.nodes.sdk import AddressGuard, BlobStore, ChildExecution, CodeRunner, NodeError
 
 if TYPE_CHECKING:
     import httpx
@@ -159,6 +159,8 @@ class NodeServices:
     a missing one fails with a clear error. Built by the process's wiring."""
 
     http: Callable[[], httpx.AsyncClient] | None = None
+    addresses: AddressGuard | None = None
+    """Vets the hosts of connections that are not HTTP (`NodeContext.resolve_host`)."""
     credentials: CredentialResolver | None = None
     blobs: BlobStore | None = None
     code: CodeRunner | None = None

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from linkflow.nodes.registry import NodeRegistry, default_registry
-from linkflow.nodes.sdk import Node
+from linkflow.nodes.sdk import CredentialType, Node
 
 __all__ = ["main", "render"]
 
@@ -37,6 +37,7 @@ def render(registry: NodeRegistry) -> str:
     nodes = sorted(registry, key=lambda node: (order.get(node.group.value, 9), node.type))
     parts = [_HEADER, *_contents(nodes)]
     parts.extend(_node_section(node) for node in nodes)
+    parts.append(_credentials_section(registry.credential_types.values()))
     return "".join(parts).rstrip("\n") + "\n"
 
 
@@ -66,8 +67,47 @@ def _node_section(node: Node) -> str:
         lines.append(f"- **Lineage:** {node.lineage.value.replace('_', '-')}")
     if node.emits:
         lines.append(f"- **Emits:** {node.emits}")
+    if node.credential_slots:
+        slots = "; ".join(
+            f"`{slot}`: " + ", ".join(f"[`{kind}`](#credential-{kind.replace('_', '-')})"
+                                      for kind in kinds)
+            for slot, kinds in node.credential_slots.items()
+        )  # fmt: skip
+        lines.append(f"- **Credentials:** {slots}")
     lines += ["", *_parameter_table(node.parameters_schema), ""]
     return "\n".join(lines) + "\n"
+
+
+def _credentials_section(kinds: Iterable[CredentialType]) -> str:
+    """Each credential type's fields: a node's slot names the types it accepts."""
+    lines = [
+        "## Credential types",
+        "",
+        "Stored with `POST /api/v1/credentials` (`type` and `data`); secret fields are "
+        "write-only and read back masked. `POST /api/v1/credentials/{id}/test` runs the "
+        "type's test.",
+        "",
+    ]
+    for kind in kinds:
+        lines += [f'<a id="credential-{kind.name.replace("_", "-")}"></a>',
+                  f"### `{kind.name}`: {kind.display_name}", "", kind.description, ""]  # fmt: skip
+        if kind.check is not None:
+            lines += [f"- **Test:** {_first_line(kind.check.__doc__) or 'one cheap call'}", ""]
+        lines += ["| field | type | required | secret | default | values | description |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for spec in kind.fields:
+            prop = spec.schema()
+            cells = [f"`{spec.name}`", spec.kind, "yes" if spec.required else "no",
+                     "yes" if spec.secret else "no",
+                     _code(spec.default) if spec.default is not None else "",
+                     _values(prop), _cell(spec.description)]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n", 1)[0]
 
 
 def _inputs(node: Node) -> str:

@@ -22,19 +22,32 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from linkflow.nodes._credentials import (
+    AddressGuard,
+    CheckContext,
+    CredentialCheck,
+    CredentialField,
+    CredentialType,
+)
+
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
     "ERROR_OUTPUT",
     "MAIN",
+    "AddressGuard",
     "BinaryRef",
     "BlobStore",
+    "CheckContext",
     "ChildExecution",
     "CodeMode",
     "CodeRequest",
     "CodeResult",
     "CodeRunner",
+    "CredentialCheck",
+    "CredentialField",
+    "CredentialType",
     "Item",
     "JsonObject",
     "Lineage",
@@ -365,6 +378,16 @@ class NodeContext(Protocol):
         """The process's shared HTTP client: pooled, and guarded against SSRF."""
         ...
 
+    async def resolve_host(self, host: str, port: int) -> Sequence[str]:
+        """The addresses of `host` this process lets nodes connect to (the SSRF guard's
+        policy, as for `http()`), for clients that are not HTTP: databases, SMTP, Redis.
+
+        Connect to one of these rather than to the name, so that a second DNS answer
+        cannot point elsewhere. Raises a non-retryable `NodeError` naming the address
+        when the policy refuses it, a retryable one when the name does not resolve.
+        """
+        ...
+
     @property
     def blobs(self) -> BlobStore:
         """Where binary data and large values live (items keep references)."""
@@ -406,7 +429,8 @@ class Node(ABC):
     raw_parameters: ClassVar[frozenset[str]] = frozenset()
     """Parameters whose strings are never evaluated as expressions (e.g. code)."""
     credential_slots: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-    """Credential slot name → the credential types it accepts."""
+    """Credential slot name → the credential types it accepts (declared with
+    `CredentialType`, in the node's module or any other)."""
     lineage: ClassVar[Lineage] = Lineage.ONE_TO_ONE
     emits: ClassVar[str] = ""
     """For triggers and docs: what the items this node emits look like."""

@@ -22,6 +22,10 @@ connection is made, not where the URL is read:
 A refusal raises `BlockedRequest`, a non-retryable `NodeError`, so any node
 that uses `ctx.http()` fails with a message the user can act on.
 
+- `HostGuard` applies the same policy to connections that are not HTTP (the
+  database, SMTP and Redis integrations): it hands back the vetted addresses,
+  and the node connects to one of them rather than to the name.
+
 `allow_private=True` (LINKFLOW_HTTP_ALLOW_PRIVATE) turns the address check off
 for trusted, self-hosted set-ups; the scheme check stays. `allowed_networks`
 lets specific networks through while everything else stays refused; tests use
@@ -48,6 +52,7 @@ __all__ = [
     "BlockedRequest",
     "GuardedBackend",
     "GuardedTransport",
+    "HostGuard",
     "IPAddress",
     "IPNetwork",
     "Resolver",
@@ -269,6 +274,24 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class HostGuard:
+    """The SDK's `AddressGuard`: `GuardedBackend.resolve` with node errors only.
+
+    A refused address is `BlockedRequest` (not retryable); a name that does not
+    resolve, or not in time, is a retryable `NodeError` (DNS may come back).
+    """
+
+    def __init__(self, policy: AddressPolicy, *, resolver: Resolver | None = None) -> None:
+        self._backend = GuardedBackend(policy, resolver=resolver)
+
+    async def resolve(self, host: str, port: int, *, timeout_s: float) -> list[str]:
+        try:
+            addresses = await self._backend.resolve(host, port, timeout_s=timeout_s)
+        except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+            raise NodeError(str(error) or f"cannot resolve {host!r}", retryable=True) from None
+        return [str(address) for address in addresses]
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):

@@ -1,48 +1,50 @@
 """What `POST /credentials/{id}/test` does for each type.
 
+- A type that declares a check (`CredentialType.check`, beside its nodes:
+  the SMTP, PostgreSQL and Redis integrations' log in, ``SELECT 1``, PING)
+  runs it, with the guarded HTTP client and address guard of this process.
 - api_key, bearer, basic, header, query: the fields are already known to be
   complete (they were validated on write); with a `test_url`, a GET to it
   with the credential applied must answer 2xx.
-- smtp: connect, EHLO, STARTTLS when asked (implicit TLS on port 465), log in
-  when a username is set.
-- postgres: connect with asyncpg and ``SELECT 1``.
 - oauth2: the access token is unexpired, or a refresh works (and is stored).
 
 Invariants:
 - A failed check is a `CheckResult` with ``ok=False`` and a reason, never an
-  exception: the caller answers 200 either way.
+  exception: the caller answers 200 either way. A declared check is foreign
+  code as far as this module knows (a plugin's): whatever it raises is a
+  failed check, and it is given `CHECK_TIMEOUT_S` per step and
+  `CHECK_BUDGET_STEPS` steps' time in all.
 - Every connection has a timeout, and its host passes the same address
   policy as nodes' HTTP requests (`linkflow.security.ssrf`), so whoever may
   test credentials cannot probe the private network unless the operator
-  allows it. (SMTP and PostgreSQL connect by name after the check, so a DNS
-  answer that changes in between is not caught; HTTP is checked at connect.)
+  allows it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import smtplib
-import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import asyncpg  # type: ignore[import-untyped]
-import httpcore
 import httpx
 
-from linkflow.nodes.sdk import NodeError
-from linkflow.security.ssrf import AddressPolicy, GuardedBackend
+from linkflow.nodes.sdk import CredentialType, NodeError
+from linkflow.observability.logging import get_logger
+from linkflow.security.ssrf import AddressPolicy, HostGuard
 from linkflow.services._credential_oauth2 import OAuth2RefreshError, TokenRefresher
 from linkflow.store import Credential
 
 __all__ = ["CHECK_TIMEOUT_S", "CheckResult", "CredentialChecks"]
 
+log = get_logger(__name__)
+
 CHECK_TIMEOUT_S: Final = 10.0
 """Per connection step: a server slower than this fails the test rather than hang the request."""
-SMTPS_PORT: Final = 465
+CHECK_BUDGET_STEPS: Final = 4
+"""Resolve, connect, log in, one command: a check's whole time is this many steps'."""
 _HTTP_TYPES: Final = frozenset({"api_key", "bearer", "basic", "header", "query"})
 
 
@@ -66,40 +68,23 @@ def http_auth(kind: str, data: Mapping[str, Any]) -> tuple[dict[str, str], dict[
     return ({}, {name: value}) if data.get("in") == "query" else ({name: value}, {})
 
 
-def _smtp_session(data: Mapping[str, Any], timeout_s: float) -> str:
-    host, port = str(data["host"]), int(data["port"])
-    smtp: smtplib.SMTP
-    if port == SMTPS_PORT:
-        smtp = smtplib.SMTP_SSL(host, port, timeout=timeout_s,
-                                context=ssl.create_default_context())  # fmt: skip
-    else:
-        smtp = smtplib.SMTP(host, port, timeout=timeout_s)
-    with smtp:
-        smtp.ehlo()
-        if data.get("starttls") and port != SMTPS_PORT:
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.ehlo()
-        if data.get("username"):
-            smtp.login(str(data["username"]), str(data.get("password") or ""))
-            return f"logged in to {host}:{port} as {data['username']}"
-        smtp.noop()
-        return f"connected to {host}:{port}"
+class _CheckContext:
+    """The SDK's `CheckContext` of one check."""
 
+    def __init__(self, http: httpx.AsyncClient, guard: HostGuard, timeout_s: float) -> None:
+        self._http = http
+        self._guard = guard
+        self._timeout_s = timeout_s
 
-def _smtp_failure(error: Exception) -> str:
-    if isinstance(error, smtplib.SMTPAuthenticationError):
-        return f"the server refused the login ({error.smtp_code})"
-    if isinstance(error, smtplib.SMTPNotSupportedError):
-        return f"the server does not support this: {error}"[:200]
-    if isinstance(error, smtplib.SMTPResponseException):
-        return f"the server answered {error.smtp_code}"
-    if isinstance(error, smtplib.SMTPException):
-        return f"SMTP failed ({type(error).__name__})"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS failed ({error.reason or type(error).__name__})"
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    return getattr(error, "strerror", None) or type(error).__name__
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    async def resolve_host(self, host: str, port: int) -> Sequence[str]:
+        return await self._guard.resolve(host, port, timeout_s=self._timeout_s)
 
 
 class CredentialChecks:
@@ -114,31 +99,38 @@ class CredentialChecks:
         timeout_s: float = CHECK_TIMEOUT_S,
     ) -> None:
         self.http = http
-        self.guard = GuardedBackend(policy)
+        self.guard = HostGuard(policy)
         self.refresher = refresher
         self.timeout_s = timeout_s
 
-    async def run(self, credential: Credential, kind: str, data: dict[str, Any]) -> CheckResult:
+    async def run(
+        self, credential: Credential, kind: CredentialType, data: dict[str, Any]
+    ) -> CheckResult:
         """Check `data` (the decrypted fields of `credential`, a row) of type `kind`."""
-        if kind in _HTTP_TYPES:
-            return await self._http(kind, data)
-        if kind == "smtp":
-            return await self._smtp(data)
-        if kind == "postgres":
-            return await self._postgres(data)
-        if kind == "oauth2":
+        if kind.name in _HTTP_TYPES:
+            return await self._http(kind.name, data)
+        if kind.name == "oauth2":
             return await self._oauth2(credential, data)
-        return CheckResult(False, f"there is no check for {kind} credentials")
+        if kind.check is not None:
+            return await self._declared(credential, kind, data)
+        return CheckResult(False, f"there is no check for {kind.name} credentials")
 
-    async def _vet(self, host: str, port: int) -> str | None:
-        """Why `host` may not be reached, or None."""
+    async def _declared(
+        self, credential: Credential, kind: CredentialType, data: dict[str, Any]
+    ) -> CheckResult:
+        assert kind.check is not None
+        context = _CheckContext(self.http, self.guard, self.timeout_s)
         try:
-            await self.guard.resolve(host, port, timeout_s=self.timeout_s)
+            async with asyncio.timeout(self.timeout_s * CHECK_BUDGET_STEPS):
+                return CheckResult(True, await kind.check(context, data))
         except NodeError as error:
-            return str(error)
-        except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-            return str(error) or "cannot resolve the host"
-        return None
+            return CheckResult(False, error.message)
+        except TimeoutError:
+            return CheckResult(False, f"the {kind.name} check timed out")
+        except Exception as error:  # noqa: BLE001 - a plugin's check: a failure, not a 500
+            log.warning("credentials.check_crashed", credential_id=str(credential.id),
+                        type=kind.name, error=type(error).__name__)  # fmt: skip
+            return CheckResult(False, f"the {kind.name} check failed ({type(error).__name__})")
 
     async def _http(self, kind: str, data: dict[str, Any]) -> CheckResult:
         url = data.get("test_url")
@@ -156,41 +148,6 @@ class CredentialChecks:
         if response.is_success:
             return CheckResult(True, f"{url} accepted the credential (HTTP {response.status_code})")
         return CheckResult(False, f"{url} answered HTTP {response.status_code}")
-
-    async def _smtp(self, data: dict[str, Any]) -> CheckResult:
-        refusal = await self._vet(str(data["host"]), int(data["port"]))
-        if refusal is not None:
-            return CheckResult(False, refusal)
-        try:
-            return CheckResult(True, await asyncio.to_thread(_smtp_session, data, self.timeout_s))
-        except (smtplib.SMTPException, OSError) as error:
-            where = f"{data['host']}:{data['port']}"
-            return CheckResult(False, f"SMTP check against {where} failed: {_smtp_failure(error)}")
-
-    async def _postgres(self, data: dict[str, Any]) -> CheckResult:
-        host, port = str(data["host"]), int(data["port"])
-        refusal = await self._vet(host, port)
-        if refusal is not None:
-            return CheckResult(False, refusal)
-        try:
-            connection = await asyncpg.connect(
-                host=host, port=port, user=data["user"], password=data.get("password"),
-                database=data["database"], ssl=data.get("sslmode", "prefer"),
-                timeout=self.timeout_s,
-            )  # fmt: skip
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    await connection.fetchval("SELECT 1")
-            finally:
-                await connection.close(timeout=self.timeout_s)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            return CheckResult(False, f"PostgreSQL refused: {str(error)[:200]}")
-        except TimeoutError:
-            return CheckResult(False, f"PostgreSQL at {host}:{port}: timed out")
-        except OSError as error:
-            reason = error.strerror or type(error).__name__
-            return CheckResult(False, f"cannot connect to PostgreSQL at {host}:{port}: {reason}")
-        return CheckResult(True, f"connected to {data['database']} at {host}:{port} (SELECT 1)")
 
     async def _oauth2(self, credential: Credential, data: dict[str, Any]) -> CheckResult:
         if not data.get("access_token") and not data.get("refresh_token"):

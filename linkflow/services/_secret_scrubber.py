@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
-from linkflow.services.credential_types import CREDENTIAL_TYPES
+from linkflow.services.credential_types import CredentialTypes
 
 __all__ = ["MIN_SCRUBBED_LENGTH", "REDACTED", "SecretValues", "secret_forms"]
 
@@ -41,8 +41,10 @@ def secret_forms(value: str) -> set[str]:
     }
 
 
-def _secret_values(type_name: str, data: Mapping[str, Any]) -> Iterable[str]:
-    known = CREDENTIAL_TYPES.get(type_name)
+def _secret_values(
+    types: CredentialTypes, type_name: str, data: Mapping[str, Any]
+) -> Iterable[str]:
+    known = types.get(type_name)
     # A type this server does not describe: every string field may be a secret.
     secret = known.secret_fields if known is not None else frozenset(data)
     for name in secret:
@@ -59,14 +61,16 @@ def _secret_values(type_name: str, data: Mapping[str, Any]) -> Iterable[str]:
 class SecretValues:
     """The secret strings of one execution's credentials (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: CredentialTypes) -> None:
+        """`types` say which fields of each credential type are secret."""
+        self._types = types
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
 
     def add(self, type_name: str, data: Mapping[str, Any]) -> None:
         """Register the secret fields of a credential of type `type_name`."""
         before = len(self._values)
-        for value in _secret_values(type_name, data):
+        for value in _secret_values(self._types, type_name, data):
             if len(value) >= MIN_SCRUBBED_LENGTH:
                 self._values |= secret_forms(value)
         if len(self._values) != before:

@@ -38,12 +38,14 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from linkflow.nodes.registry import default_registry
 from linkflow.nodes.sdk import NodeError
 from linkflow.observability.logging import get_logger
 from linkflow.security.secretbox import SecretBox
 from linkflow.services._credential_codec import open_data
 from linkflow.services._credential_oauth2 import OAuth2RefreshError, TokenRefresher
 from linkflow.services._secret_scrubber import SecretValues
+from linkflow.services.credential_types import CredentialTypes
 from linkflow.services.errors import Unavailable
 from linkflow.store import Credential, Database, StoreUnavailable
 
@@ -176,10 +178,21 @@ class ExecutionCredentials:
     Outside of that, every reference is a `LookupError`.
     """
 
-    def __init__(self, database: Database, box: SecretBox, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        database: Database,
+        box: SecretBox,
+        http: httpx.AsyncClient,
+        *,
+        types: CredentialTypes | None = None,
+    ) -> None:
+        """`types` (default: the built-in ones) say which fields `scrub` hides."""
         self.database = database
         self.box = box
         self.http = http
+        self.types = (
+            types if types is not None else default_registry(plugins=False).credential_types
+        )
         self.refresher = TokenRefresher(database, box, http)
         self._touches = _Touches()
 
@@ -188,7 +201,7 @@ class ExecutionCredentials:
         """Resolve references in `workspace_id` inside the block (and tasks it starts), and
         remember the secrets resolved there for `scrub`."""
         token = _bound_workspace.set(workspace_id)
-        secrets = _bound_secrets.set(SecretValues())
+        secrets = _bound_secrets.set(SecretValues(self.types))
         try:
             yield
         finally:

@@ -1,5 +1,8 @@
-"""The credential types: their fields, which of them are secret, and their JSON Schemas.
+"""Credentials checked, masked and merged by their type.
 
+The types themselves are declared in the nodes layer (`linkflow.nodes.sdk.
+CredentialType`), each beside the nodes that use it, and collected by the
+node registry; the control plane gets them from there (`CredentialTypes`).
 A credential's `data` is checked against its type here, on create and on
 every update, so the worker can rely on what it decrypts: required fields
 are present, integers are integers, enums hold one of their values.
@@ -16,219 +19,46 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from typing import Any, Final
 
+from linkflow.nodes.sdk import CredentialType
 from linkflow.services.errors import FieldProblem, Invalid
 
 __all__ = [
-    "CREDENTIAL_TYPES",
     "MASK",
     "CredentialType",
-    "FieldSpec",
+    "CredentialTypes",
     "credential_type",
     "masked",
     "merged",
     "secret_values",
+    "stored_type",
     "validated",
 ]
 
+CredentialTypes = Mapping[str, CredentialType]
+"""The credential types this process knows, by name (`NodeRegistry.credential_types`)."""
+
 MASK: Final = "••••••"
 """What a read shows instead of a secret value."""
-MAX_TEXT_CHARS: Final = 16 * 1024
-"""Long enough for any token we know of (JWTs, PEM-free API keys), short enough to bound a row."""
-
-FieldKind = Literal["string", "url", "integer", "boolean", "datetime"]
 
 
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    """One field of a credential type."""
-
-    name: str
-    kind: FieldKind = "string"
-    required: bool = False
-    secret: bool = False
-    default: str | int | bool | None = None
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    description: str = ""
-
-    def schema(self) -> dict[str, Any]:
-        """This field as a JSON Schema property."""
-        out: dict[str, Any] = {"type": "string"}
-        if self.kind == "integer":
-            out = {"type": "integer"}
-            if self.minimum is not None:
-                out["minimum"] = self.minimum
-            if self.maximum is not None:
-                out["maximum"] = self.maximum
-        elif self.kind == "boolean":
-            out = {"type": "boolean"}
-        elif self.kind == "url":
-            out["format"] = "uri"
-        elif self.kind == "datetime":
-            out["format"] = "date-time"
-        else:
-            out["maxLength"] = MAX_TEXT_CHARS
-        if self.choices:
-            out["enum"] = list(self.choices)
-        if self.default is not None:
-            out["default"] = self.default
-        if self.secret:
-            out["writeOnly"] = True
-        if self.description:
-            out["description"] = self.description
-        return out
-
-    def problem(self, value: object) -> str | None:
-        """Why `value` is not acceptable for this field, or None."""
-        if self.kind == "integer":
-            if not isinstance(value, int) or isinstance(value, bool):
-                return "must be an integer"
-            if self.minimum is not None and value < self.minimum:
-                return f"must be at least {self.minimum}"
-            if self.maximum is not None and value > self.maximum:
-                return f"must be at most {self.maximum}"
-            return None
-        if self.kind == "boolean":
-            return None if isinstance(value, bool) else "must be true or false"
-        if not isinstance(value, str):
-            return "must be a string"
-        if len(value) > MAX_TEXT_CHARS:
-            return f"must be at most {MAX_TEXT_CHARS} characters"
-        if self.required and not value.strip():
-            return "must not be empty"
-        if self.choices and value not in self.choices:
-            return f"must be one of {', '.join(self.choices)}"
-        if self.kind == "url" and not _is_http_url(value):
-            return "must be an http:// or https:// URL"
-        if self.kind == "datetime" and not _is_aware_datetime(value):
-            return "must be an ISO 8601 date-time with a time zone"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialType:
-    """A kind of credential: its name, what it is for, its fields."""
-
-    name: str
-    display_name: str
-    description: str
-    fields: tuple[FieldSpec, ...]
-
-    @property
-    def secret_fields(self) -> frozenset[str]:
-        return frozenset(spec.name for spec in self.fields if spec.secret)
-
-    def field(self, name: str) -> FieldSpec | None:
-        return next((spec for spec in self.fields if spec.name == name), None)
-
-    def json_schema(self) -> dict[str, Any]:
-        """The JSON Schema (2020-12) of this type's `data`."""
-        return {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": self.display_name,
-            "type": "object",
-            "properties": {spec.name: spec.schema() for spec in self.fields},
-            "required": [spec.name for spec in self.fields if spec.required],
-            "additionalProperties": False,
-        }
-
-
-def _is_http_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in {"http", "https"} and bool(parts.hostname)
-
-
-def _is_aware_datetime(value: str) -> bool:
-    try:
-        return datetime.fromisoformat(value).tzinfo is not None
-    except ValueError:
-        return False
-
-
-_TEST_URL: Final = FieldSpec(
-    "test_url",
-    "url",
-    description="Optional: the test calls this URL with the credential and expects a 2xx.",
-)
-_HOST: Final = FieldSpec("host", required=True)
-
-CREDENTIAL_TYPES: Final[Mapping[str, CredentialType]] = {
-    t.name: t
-    for t in (
-        CredentialType("api_key", "API key", "A key sent in a header or a query parameter.", (
-            FieldSpec("value", required=True, secret=True),
-            FieldSpec("name", default="X-API-Key", description="The header or parameter name."),
-            FieldSpec("in", default="header", choices=("header", "query")),
-            _TEST_URL,
-        )),
-        CredentialType("bearer", "Bearer token", "`Authorization: Bearer <token>`.", (
-            FieldSpec("token", required=True, secret=True),
-            _TEST_URL,
-        )),
-        CredentialType("basic", "Basic auth", "`Authorization: Basic` with user and password.", (
-            FieldSpec("username", required=True),
-            FieldSpec("password", required=True, secret=True),
-            _TEST_URL,
-        )),
-        CredentialType("header", "Header", "One header sent with every request.", (
-            FieldSpec("name", required=True),
-            FieldSpec("value", required=True, secret=True),
-            _TEST_URL,
-        )),
-        CredentialType("query", "Query parameter", "One query parameter on every request.", (
-            FieldSpec("name", required=True),
-            FieldSpec("value", required=True, secret=True),
-            _TEST_URL,
-        )),
-        CredentialType("oauth2", "OAuth2", "Tokens refreshed with the refresh_token grant.", (
-            FieldSpec("client_id", required=True),
-            FieldSpec("client_secret", secret=True),
-            FieldSpec("token_url", "url", required=True),
-            FieldSpec("access_token", secret=True),
-            FieldSpec("refresh_token", secret=True),
-            FieldSpec("expires_at", "datetime", description="When access_token expires."),
-            FieldSpec("scope"),
-        )),
-        CredentialType("smtp", "SMTP", "A mail server (port 465: implicit TLS).", (
-            _HOST,
-            FieldSpec("port", "integer", default=587, minimum=1, maximum=65535),
-            FieldSpec("username"),
-            FieldSpec("password", secret=True),
-            FieldSpec("starttls", "boolean", default=True),
-        )),
-        CredentialType("postgres", "PostgreSQL", "A PostgreSQL database.", (
-            _HOST,
-            FieldSpec("port", "integer", default=5432, minimum=1, maximum=65535),
-            FieldSpec("database", required=True),
-            FieldSpec("user", required=True),
-            FieldSpec("password", secret=True),
-            FieldSpec("sslmode", default="prefer", choices=(
-                "disable", "allow", "prefer", "require", "verify-ca", "verify-full",
-            )),
-        )),
-    )
-}  # fmt: skip
-
-
-def credential_type(name: str) -> CredentialType:
+def credential_type(types: CredentialTypes, name: str) -> CredentialType:
     """The type called `name`; `Invalid` naming `body.type` when there is none."""
-    found = CREDENTIAL_TYPES.get(name)
+    found = types.get(name)
     if found is None:
         raise Invalid(
             f"there is no credential type {name[:64]!r}",
             code="unknown_credential_type",
-            errors=[FieldProblem("body.type", f"must be one of {', '.join(CREDENTIAL_TYPES)}")],
+            errors=[FieldProblem("body.type", f"must be one of {', '.join(types)}")],
         )
     return found
+
+
+def stored_type(types: CredentialTypes, name: str) -> CredentialType:
+    """The type of a stored credential: one this process does not know (its plugin was
+    uninstalled) has no fields, so it shows none rather than failing."""
+    return types.get(name) or CredentialType(name, name, "", ())
 
 
 def validated(kind: CredentialType, data: Mapping[str, Any]) -> dict[str, Any]:

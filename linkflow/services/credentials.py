@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from linkflow.nodes.registry import default_registry
 from linkflow.security.rbac import Permission
 from linkflow.security.secretbox import SecretBox
 from linkflow.security.ssrf import AddressPolicy
@@ -39,13 +40,14 @@ from linkflow.services._credential_oauth2 import TokenRefresher
 from linkflow.services._paging import Page, check_limit, decode_cursor
 from linkflow.services.context import Actor, WorkspaceAccess
 from linkflow.services.credential_types import (
-    CREDENTIAL_TYPES,
     MASK,
     CredentialType,
+    CredentialTypes,
     credential_type,
     masked,
     merged,
     secret_values,
+    stored_type,
     validated,
 )
 from linkflow.services.errors import Conflict, FieldProblem, Invalid, NotFound
@@ -70,14 +72,9 @@ class CredentialView:
     last_used_at: datetime | None
 
 
-def _type_of(row: Credential) -> CredentialType:
-    # A row whose type this version does not know shows no field rather than failing.
-    return CREDENTIAL_TYPES.get(row.type) or CredentialType(row.type, row.type, "", ())
-
-
-def _view(row: Credential, data: Mapping[str, Any]) -> CredentialView:
+def _view(kind: CredentialType, row: Credential, data: Mapping[str, Any]) -> CredentialView:
     return CredentialView(
-        id=row.id, name=row.name, type=row.type, data=masked(_type_of(row), data),
+        id=row.id, name=row.name, type=row.type, data=masked(kind, data),
         created_at=row.created_at, updated_at=row.updated_at, last_used_at=row.last_used_at,
     )  # fmt: skip
 
@@ -129,17 +126,23 @@ class Credentials:
         *,
         refresher: TokenRefresher | None = None,
         check_timeout_s: float = CHECK_TIMEOUT_S,
+        types: CredentialTypes | None = None,
     ) -> None:
         """`http` and `policy` are for tests that reach out: pass the SSRF-guarded client
-        and its policy, so credential tests reach what nodes may reach and nothing more."""
+        and its policy, so credential tests reach what nodes may reach and nothing more.
+        `types` are the credential types offered (default: the built-in ones; the wiring
+        passes its node registry's, plugins' included)."""
         self.database = database
+        self.known = (
+            types if types is not None else default_registry(plugins=False).credential_types
+        )
         self.box = box
         self.refresher = refresher or TokenRefresher(database, box, http)
         self.checks = CredentialChecks(http, policy, self.refresher, timeout_s=check_timeout_s)
 
     def types(self, access: WorkspaceAccess) -> builtins.list[CredentialType]:
         access.require(Permission.CREDENTIALS_READ)
-        return builtins.list(CREDENTIAL_TYPES.values())
+        return builtins.list(self.known.values())
 
     async def list(
         self, access: WorkspaceAccess, *, limit: int, cursor: str | None
@@ -153,14 +156,14 @@ class Credentials:
             found = await CredentialRepository(session, access.workspace_id).list(
                 limit=limit, cursor=cursor
             )
-        views = [_view(row, open_data(self.box, row)) for row in found.items]
+        views = [self._view(row, open_data(self.box, row)) for row in found.items]
         return Page(items=views, next_cursor=found.next_cursor)
 
     async def get(self, access: WorkspaceAccess, credential_id: uuid.UUID) -> CredentialView:
         access.require(Permission.CREDENTIALS_READ)
         async with self.database.session() as session:
             row = await self._row(session, access, credential_id)
-        return _view(row, open_data(self.box, row))
+        return self._view(row, open_data(self.box, row))
 
     async def create(
         self,
@@ -173,7 +176,7 @@ class Credentials:
     ) -> CredentialView:
         access.require(Permission.CREDENTIALS_WRITE)
         name = _checked_name(name)
-        kind = credential_type(type)
+        kind = credential_type(self.known, type)
         _refuse_masks(kind, data)
         clean = validated(kind, data)
         credential_id = new_id()
@@ -190,7 +193,7 @@ class Credentials:
                 await repo.add(row)
             except IntegrityError:  # a concurrent create took the name
                 raise _name_taken(name) from None
-            view = _view(row, clean)
+            view = _view(kind, row, clean)
             new = {"name": name, "type": kind.name, "data": view.data}
             await audit.record(session, actor, "credential.created", "credential", row.id,
                                workspace_id=access.workspace_id, new=new)  # fmt: skip
@@ -215,7 +218,7 @@ class Credentials:
                 problem = FieldProblem("body.type", f"must be {row.type}")
                 raise Invalid("a credential's type cannot change; create a new one",
                               errors=[problem])  # fmt: skip
-            kind = _type_of(row)
+            kind = stored_type(self.known, row.type)
             stored = open_data(self.box, row)
             fresh = stored if data is None else validated(kind, merged(kind, stored, data))
             changed = sorted(k for k in {*stored, *fresh} if stored.get(k) != fresh.get(k))
@@ -235,7 +238,7 @@ class Credentials:
                 await session.flush()
             except IntegrityError:
                 raise _name_taken(row.name) from None
-            view = _view(row, fresh)
+            view = _view(kind, row, fresh)
             await audit.record(session, actor, "credential.updated", "credential", row.id,
                                workspace_id=access.workspace_id, old=old,
                                new={"name": row.name, "data": view.data,
@@ -257,10 +260,13 @@ class Credentials:
         access.require(Permission.CREDENTIALS_WRITE)
         async with self.database.session() as session:
             row = await self._row(session, access, credential_id)
-        kind = _type_of(row)
+        kind = stored_type(self.known, row.type)
         data = open_data(self.box, row)
-        result = await self.checks.run(row, kind.name, data)
+        result = await self.checks.run(row, kind, data)
         return CheckResult(result.ok, _scrubbed(result.message, secret_values(kind, data)))
+
+    def _view(self, row: Credential, data: Mapping[str, Any]) -> CredentialView:
+        return _view(stored_type(self.known, row.type), row, data)
 
     @staticmethod
     async def _row(

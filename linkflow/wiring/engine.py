@@ -56,9 +56,12 @@ def build_local_engine(
     blobs in the data dir, credentials from a file when one is given. `http` is called
     when a node first needs the client: building one (its TLS context) is a tenth of a
     second that a run without HTTP nodes need not spend."""
+    from linkflow.security.ssrf import AddressPolicy, HostGuard  # as shared_http_client
+
     runner = LocalWorkflowRunner(base_dir)
     services = NodeServices(
         http=http,
+        addresses=HostGuard(AddressPolicy(allow_private=settings.http_allow_private)),
         credentials=credentials,
         blobs=build_blob_store(settings),
         code=code,

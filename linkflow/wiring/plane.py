@@ -22,13 +22,14 @@ from linkflow.api.plane import Plane
 from linkflow.bus import Bus, LocalBus
 from linkflow.config import Settings
 from linkflow.engine import Engine, NodeServices
+from linkflow.nodes.registry import NodeRegistry, default_registry
 from linkflow.nodes.sdk import CodeRunner
 from linkflow.observability.worker_metrics import MeteredQueue, WorkerMetrics
 from linkflow.queue import PRIORITY_ORDER, JobType, LocalQueue, Priority, Queue
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.security.secretbox import SecretBox
-from linkflow.security.ssrf import AddressPolicy
+from linkflow.security.ssrf import AddressPolicy, HostGuard
 from linkflow.services.children import ChildExecutions
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.credentials import Credentials
@@ -87,6 +88,8 @@ class Shared:
     credentials: ExecutionCredentials
     variables: Variables
     outgoing: OutgoingEvents | None = None
+    registry: NodeRegistry
+    """The process's node and credential types (plugins' included: loaded once, here)."""
     """Made by the first of `build_worker` and `build_plane` (`outgoing_events`)."""
 
     def dead_owner(self, owner: str) -> bool:
@@ -149,6 +152,7 @@ def build_shared(
     http = shared_http_client(settings)
     box = secret_box(settings)
     executions = ExecutionService(database, writer, queue,
+    registry = default_registry()
                                   leases=leases.mint if runs_worker else None,
                                   lease_ttl_s=settings.lease_ttl_s, keep_fresh=runs_worker,
                                   unlease=partial(leases.release, finished=False))  # fmt: skip
@@ -160,7 +164,8 @@ def build_shared(
         bus=bus or build_bus(settings), leases=leases, cancels=CancelRegistry(),
         children=ChildExecutions(database, queue), executions=executions,
         resume_links=resume_links, http=http, box=box,
-        credentials=ExecutionCredentials(database, box, http), variables=Variables(database),
+        credentials=ExecutionCredentials(database, box, http, types=registry.credential_types),
+        variables=Variables(database), registry=registry,
     )  # fmt: skip
 
 
@@ -168,9 +173,10 @@ def build_engine(shared: Shared, code: CodeRunner | None) -> Engine:
     """The server's engine: pooled HTTP, the configured blob store, stored credentials
     (whose values are scrubbed from node errors), sub-workflows as child executions."""
     settings = shared.settings
-    return Engine(services=NodeServices(
+    return Engine(shared.registry, services=NodeServices(
         http=lambda: shared.http, blobs=build_blob_store(settings), code=code,
         credentials=shared.credentials, scrubber=shared.credentials, workflows=shared.children,
+        addresses=HostGuard(AddressPolicy(allow_private=settings.http_allow_private)),
         blob_threshold_bytes=settings.blob_threshold_bytes,
     ))  # fmt: skip
 
@@ -254,7 +260,8 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
         schedules=Schedules(database), resume_links=shared.resume_links,
         credentials=Credentials(database, box, shared.http,
                                 AddressPolicy(allow_private=settings.http_allow_private),
-                                refresher=shared.credentials.refresher),
+                                refresher=shared.credentials.refresher,
+                                types=engine.registry.credential_types),
     )  # fmt: skip
 
 

@@ -42,6 +42,7 @@ from linkflow.nodes.builtin._http import (
     shown_url,
     status_error,
 )
+from linkflow.nodes.builtin._http_credentials import HTTP_CREDENTIALS
 from linkflow.nodes.sdk import (
     BinaryRef,
     Item,
@@ -520,3 +521,4 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 
 NODES: tuple[type[Node], ...] = (HttpRequest,)
+CREDENTIALS = HTTP_CREDENTIALS

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from linkflow.nodes import docgen
+from linkflow.nodes import docgen, integrations
 from linkflow.nodes.registry import BUILTIN_MODULES, default_registry
 from linkflow.nodes.sdk import Node, NodeGroup
 
+BUILTIN = "linkflow.nodes.builtin."
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "nodes.md"
 REGISTRY = default_registry(plugins=False)
 NODES = list(REGISTRY)
@@ -56,8 +57,26 @@ class TestDocs:
 class TestRegistry:
     def test_the_registry_holds_every_contract_type_one_per_module(self) -> None:
         """One node type per built-in module, with the contract's type names."""
-        assert len(BUILTIN_MODULES) == len(NODES)
-        assert {node.type for node in NODES} >= TYPES
+        builtin = [node for node in NODES if type(node).__module__.startswith(BUILTIN)]
+        assert len(BUILTIN_MODULES) == len(builtin)
+        assert {node.type for node in builtin} >= TYPES
+
+    def test_every_integration_module_is_registered_without_a_list(self) -> None:
+        """Each module of nodes/integrations adds its node and credential types by being
+        there: no list names them."""
+        package = Path(integrations.__file__).parent
+        modules = {path.stem for path in package.glob("[!_]*.py")}
+        registered = {type(node).__module__.rsplit(".", 1)[-1] for node in NODES
+                      if type(node).__module__.startswith(integrations.__name__)}  # fmt: skip
+        assert modules == registered >= {"redis", "postgres", "smtp"}
+        assert {"redis", "postgres", "smtp"} <= set(REGISTRY.credential_types)
+
+    def test_the_reference_documents_each_credential_type_and_links_slots_to_them(self) -> None:
+        """A node's slot names its accepted types, each with a section of its fields."""
+        text = docgen.render(REGISTRY)
+        for name, kind in REGISTRY.credential_types.items():
+            assert f"### `{name}`: {kind.display_name}" in text
+        assert "- **Credentials:** `redis`: [`redis`](#credential-redis)" in text
 
     @pytest.mark.parametrize("node", NODES, ids=lambda node: node.type)
     def test_every_node_declares_itself(self, node: Node) -> None:

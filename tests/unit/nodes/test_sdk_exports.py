@@ -5,6 +5,7 @@ from __future__ import annotations
 import linkflow.nodes.sdk as sdk
 
 PINNED = {
+    "AddressGuard", "CheckContext", "CredentialCheck", "CredentialField", "CredentialType",
     "BinaryRef", "BlobStore", "ChildExecution", "CodeMode", "CodeRequest", "CodeResult",
     "CodeRunner", "amap_items", "ERROR_OUTPUT", "Item", "JsonObject", "Lineage", "MAIN", "Node",
     "NodeContext", "NodeError", "NodeGroup", "NodeResult", "OnError", "Pair", "Response",
@@ -25,6 +26,6 @@ def test_node_context_offers_what_node_authors_use() -> None:
         "execution_id", "workflow_id", "node_id", "node_name", "run_index", "attempt",
         "idempotency_key", "on_error", "inputs", "items", "state", "trigger_input",
         "raw_parameters", "param", "now", "uuid4", "log", "credential", "http", "blobs", "code",
-        "resume", "run_workflow",
+        "resume", "run_workflow", "resolve_host",
     }  # fmt: skip
     assert members <= set(dir(sdk.NodeContext))
