@@ -167,7 +167,8 @@ def dead_letter_of(entry_id: Any, fields: dict[Any, Any]) -> DeadLetter:
         attempts = 0
     reason = raw_text(field["reason"]) if "reason" in field else "no reason was recorded"
     return DeadLetter(job=job, attempts=attempts, reason=reason,
-                      at=_at(field.get("at"), text(entry_id)), raw=kept)  # fmt: skip
+                      at=_at(field.get("at"), text(entry_id)), raw=kept,
+                      id=text(entry_id))  # fmt: skip
 
 
 def _at(value: Any, entry_id: str) -> datetime:

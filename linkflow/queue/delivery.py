@@ -56,3 +56,6 @@ class DeadLetter:
     """The entry as it was queued, as text, when it could not be decoded (garbage bytes,
     half an envelope, an unknown type or priority): what an operator needs to find
     who wrote it. None for a decoded job."""
+    id: str = ""
+    """The queue's id of this dead letter (a Redis stream entry id), for
+    `Queue.take_dead_letter`."""

@@ -128,7 +128,8 @@ class LocalQueue:
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """See `Queue.dead_letter`. Beyond `dead_letter_limit`, the oldest is dropped."""
         if self._in_flight.pop(delivery.receipt, None) is not None:
-            self._dead.append(DeadLetter(delivery.job, delivery.attempt, reason, datetime.now(UTC)))
+            self._dead.append(DeadLetter(delivery.job, delivery.attempt, reason, datetime.now(UTC),
+                                         id=f"{self._receipt_prefix}dead-{next(self._receipts)}"))
 
     async def move_due(self) -> None:
         """See `Queue.move_due`."""
@@ -177,6 +178,14 @@ class LocalQueue:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         return list(itertools.islice(reversed(self._dead), limit))
+
+    async def take_dead_letter(self, dead_id: str) -> DeadLetter | None:
+        """See `Queue.take_dead_letter`. No await between finding and removing: atomic."""
+        for dead in self._dead:
+            if dead.id == dead_id:
+                self._dead.remove(dead)
+                return dead
+        return None
 
     async def close(self) -> None:
         """See `Queue.close`."""

@@ -127,6 +127,13 @@ class Queue(Protocol):
         is among them, with `job` None, its raw text and the reason."""
         ...
 
+    async def take_dead_letter(self, dead_id: str) -> DeadLetter | None:
+        """Remove the dead letter whose `DeadLetter.id` is `dead_id` and return it; None
+        when there is none (never was, or taken already). Of concurrent takes of one
+        dead letter exactly one gets it, so an operator's retry (enqueue its job again)
+        or discard happens once."""
+        ...
+
     async def close(self) -> None:
         """Stop handing out jobs: every `dequeue`, waiting or later, raises `QueueClosed`.
 

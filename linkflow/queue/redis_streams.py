@@ -68,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import socket
 import time
@@ -98,6 +99,9 @@ from linkflow.queue.job import PRIORITY_ORDER, Job, Priority
 from linkflow.queue.local import PASS_OVER_LIMIT
 from linkflow.queue.protocol import QueueClosed
 from linkflow.queue.redis_keys import GROUP, QueueKeys
+
+_ENTRY_ID: Final = re.compile(r"\d{1,20}-\d{1,20}")
+"""A stream entry id (`1700000000000-0`): anything else names no dead letter."""
 
 __all__ = [
     "BLOCK_MS",
@@ -526,6 +530,20 @@ class RedisStreamsQueue:
             return []
         entries: Any = await self.redis.xrevrange(self.keys.dead, count=limit)
         return [dead_letter_of(entry_id, fields) for entry_id, fields in entries]
+
+    async def take_dead_letter(self, dead_id: str) -> DeadLetter | None:
+        """See `Queue.take_dead_letter`: read and delete in one MULTI, so of concurrent
+        takes only the one whose XDEL removed the entry returns it."""
+        if not _ENTRY_ID.fullmatch(dead_id):
+            return None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(self.keys.dead, dead_id, dead_id)
+            pipe.xdel(self.keys.dead, dead_id)
+            entries, deleted = await pipe.execute()
+        if not deleted or not entries:
+            return None
+        entry_id, fields = entries[0]
+        return dead_letter_of(entry_id, fields)
 
     async def close(self) -> None:
         """Stop handing out jobs; the connection stays for settling (`aclose` ends it).

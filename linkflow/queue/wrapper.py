@@ -51,6 +51,9 @@ class QueueWrapper:
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.queue.dead_letters(limit)
 
+    async def take_dead_letter(self, dead_id: str) -> DeadLetter | None:
+        return await self.queue.take_dead_letter(dead_id)
+
     async def close(self) -> None:
         await self.queue.close()
 

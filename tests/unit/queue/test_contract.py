@@ -234,6 +234,24 @@ class TestSettling:
         assert [d.reason for d in await queue.dead_letters(limit=2)] == ["reason 2", "reason 1"]
         assert await queue.dead_letters(limit=0) == []
 
+    async def test_a_dead_letter_taken_leaves_the_dead_letters_once(self, queue: Queue) -> None:
+        """`take_dead_letter` returns it with its job and removes it; of twenty concurrent
+        takes exactly one gets it; an unknown or malformed id takes nothing."""
+        for n in range(2):
+            await queue.enqueue(make_job(n))
+            await queue.dead_letter(await take(queue), f"reason {n}")
+        newest, oldest = await queue.dead_letters()
+        assert newest.id
+        assert oldest.id
+        assert newest.id != oldest.id
+        taken = await asyncio.gather(*(queue.take_dead_letter(oldest.id) for _ in range(20)))
+        [winner] = [dead for dead in taken if dead is not None]
+        assert (winner.job, winner.reason, winner.id) == (oldest.job, "reason 0", oldest.id)
+        assert [d.reason for d in await queue.dead_letters()] == ["reason 1"]
+        assert (await queue.depth())["dead"] == 1
+        assert await queue.take_dead_letter("0-1") is None
+        assert await queue.take_dead_letter("not an id") is None
+
     async def test_a_settled_delivery_cannot_be_settled_again(self, queue: Queue) -> None:
         """Ack, nack or dead-letter after an ack change nothing and raise nothing."""
         await queue.enqueue(make_job())
