@@ -135,3 +135,39 @@ def restore(
     if manifest.schema_revision != store_migrate.head():
         typer.echo(f"its schema is at revision {manifest.schema_revision}: `linkflow serve` "
                    "migrates it at start (in production run `linkflow migrate`)")  # fmt: skip
+
+
+@operations.command()
+def doctor() -> None:
+    """Show what this configuration would connect to, and whether each part answers.
+
+    The data dir, the database (its schema, and whether the keys open its credentials),
+    Redis, the blob store, the OTLP endpoint, the keys. Creates and changes nothing.
+    Exit code 1 when a required part fails (a warning is not a failure).
+    """
+    import asyncio
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from linkflow.cli import _settings
+    from linkflow.wiring.doctor import State, examine
+
+    settings = _settings(settle_keys=False)
+    findings = asyncio.run(examine(settings))
+    table = Table("part", "would use", "state", "", box=None, pad_edge=False)
+    styles = {State.OK: "green", State.FAILED: "bold red", State.WARNING: "yellow",
+              State.UNSET: "dim"}  # fmt: skip
+    for finding in findings:
+        table.add_row(finding.part, finding.target,
+                      f"[{styles[finding.state]}]{finding.state}[/]", finding.detail)  # fmt: skip
+    # Into a file or a pipe, one line per part (grep-able); on a terminal, its width.
+    console = Console(width=None if sys.stdout.isatty() else 240)
+    console.print(f"LinkFlow ({settings.env}) with this configuration:")
+    console.print(table)
+    failed = [finding.part for finding in findings if finding.state is State.FAILED]
+    if failed:
+        console.print(f"[bold red]not ready:[/] {', '.join(failed)} failed")
+        raise typer.Exit(1)
+    console.print("[green]every required part answers[/]")
