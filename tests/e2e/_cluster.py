@@ -1,6 +1,7 @@
 """The Redis plane's processes for end-to-end tests: `linkflow api`, `linkflow worker`
 and `linkflow scheduler`, each a real process on one PostgreSQL and one Redis, as a
-deployment runs them (see deploy/ and docs/deploy.md once they exist)."""
+deployment runs them (deploy/compose.yaml and deploy/kubernetes declare the same
+commands; docs/deploy.md)."""
 
 from __future__ import annotations
 
