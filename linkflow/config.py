@@ -263,6 +263,22 @@ class Settings(BaseSettings):
     oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
     """OAuth/OIDC login, JSON: `{"github": {"client_id": ..., "client_secret": ...},
     "google": {...}, "corp": {"issuer": "https://id.example.com", ...}}`."""
+    stripe_api_key: SecretStr | None = None
+    """A Stripe secret key: subscriptions, Checkout and invoices through Stripe. Unset:
+    self-hosted, an instance admin assigns plans and nothing calls Stripe."""
+    stripe_webhook_secret: SecretStr | None = None
+    """The `whsec_...` signing secret of the Stripe webhook endpoint (/api/v1/billing/webhook)."""
+    stripe_api_base: str = "https://api.stripe.com"
+    """Where Stripe's API is (a Stripe-compatible server in tests)."""
+    default_plan: Literal["free", "pro", "business", "enterprise"] | None = None
+    """The plan of a workspace without a subscription; unset: `free` with Stripe, else
+    `enterprise` (no limits)."""
+
+    @property
+    def effective_default_plan(self) -> str:
+        if self.default_plan is not None:
+            return self.default_plan
+        return "free" if self.stripe_api_key is not None else "enterprise"
 
     @field_validator(
         "cors_origins", "trusted_proxies", "secret_keys_previous", "encryption_keys_previous",

@@ -33,9 +33,11 @@ from linkflow.api.middleware import BodyLimitMiddleware, EdgeMiddleware
 from linkflow.api.openapi import install_openapi
 from linkflow.api.ratelimit import WebhookLimits
 from linkflow.api.routes import (
+    admin,
     api_keys,
     audit,
     auth,
+    billing,
     credentials,
     executions,
     health,
@@ -152,7 +154,7 @@ def create_app(
         # webhook process; every 20,000 keeps the pauses short and rare.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         try:
-            async with lifetime or nullcontext():
+            async with container.revocations.listening(), lifetime or nullcontext():
                 yield
         finally:
             await container.aclose()
@@ -169,8 +171,9 @@ def create_app(
     )
     app.state.container = container
     install_error_handlers(app)
-    for module in (health, auth, oauth, users, workspaces, api_keys, audit):
+    for module in (health, auth, oauth, users, workspaces, api_keys, audit, billing, admin):
         app.include_router(module.router)
+    app.include_router(billing.webhook_router)
     if plane is not None:
         app.state.plane = plane
         for module in (workflows, executions, schedules, variables, credentials, nodes, ws,

@@ -13,8 +13,11 @@ from linkflow.api.ratelimit import RateLimiter
 from linkflow.config import Settings
 from linkflow.observability.metrics import HttpMetrics
 from linkflow.services.accounts import Accounts
+from linkflow.services.admin import Admin
+from linkflow.services.admin_users import AdminUsers
 from linkflow.services.api_keys import ApiKeys
 from linkflow.services.audit import AuditLogs
+from linkflow.services.auth_revocations import AuthRevocations
 from linkflow.services.authentication import Authenticator
 from linkflow.services.health import Health
 from linkflow.services.idempotency import Idempotency
@@ -23,7 +26,10 @@ from linkflow.services.members import Members
 from linkflow.services.mfa import Mfa
 from linkflow.services.oauth import OAuthLogin
 from linkflow.services.password_reset import PasswordReset
+from linkflow.services.plans import PlanLimits
 from linkflow.services.sessions import Sessions
+from linkflow.services.stripe_events import StripeEvents
+from linkflow.services.subscriptions import Subscriptions
 from linkflow.services.users import Users
 from linkflow.services.workspaces import Workspaces
 from linkflow.store import Database
@@ -55,10 +61,17 @@ class Container:
     audit: AuditLogs
     idempotency: Idempotency
     health: Health
+    plans: PlanLimits
+    subscriptions: Subscriptions
+    stripe_events: StripeEvents
+    admin: Admin
+    admin_users: AdminUsers
+    revocations: AuthRevocations
 
     async def aclose(self) -> None:
         await self.limiter.close()
         await self.http.aclose()
+        await self.subscriptions.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.database.dispose()

@@ -29,6 +29,7 @@ from linkflow.api.json_body import BodyRefused
 from linkflow.observability.logging import get_logger
 from linkflow.services.errors import (
     UNAVAILABLE_ERRORS,
+    BadRequest,
     Conflict,
     FieldProblem,
     Forbidden,
@@ -59,6 +60,7 @@ STATUS_OF: Final[Mapping[type[LinkFlowError], int]] = {
     NotFound: 404,
     Conflict: 409,
     Invalid: 422,
+    BadRequest: 400,
     Forbidden: 403,
     Unauthorized: 401,
     RateLimited: 429,

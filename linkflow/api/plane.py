@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from linkflow.bus import Bus
 from linkflow.engine import Engine
+from linkflow.queue import Queue
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.live import LiveEvents
@@ -41,6 +42,8 @@ class Plane:
     public_url: str
     live: LiveEvents
     subscriptions: WebhookSubscriptions
+    queue: Queue | None = None
+    """For the admin endpoints (depth, dead letters)."""
 
 
 def get_plane(request: Request) -> Plane:

@@ -28,7 +28,7 @@ from linkflow.security.passwords import Passwords, password_problems
 from linkflow.security.tokens import InvalidToken, SignedTokens
 from linkflow.services.audit import record
 from linkflow.services.context import Actor, RequestInfo
-from linkflow.services.errors import Conflict, FieldProblem, Invalid, Unauthorized
+from linkflow.services.errors import Conflict, FieldProblem, Forbidden, Invalid, Unauthorized
 from linkflow.services.mfa import SecondFactor
 from linkflow.services.sessions import IssuedTokens, Sessions
 from linkflow.services.workspaces import create_workspace
@@ -180,6 +180,9 @@ class Accounts:
             user = (await session.scalars(statement.with_for_update())).one_or_none()
             if user is None or (user.locked_until is not None and user.locked_until > utcnow()):
                 raise _invalid_credentials()
+            if user.suspended_at is not None:  # told only to whoever knows the password
+                raise Forbidden("this account is suspended by an administrator",
+                                code="account_suspended")  # fmt: skip
             if user.mfa_enabled:
                 if not allow_mfa or not mfa_code:
                     raise self.mfa_required(user.id)

@@ -4,11 +4,12 @@ This is on the path of every authenticated request, so each step is one
 indexed query:
 - an access JWT is verified in memory, then the user and the login session
   are read together (a revoked session, i.e. after logout or a detected
-  refresh-token reuse, kills its access tokens at once, not at expiry);
+  refresh-token reuse, or a suspended user kills its access tokens at once, not at
+  expiry);
 - an API key is found by its prefix together with its creator and the
   creator's membership in the key's workspace, then its HMAC is checked. A
   key stops working when it is revoked or expired, when its creator leaves
-  the workspace or is deleted, or when the workspace is deleted. A key hashed
+  the workspace, is deleted or suspended, or when the workspace is deleted. A key hashed
   under a previous secret key (`LINKFLOW_SECRET_KEYS_PREVIOUS`) still matches,
   and its stored hash is rewritten under the current one then, so it keeps
   working once the old key is gone.
@@ -92,6 +93,7 @@ class Authenticator:
             .where(
                 User.id == claims.user_id,
                 User.deleted_at.is_(None),
+                User.suspended_at.is_(None),
                 UserSession.id == claims.session_id,
                 UserSession.revoked_at.is_(None),
             )
@@ -121,6 +123,7 @@ class Authenticator:
             .where(
                 ApiKey.prefix == prefix,
                 User.deleted_at.is_(None),
+                User.suspended_at.is_(None),
                 Workspace.deleted_at.is_(None),
             )
         )

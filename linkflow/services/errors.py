@@ -21,6 +21,7 @@ from linkflow.store.errors import StoreUnavailable
 
 __all__ = [
     "UNAVAILABLE_ERRORS",
+    "BadRequest",
     "Conflict",
     "FieldProblem",
     "Forbidden",
@@ -81,6 +82,12 @@ class Invalid(LinkFlowError):
     """The input is well-formed but unacceptable (a weak password, a bad cursor...)."""
 
     default_code = "validation_error"
+
+
+class BadRequest(LinkFlowError):
+    """The request cannot be read as what it claims to be (an unverifiable signature)."""
+
+    default_code = "bad_request"
 
 
 class Forbidden(LinkFlowError):

@@ -30,6 +30,8 @@ from linkflow.services.auth_cache import AuthCache
 from linkflow.services.context import Actor, Principal, WorkspaceAccess
 from linkflow.services.errors import Conflict, Forbidden, NotFound
 from linkflow.services.mail import Email
+from linkflow.services.plan_limits import Limit
+from linkflow.services.plans import PlanLimits
 from linkflow.store import (
     Database,
     MemberRole,
@@ -71,9 +73,12 @@ def _values(member: WorkspaceMember) -> dict[str, object]:
 
 class Members:
     def __init__(
-        self, database: Database, invitation_ttl: timedelta, public_url: str, cache: AuthCache
+        self, database: Database, invitation_ttl: timedelta, public_url: str, cache: AuthCache,
+        limits: PlanLimits | None = None,
     ) -> None:
         self.database = database
+        self.limits = limits
+        """Checks the plan's team-member limit at invitation (None: no limit)."""
         self.cache = cache
         self.invitation_ttl = invitation_ttl
         self.public_url = public_url.rstrip("/")
@@ -126,6 +131,9 @@ class Members:
             )
             if existing is not None and existing.status is MemberStatus.ACTIVE:
                 raise Conflict(f"{email} is already a member", code="already_member")
+            if self.limits is not None and existing is None:
+                # An invitation takes a seat: members and pending invitations count.
+                await self.limits.check(session, access.workspace_id, Limit.TEAM_MEMBERS)
             member = existing or WorkspaceMember(workspace_id=access.workspace_id)
             member.role = MemberRole(role.value)
             member.status = MemberStatus.INVITED

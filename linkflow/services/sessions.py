@@ -146,6 +146,7 @@ class Sessions:
                     current.revoked_at is not None
                     or current.expires_at <= utcnow()
                     or user.deleted_at is not None
+                    or user.suspended_at is not None
                 ):
                     raise _refresh_refused()
                 successor, issued = await self.start(

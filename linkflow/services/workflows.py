@@ -43,6 +43,8 @@ from linkflow.services import audit
 from linkflow.services._paging import Page, ordinal_page, page
 from linkflow.services.context import Actor, WorkspaceAccess
 from linkflow.services.errors import FieldProblem, Invalid, NotFound
+from linkflow.services.plan_limits import Limit
+from linkflow.services.plans import PlanLimits
 from linkflow.services.webhook_endpoints import (
     SecretChange,
     sealed_nodes,
@@ -106,10 +108,13 @@ class WorkflowService:
         engine: Engine,
         box: SecretBox,
         on_triggers_changed: Callable[[], None] | None = None,
+        limits: PlanLimits | None = None,
     ) -> None:
         self.database = database
         self.engine = engine
         self.box = box
+        self.limits = limits
+        """Checks the plan's active-workflow limit at activation (None: no limit)."""
         self._triggers_changed = on_triggers_changed or (lambda: None)
 
     def compile(self, name: str, nodes: Any, connections: Any, settings: Any) -> CompiledWorkflow:
@@ -285,6 +290,8 @@ class WorkflowService:
                 if not compiled.triggers:
                     raise Invalid("a workflow needs a trigger to be activated",
                                   code="no_trigger")  # fmt: skip
+                if self.limits is not None and workflow.status is not WorkflowStatus.ACTIVE:
+                    await self.limits.check(session, access.workspace_id, Limit.ACTIVE_WORKFLOWS)
                 await sync_webhooks(session, self.box, workflow, compiled,
                                     _kept_secrets(workflow.nodes))  # fmt: skip
                 await self._register_schedules(session, workflow, compiled)

@@ -19,9 +19,12 @@ from linkflow.observability.metrics import HttpMetrics
 from linkflow.security.passwords import Passwords
 from linkflow.security.tokens import AccessTokens, SignedTokens
 from linkflow.services.accounts import Accounts, LoginPolicy
+from linkflow.services.admin import Admin
+from linkflow.services.admin_users import AdminUsers
 from linkflow.services.api_keys import ApiKeys
 from linkflow.services.audit import AuditLogs
 from linkflow.services.auth_cache import AuthCache
+from linkflow.services.auth_revocations import AuthRevocations
 from linkflow.services.authentication import Authenticator
 from linkflow.services.health import Health
 from linkflow.services.idempotency import Idempotency
@@ -30,7 +33,11 @@ from linkflow.services.members import Members
 from linkflow.services.mfa import Mfa, SecondFactor
 from linkflow.services.oauth import OAuthLogin
 from linkflow.services.password_reset import PasswordReset
+from linkflow.services.plans import PlanLimits
 from linkflow.services.sessions import Sessions
+from linkflow.services.stripe_events import StripeEvents
+from linkflow.services.stripe_gateway import StripeGateway
+from linkflow.services.subscriptions import Subscriptions
 from linkflow.services.users import Users
 from linkflow.services.workspaces import Workspaces
 from linkflow.store import Database
@@ -85,6 +92,13 @@ def build_mailer(settings: Settings) -> Mailer:
     )
 
 
+def build_stripe(settings: Settings) -> StripeGateway | None:
+    """Stripe with `LINKFLOW_STRIPE_API_KEY` set, else None (self-hosted: no call out)."""
+    if settings.stripe_api_key is None:
+        return None
+    return StripeGateway(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
+
+
 def build_container(settings: Settings, *, database: Database | None = None) -> Container:
     """Build a process's API objects; `ConfigError` names a bad setting.
 
@@ -120,6 +134,10 @@ def build_container(settings: Settings, *, database: Database | None = None) -> 
         per_principal=settings.rate_limit_per_principal,
         auth=settings.rate_limit_auth,
     )
+    plans = PlanLimits(database, settings.effective_default_plan)
+    subscriptions = Subscriptions(database, plans, build_stripe(settings), url)
+    webhook_secret = settings.stripe_webhook_secret
+    revocations = AuthRevocations(cache, redis, settings.redis_prefix)
     return Container(
         settings=settings,
         database=database,
@@ -140,9 +158,17 @@ def build_container(settings: Settings, *, database: Database | None = None) -> 
         oauth=OAuthLogin(database, accounts, dict(settings.oauth_providers), http, signed, url),
         users=Users(database, passwords, cache),
         workspaces=Workspaces(database, cache),
-        members=Members(database, timedelta(seconds=settings.invitation_ttl_s), url, cache),
+        members=Members(database, timedelta(seconds=settings.invitation_ttl_s), url, cache,
+                        limits=plans),
         api_keys=ApiKeys(database, hmac_key, cache),
         audit=AuditLogs(database),
         idempotency=Idempotency(database),
         health=Health(database, redis),
+        plans=plans,
+        subscriptions=subscriptions,
+        stripe_events=StripeEvents(
+            database, webhook_secret.get_secret_value() if webhook_secret else None),
+        admin=Admin(database, plans, subscriptions),
+        admin_users=AdminUsers(database, revocations),
+        revocations=revocations,
     )

@@ -37,6 +37,7 @@ from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.executions import ExecutionService
 from linkflow.services.live import LiveEvents
 from linkflow.services.outgoing_events import OutgoingEvents
+from linkflow.services.plans import PlanLimits
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
@@ -248,7 +249,8 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
                               blobs=engine.services.blobs)  # fmt: skip
     return Plane(
         engine=engine, bus=shared.bus,
-        workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget),
+        workflows=WorkflowService(database, engine, box, on_triggers_changed=webhooks.forget,
+                                  limits=PlanLimits(database, settings.effective_default_plan)),
         executions=ExecutionViews(database, shared.writer, shared.executions, shared.cancels,
                                   shared.bus, blobs=engine.services.blobs),
         webhooks=webhooks, variables=shared.variables, public_url=public_url(settings),
@@ -257,7 +259,7 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
             database, box, shared.queue, AddressPolicy(allow_private=settings.http_allow_private),
             on_change=outgoing_events(shared).forget,
         ),
-        schedules=Schedules(database), resume_links=shared.resume_links,
+        schedules=Schedules(database), resume_links=shared.resume_links, queue=shared.queue,
         credentials=Credentials(database, box, shared.http,
                                 AddressPolicy(allow_private=settings.http_allow_private),
                                 refresher=shared.credentials.refresher,

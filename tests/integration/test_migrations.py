@@ -25,6 +25,7 @@ from tests._services import free_port
 
 EXPECTED_TABLES = {
     "users",
+    "billing_events",
     "sessions",
     "api_keys",
     "oauth_connections",
@@ -165,6 +166,10 @@ class TestSeededPlans:
         assert enterprise.retention_days is None
         paid = [plans[code].executions_per_month or 0 for code in ("free", "pro", "business")]
         assert paid == sorted(paid)
+        assert free.max_concurrent_executions == 2
+        assert enterprise.max_concurrent_executions is None
+        assert "webhooks" in free.features
+        assert set(free.features) < set(enterprise.features)
 
 
 class TestConstraints:

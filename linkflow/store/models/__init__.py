@@ -17,7 +17,7 @@ from linkflow.store.models._base import (
     postgresql_only,
 )
 from linkflow.store.models.audit import AuditLog, IdempotencyKey
-from linkflow.store.models.billing import Plan, Subscription, Usage
+from linkflow.store.models.billing import BillingEvent, Plan, Subscription, Usage
 from linkflow.store.models.executions import (
     Execution,
     ExecutionEvent,
@@ -47,6 +47,7 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "Base",
+    "BillingEvent",
     "Credential",
     "Execution",
     "ExecutionEvent",

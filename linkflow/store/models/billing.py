@@ -7,6 +7,8 @@ Invariants:
   past due); ended ones stay as history.
 - Usage is one counter per (workspace, metric, period start), incremented in
   place by the hourly aggregation, so a period's figure is one row.
+- A payment provider's event is applied at most once: its id is a `billing_events`
+  row written in the transaction that applies it.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from linkflow.store.enums import SubscriptionStatus
 from linkflow.store.models._base import AUDIT_ORDER, Base, Timestamped, WorkspaceScoped, enum_check
-from linkflow.store.types import StrEnumType, new_id, utcnow
+from linkflow.store.types import StrEnumType, StringArray, new_id, utcnow
 
-__all__ = ["Plan", "Subscription", "Usage"]
+__all__ = ["BillingEvent", "Plan", "Subscription", "Usage"]
 
 
 def _live_where() -> TextClause:
@@ -53,6 +55,9 @@ class Plan(Base):
     workflows: Mapped[int | None] = mapped_column(default=None)
     team_members: Mapped[int | None] = mapped_column(default=None)
     retention_days: Mapped[int | None] = mapped_column(default=None)
+    max_concurrent_executions: Mapped[int | None] = mapped_column(default=None)
+    # What the plan includes, by name (`webhooks`, `schedules`, `sso`...): listed, not metered.
+    features: Mapped[list[str]] = mapped_column(StringArray, default=list)
 
 
 class Subscription(Timestamped, WorkspaceScoped):
@@ -78,6 +83,8 @@ class Subscription(Timestamped, WorkspaceScoped):
     current_period_end: Mapped[datetime | None] = mapped_column(default=None)
     cancel_at: Mapped[datetime | None] = mapped_column(default=None)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    # `created` of the newest provider event applied: an older one arriving late is ignored.
+    provider_event_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Usage(Base):
@@ -99,3 +106,13 @@ class Usage(Base):
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, sort_order=AUDIT_ORDER
     )
+
+
+class BillingEvent(Base):
+    """A payment provider's event (a Stripe `evt_...`) that was applied: never twice."""
+
+    __tablename__ = "billing_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -74,6 +74,8 @@ class User(Timestamped, SoftDeletable, Base):
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set by an instance admin: no login, session or API key of the user works meanwhile.
+    suspended_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, sort_order=AUDIT_ORDER)
 
     @validates("email")

@@ -45,6 +45,10 @@ class Workspace(Timestamped, SoftDeletable, Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     is_personal: Mapped[bool] = mapped_column(default=False)
     settings: Mapped[JSONObject] = mapped_column(JSONDocument, default=dict)
+    # An instance admin's limits over the plan's: {"team_members": 50, "active_workflows": null}.
+    limit_overrides: Mapped[JSONObject] = mapped_column(JSONDocument, default=dict)
+    # The payment provider's customer (a Stripe `cus_...`), made on the first checkout.
+    billing_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, sort_order=AUDIT_ORDER)
 
 
