@@ -88,9 +88,9 @@ class Shared:
     box: SecretBox
     credentials: ExecutionCredentials
     variables: Variables
-    outgoing: OutgoingEvents | None = None
     registry: NodeRegistry
     """The process's node and credential types (plugins' included: loaded once, here)."""
+    outgoing: OutgoingEvents | None = None
     """Made by the first of `build_worker` and `build_plane` (`outgoing_events`)."""
 
     def dead_owner(self, owner: str) -> bool:
@@ -152,8 +152,8 @@ def build_shared(
     leases = LeaseKeeper(writer, ttl_s=settings.lease_ttl_s)
     http = shared_http_client(settings)
     box = secret_box(settings)
-    executions = ExecutionService(database, writer, queue,
     registry = default_registry()
+    executions = ExecutionService(database, writer, queue,
                                   leases=leases.mint if runs_worker else None,
                                   lease_ttl_s=settings.lease_ttl_s, keep_fresh=runs_worker,
                                   unlease=partial(leases.release, finished=False))  # fmt: skip
@@ -176,8 +176,8 @@ def build_engine(shared: Shared, code: CodeRunner | None) -> Engine:
     settings = shared.settings
     return Engine(shared.registry, services=NodeServices(
         http=lambda: shared.http, blobs=build_blob_store(settings), code=code,
-        credentials=shared.credentials, scrubber=shared.credentials, workflows=shared.children,
         addresses=HostGuard(AddressPolicy(allow_private=settings.http_allow_private)),
+        credentials=shared.credentials, scrubber=shared.credentials, workflows=shared.children,
         blob_threshold_bytes=settings.blob_threshold_bytes,
     ))  # fmt: skip
 
