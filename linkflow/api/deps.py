@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, cast
 
+import structlog
 from fastapi import Depends, Header, Query, Request
 
 from linkflow.api.container import Container
@@ -99,7 +100,8 @@ async def current_workspace(
         Header(description="The workspace to act in; default: your personal workspace."),
     ] = None,
 ) -> WorkspaceAccess:
-    return await resolve_workspace(services.database, principal, _workspace_header(x_workspace_id))
+    wanted = _workspace_header(x_workspace_id)
+    return _logged(await resolve_workspace(services.database, principal, wanted))
 
 
 CurrentWorkspace = Annotated[WorkspaceAccess, Depends(current_workspace)]
@@ -109,7 +111,14 @@ async def workspace_access(
     principal: Principal, services: Container, workspace_id: uuid.UUID
 ) -> WorkspaceAccess:
     """Access to the workspace named in a path (not the header)."""
-    return await resolve_workspace(services.database, principal, workspace_id)
+    return _logged(await resolve_workspace(services.database, principal, workspace_id))
+
+
+def _logged(access: WorkspaceAccess) -> WorkspaceAccess:
+    """`access`, its workspace bound to the request's log lines (the request's own line
+    included: the edge unbinds it after writing that)."""
+    structlog.contextvars.bind_contextvars(workspace_id=str(access.workspace_id))
+    return access
 
 
 async def auth_rate_limit(request: Request, services: Services) -> None:

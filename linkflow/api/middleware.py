@@ -10,7 +10,9 @@ and do the least work that keeps their promises:
   bound to every log line written while handling the request;
 - every response carries nosniff, frame-deny, a CSP (strict for JSON, one
   that lets the API docs load for HTML) and, over TLS, HSTS;
-- metrics are labelled by route template; one log line per request;
+- metrics are labelled by route template; one log line per request, with its
+  request id, its workspace's (bound by `api.deps` once resolved) and, with tracing
+  on, its trace id;
 - with tracing on, a server span per request (`observability.tracing.ServerSpan`),
   current while the app runs, so the log lines and spans it causes belong to it;
 - an exception escaping the app becomes a logged 500 problem that still has
@@ -152,7 +154,7 @@ class EdgeMiddleware:
             )
             if traced is not None:
                 traced.end(getattr(route, "path", None), status)
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "workspace_id")
 
 
 class BodyLimitMiddleware:

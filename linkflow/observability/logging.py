@@ -12,8 +12,9 @@ credential):
   the query string of any URL or path replaced by `?[redacted]` and any
   user:password in a URL by `***`: query strings carry API keys, signatures and
   resume tokens;
-- the HTTP client and protocol libraries (`QUIET_LIBRARIES`) log at WARNING at
-  the most, whatever the level: below it they narrate every request, and
+- the HTTP client, protocol and database driver libraries (`QUIET_LIBRARIES`) log
+  at WARNING at the least, whatever the level: below it they narrate every request
+  (aiosqlite every statement, parameters included), and
   httpcore's and h11's/h2's DEBUG records dump request headers (Authorization
   among them), so those are dropped even if a level is lowered later.
 """
@@ -41,8 +42,11 @@ __all__ = [
 ]
 
 QUIET_LIBRARIES: Final = ("httpx", "httpcore", "h11", "h2", "hpack", "urllib3", "botocore",
-                          "aiobotocore", "s3transfer", "websockets")  # fmt: skip
-"""Loggers kept at WARNING or above: below it they log URLs, headers or both."""
+                          "aiobotocore", "s3transfer", "websockets", "aiosqlite", "asyncpg",
+                          "psycopg")  # fmt: skip
+"""Loggers kept at WARNING or above: below it they log URLs, headers or both; the
+database drivers log every statement with its parameters (password hashes, a user's
+data) at DEBUG."""
 _HEADER_DUMPERS: Final = ("httpcore", "h11", "h2", "hpack")
 # A URL (scheme://...) or an absolute path, then its query: everything up to
 # whitespace, a quote, an angle bracket, a backslash (a JSON escape) or a fragment.

@@ -388,8 +388,10 @@ class Worker:
                 execution_id, lease=lease, status=ExecutionStatus.RUNNING
             )
         scope = self.credentials.bound(row.workspace_id) if self.credentials else nullcontext()
-        with scope:
+        with scope, bind_context(workspace_id=str(row.workspace_id)):
             result = await self._run(row, workflow, queued, known, lease)
+            if _ended(result.state):
+                _log_end(row, result.state)
         if not _ended(result.state):
             self._project(row, result.state, lease)  # an end projected itself (`_end`)
         if self.outgoing is not None:
@@ -547,6 +549,19 @@ class Worker:
             row.id, status=ExecutionStatus.FAILED, completed_at=datetime.now(UTC),
             error={"message": message, "node_id": None},
         )  # fmt: skip
+
+
+def _log_end(row: ExecutionRecord, state: ExecutionState) -> None:
+    """The one line of an execution's end (its ids ride the log context). The error's
+    message is left out: a remote's answer quoted in it is the user's to read in the
+    execution, not the operator's log."""
+    began, ended = state.started_at, state.completed_at
+    duration = (ended - began).total_seconds() * 1000 if began and ended else None
+    error = state.error or {}
+    log.info("execution.finished", status=state.status.value, workflow_id=str(row.workflow_id),
+             trigger=row.trigger_type.value, attempt=row.attempt,
+             duration_ms=None if duration is None else round(duration, 2),
+             error_node=error.get("node_id"))  # fmt: skip
 
 
 def _ended(state: ExecutionState) -> bool:
