@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
+from linkflow.cli_admin import admin
 from linkflow.cli_operations import operations
 
 if TYPE_CHECKING:
@@ -637,6 +638,7 @@ def scheduler(metrics_port: MetricsPortOption = None) -> None:
 
 
 app.add_typer(operations)  # backup, restore, doctor: commands of their own
+app.add_typer(admin)  # admin create-user, admin set-plan
 
 
 def main() -> None:
