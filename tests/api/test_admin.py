@@ -306,3 +306,40 @@ class TestQueue:
             )
 
         return await eventually(buried, what="the retried job buried again")
+
+
+class TestDeadWorkflowJobs:
+    async def test_a_finished_executions_job_is_not_retried_but_an_unfinished_ones_is(
+        self, plane_api: PlaneApi
+    ):
+        """On a queue of its own (no worker takes from it): the dead job of a completed
+        execution stays a dead letter (409 `execution_finished`); a job of a queued one
+        goes back to the queue."""
+        from linkflow.queue import LocalQueue
+        from linkflow.services.admin_queue import AdminQueue
+        from linkflow.services.context import Actor, RequestInfo
+        from linkflow.services.errors import Conflict
+
+        admin = await _admin(plane_api)
+        account = await plane_api.user()
+        workflow = await plane_api.workflow(account, manual_doc())
+        finished = await plane_api.run(account, workflow["id"])
+        queue = LocalQueue()
+        admin_queue = AdminQueue(plane_api.container.database, queue)
+        principal = await plane_api.container.authenticator.authenticate(admin.access_token)
+        actor = Actor(user_id=principal.user_id, api_key_id=None, request=RequestInfo())
+        for execution_id in (finished["id"], str(uuid.uuid4())):
+            await queue.enqueue(
+                Job(type=JobType.WORKFLOW_EXECUTION, payload={"execution_id": execution_id})
+            )
+            await queue.dead_letter(await queue.dequeue(), "gave up")
+        unknown, done = await queue.dead_letters()
+        with pytest.raises(Conflict) as refused:
+            await admin_queue.retry(principal, actor, done.id)
+        assert refused.value.code == "execution_finished"
+        assert refused.value.extra == {"execution_id": finished["id"]}
+        assert [d.id for d in await queue.dead_letters()] == [unknown.id, done.id]
+        retried = await admin_queue.retry(principal, actor, unknown.id)
+        assert retried.job == unknown.job
+        assert (await queue.depth())["normal"] == 1
+        await queue.close()

@@ -361,3 +361,25 @@ class TestWebhook:
         broken = signed_event("customer.subscription.created", obj)[1]
         assert_problem(await _deliver(api, b"not json", {**broken}), 400)
         assert (await _standing(api, owner))["plan"]["code"] == "free"
+
+    async def test_a_completed_checkout_links_its_customer_to_the_workspace(
+        self, api: Api, stripe_server: FakeStripe
+    ):
+        """The subscription events that follow name only the customer: they find the
+        workspace through it."""
+        owner = await register(api.client)
+        session = {
+            "id": "cs_done",
+            "object": "checkout.session",
+            "customer": "cus_from_checkout",
+            "metadata": {"workspace_id": owner.workspace_id},
+            "status": "complete",
+        }
+        linked = await _deliver(api, *signed_event("checkout.session.completed", session))
+        assert linked.json()["outcome"] == "applied"
+        obj = _subscription(stripe_server, owner.workspace_id, "pro", sub_id="sub_by_customer")
+        obj["customer"] = "cus_from_checkout"
+        obj["metadata"] = {}
+        applied = await _deliver(api, *signed_event("customer.subscription.created", obj))
+        assert applied.json()["outcome"] == "applied"
+        assert (await _standing(api, owner))["plan"]["code"] == "pro"
