@@ -1,23 +1,32 @@
 """Webhook benchmark: a real `linkflow serve` process, a webhook → set → respond workflow
 in `last_node` mode, at 1, 16 and 64 concurrent clients on 127.0.0.1.
 
-Prints executions/second, p50/p99 latency, the CPU of serve and of its SQLite writer
-process, and their RSS idle and at peak. Targets (issue 7): >= 1,000 executions/s at
-64 clients, p99 < 50 ms at 16 clients, idle RSS < 150 MB, on a 2-core machine. Full
-execution data is saved (every event, the execution row, per-node rows), as in
-production.
+Prints executions/second, p50/p99 latency, the CPU per execution of serve and of
+what writes for it (its SQLite writer process, or PostgreSQL's processes when this
+script starts the PostgreSQL), and serve's RSS idle, at peak and idle again after the
+load. Targets (issue 7): >= 1,000 executions/s at 64 clients, p99 < 50 ms at 16
+clients, idle RSS < 150 MB, on a 2-core machine; (issue 16) on PostgreSQL, p50 at one
+client within 1.5x of SQLite's and >= 1,000 executions/s at 64 clients, and idle RSS
+back within 20 % of its start after the load. Full execution data is saved (every
+event, the execution row, per-node rows), as in production.
+
+`--nodes N` makes the workflow a line of N set nodes after the webhook (default: one
+set and one noop); `--items N` sends N items in each call's body, split into N items
+by a split-out node before the set nodes.
 
 The load comes from wrk (Debian's `wrk`) when it is installed: a Python client
 needs about a core of its own at these rates, which on two cores would be measuring
 the client. Without wrk, a keep-alive httpx client is used (and says so).
 
     python bench/webhook.py [--seconds S] [--rounds N] [--clients 1,16,64]
+        [--database-url URL|postgres] [--nodes N] [--items N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -29,6 +38,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 WORKFLOW = {
     "name": "bench",
@@ -43,11 +53,36 @@ WORKFLOW = {
     "connections": [{"from": "hook", "to": "shape"}, {"from": "shape", "to": "answer"}],
 }  # fmt: skip
 BODY = '{"name": "Ada"}'
-WRK_SCRIPT = f"""
+WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = '{BODY}'
+wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
 """
+
+
+def workflow(nodes: int | None, items: int) -> dict[str, object]:
+    """The default workflow, or a webhook, a split-out of `items` items when more than
+    one, and a line of `nodes` set nodes."""
+    if nodes is None and items <= 1:
+        return WORKFLOW
+    hook = dict(WORKFLOW["nodes"][0])  # type: ignore[index]
+    chain: list[dict[str, object]] = [hook]
+    if items > 1:
+        chain.append({"id": "split", "type": "split_out", "parameters": {"field": "body.items"}})
+    field = "json.items.name" if items > 1 else "json.body.name"
+    for index in range(nodes or 1):
+        source = field if index == 0 else "json.greeting"
+        chain.append({"id": f"set{index}", "type": "set",
+                      "parameters": {"fields": {"greeting": f"Hello {{{{ {source} }}}}"},
+                                     "keep_only_set": True}})  # fmt: skip
+    links = [{"from": a["id"], "to": b["id"]} for a, b in itertools.pairwise(chain)]
+    return {"name": "bench", "nodes": chain, "connections": links}
+
+
+def body(items: int) -> str:
+    if items <= 1:
+        return BODY
+    return orjson.dumps({"items": [{"name": f"Ada {i}"} for i in range(items)]}).decode()
 
 
 def free_port() -> int:
@@ -70,8 +105,22 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds(parent: int | None) -> float:
+    """CPU of `parent` and of its children (PostgreSQL's postmaster and backends)."""
+    if parent is None:
+        return 0.0
+    total = cpu_seconds(parent)
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"PPid:\t{parent}\n" in status.read_text():
+                total += cpu_seconds(int(status.parent.name))
+        except OSError:
+            continue
+    return total
+
+
 def writer_pid(parent: int) -> int | None:
-    """The SQLite writer process serve started (`python -m linkflow.store.sqlite_writer`)."""
+    """The writer process serve started (`python -m linkflow.store.sqlite_writer`)."""
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             if f"PPid:\t{parent}\n" not in status.read_text():
@@ -100,14 +149,16 @@ def _wrk_ms(out: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-async def httpx_load(url: str, seconds: float, clients: int) -> tuple[float, float, float]:
+async def httpx_load(
+    url: str, seconds: float, clients: int, payload: str = BODY
+) -> tuple[float, float, float]:
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
     async def client(http: httpx.AsyncClient) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            response = await http.post(url, content=BODY,
+            response = await http.post(url, content=payload,
                                        headers={"content-type": "application/json"})  # fmt: skip
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
@@ -124,11 +175,11 @@ async def httpx_load(url: str, seconds: float, clients: int) -> tuple[float, flo
     return len(latencies) / elapsed, p50, p99
 
 
-def setup(base: str) -> str:
+def setup(base: str, definition: dict[str, object] = WORKFLOW) -> str:
     account = {"email": "load@example.com", "password": "a long and unusual passphrase 2026"}
     token = httpx.post(f"{base}/api/v1/auth/register", json=account).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(f"{base}/api/v1/workflows", json=WORKFLOW, headers=headers).json()
+    created = httpx.post(f"{base}/api/v1/workflows", json=definition, headers=headers).json()
     active = httpx.post(f"{base}/api/v1/workflows/{created['id']}/activate", headers=headers)
     return str(active.json()["webhooks"][0]["url"])
 
@@ -145,11 +196,12 @@ def wait_ready(base: str) -> None:
 
 
 def run(
-    url: str, server: subprocess.Popen[bytes], seconds: float, rounds: int, levels: list[int]
+    url: str, server: subprocess.Popen[bytes], seconds: float, rounds: int, levels: list[int],
+    *, payload: str = BODY, postgres_pid: int | None = None,
 ) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "post.lua"
-        script.write_text(WRK_SCRIPT)
+        script.write_text(WRK_SCRIPT.format(body=payload))
         use_wrk = shutil.which("wrk") is not None
         print("load: wrk" if use_wrk else "load: httpx (install wrk for figures that measure "
               "the server rather than the client)")  # fmt: skip
@@ -157,24 +209,49 @@ def run(
         def load(clients: int, duration: float) -> tuple[float, float, float]:
             if use_wrk:
                 return wrk_load(url, duration, clients, script)
-            return asyncio.run(httpx_load(url, duration, clients))
+            return asyncio.run(httpx_load(url, duration, clients, payload))
 
+        idle = rss_mib(server.pid)
+        print(f"idle RSS at start: serve {idle:.0f} MiB")
         load(16, 3)  # warm up: compile, caches, connections, the writer process
-        writer = writer_pid(server.pid)
-        print(f"idle RSS: serve {rss_mib(server.pid):.0f} MiB"
-              + (f", SQLite writer {rss_mib(writer):.0f} MiB" if writer else ""))  # fmt: skip
+        writer = writer_pid(server.pid)  # started by the first batch
+        print(f"RSS after warm-up: serve {rss_mib(server.pid):.0f} MiB"
+              + (f", writer process {rss_mib(writer):.0f} MiB" if writer else ""))  # fmt: skip
         peak = 0.0
         for clients in levels:
             for _ in range(rounds):
-                serve_cpu, writer_cpu = cpu_seconds(server.pid), cpu_seconds(writer)
+                before = (cpu_seconds(server.pid), cpu_seconds(writer),
+                          children_cpu_seconds(postgres_pid))  # fmt: skip
                 rate, p50, p99 = load(clients, seconds)
-                serve_cpu = (cpu_seconds(server.pid) - serve_cpu) / seconds * 100
-                writer_cpu = (cpu_seconds(writer) - writer_cpu) / seconds * 100
+                serve_cpu, writer_cpu, postgres_cpu = (
+                    after - then for after, then in zip(
+                        (cpu_seconds(server.pid), cpu_seconds(writer),
+                         children_cpu_seconds(postgres_pid)), before, strict=True)
+                )  # fmt: skip
+                done = max(rate * seconds, 1.0)
                 peak = max(peak, rss_mib(server.pid))
+                cpu = f"CPU per execution: serve {serve_cpu / done * 1000:.2f} ms"
+                if writer:
+                    cpu += f", writer process {writer_cpu / done * 1000:.2f} ms"
+                if postgres_pid:
+                    cpu += f", PostgreSQL {postgres_cpu / done * 1000:.2f} ms"
                 print(f"{clients:>3} clients: {rate:,.0f} executions/s, p50 {p50:.1f} ms, "
-                      f"p99 {p99:.1f} ms  (CPU: serve {serve_cpu:.0f} %, "
-                      f"writer {writer_cpu:.0f} %)")  # fmt: skip
+                      f"p99 {p99:.1f} ms  ({cpu}; serve at "
+                      f"{serve_cpu / seconds * 100:.0f} % of a core)")  # fmt: skip
         print(f"peak RSS: serve {peak:.0f} MiB")
+        settled = settle_rss(server.pid)
+        print(f"idle RSS after the load: serve {settled:.0f} MiB "
+              f"({(settled / idle - 1) * 100:+.0f} % of the start)")
+
+
+def settle_rss(pid: int, seconds: float = 10.0) -> float:
+    """serve's RSS once it has been idle a while (the lowest seen over `seconds`)."""
+    lowest = rss_mib(pid)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        lowest = min(lowest, rss_mib(pid))
+    return lowest
 
 
 def main() -> None:
@@ -182,6 +259,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per load level")
     parser.add_argument("--rounds", type=int, default=1, help="runs per load level")
     parser.add_argument("--clients", default="1,16,64", help="load levels, comma-separated")
+    parser.add_argument("--nodes", type=int, default=None,
+                        help="a line of N set nodes (default: set, then noop)")
+    parser.add_argument("--items", type=int, default=1, help="items per call")
     parser.add_argument(
         "--database-url", default=None,
         help="serve on this database (migrated first) instead of SQLite; "
@@ -212,7 +292,9 @@ def main() -> None:
         try:
             wait_ready(base)
             levels = [int(level) for level in args.clients.split(",")]
-            run(setup(base), server, args.seconds, args.rounds, levels)
+            hook = setup(base, workflow(args.nodes, args.items))
+            run(hook, server, args.seconds, args.rounds, levels, payload=body(args.items),
+                postgres_pid=postgres.process.pid if postgres is not None else None)
         finally:
             server.terminate()
             try:

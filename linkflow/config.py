@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     database_pool_size: Annotated[int, Field(ge=1, le=500)] = 20
     """PostgreSQL connections a process keeps open (as many again under a burst): every
     process counts against the server's `max_connections`."""
+    writer_connections: Annotated[int, Field(ge=1, le=32)] = 2
+    """PostgreSQL connections a process's group-commit writer writes on at once (an
+    execution's writes always take the same one); opened beside the pool's."""
     redis_url: str | None = None
     """Unset: in-process queue and pub/sub (embedded mode). Set: the queue (Redis Streams),
     the bus (Pub/Sub), rate limits and the scheduler's leader lock live in Redis, shared

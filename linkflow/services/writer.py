@@ -16,9 +16,11 @@ A refused event's caller gets `HistoryConflict`, and `on_lease_lost` hears of
 every lease a write was refused under (its worker stops that execution); a
 failing transaction fails every caller in it.
 
-Where a batch runs: on PostgreSQL, on a pooled async connection; on SQLite, in
-a child process (`process=True`, what `serve` uses: `store.sqlite_writer`) or
-else in the writer's own thread, on a sqlite3 connection of its own.
+Where a batch runs: on PostgreSQL, in the writer's own thread on a psycopg
+connection of its own in pipeline mode (`store.pg_batches`: a batch waits for two
+round trips, not one per statement); on SQLite, in a child process (`process=True`,
+what `serve` uses: `store.sqlite_writer`) or else in the writer's own thread, on a
+sqlite3 connection of its own.
 """
 
 from __future__ import annotations
@@ -32,15 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection
-
 from linkflow.engine import Event, EventType, HistoryConflict
 from linkflow.observability.logging import get_logger
 from linkflow.services.errors import Invalid
 from linkflow.services.history import read_events
 from linkflow.store import Database, ExecutionStatus, NewEvent
-from linkflow.store.batch import LeaseAction, Outcome, WriteOp, write_batch
-from linkflow.store.bulk import BulkStatements, SQLAlchemySink
+from linkflow.store.batch import LeaseAction, Outcome, WriteOp
+from linkflow.store.pg_batches import PostgresBatches
 from linkflow.store.sqlite_writer import SQLiteBatches, WriterProcess
 
 __all__ = [
@@ -55,6 +55,9 @@ __all__ = [
 
 DEFAULT_MAX_BATCH = 2000
 """Ops per transaction; bounds a transaction's size when thousands wait."""
+DEFAULT_CONNECTIONS = 2
+"""PostgreSQL connections the writer writes on at once (`LINKFLOW_WRITER_CONNECTIONS`):
+one batch waits for its commit's flush while others are built and sent."""
 
 log = get_logger(__name__)
 
@@ -133,11 +136,13 @@ class _Lane:
 
 
 class GroupCommitWriter:
-    """The process's single writer for execution events and execution rows."""
+    """The process's writer for execution events and execution rows: one queue of
+    batches per connection it writes on (`connections`)."""
 
     def __init__(
-        self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH, process: bool = False
-    ) -> None:
+        self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH, process: bool = False,
+        connections: int = DEFAULT_CONNECTIONS,
+    ) -> None:  # fmt: skip
         """`process`: on SQLite, write in a child process (`store.sqlite_writer`), on a
         core of its own; otherwise in a thread of this process. `connections`: on
         PostgreSQL, how many batches may be written at once, each on a connection (and
@@ -145,20 +150,9 @@ class GroupCommitWriter:
         in order (SQLite has one writer: one)."""
         self.database = database
         self.max_batch = max_batch
-        self._batches: deque[_Batch] = deque()
-        """Batches to write, oldest first; ops join the newest until it is full."""
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
         sqlite = database.dialect == "sqlite"
         self._process = WriterProcess(database.url) if process and sqlite else None
-        self._in_thread = sqlite and self._process is None
-        self._sqlite: SQLiteBatches | None = None
-        """The writer thread's batches (SQLite, in-process), opened there on first use."""
-        self._statements = None if sqlite else BulkStatements(database.engine.dialect)
-        """PostgreSQL's statements (SQLite's are compiled where the batches run)."""
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="linkflow-writer")
+        self._lanes = tuple(_Lane(index) for index in range(1 if sqlite else max(connections, 1)))
         self.batches = 0
         self.ops = 0
         self.on_lease_lost: Callable[[str], None] | None = None
@@ -167,32 +161,45 @@ class GroupCommitWriter:
         """Told of each batch written: its ops and the seconds it took (metrics)."""
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+        for lane in self._lanes:
+            if lane.task is None:
+                lane.task = asyncio.create_task(self._run(lane), name="group-commit-writer")
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
-        if self._task is None:
+        if self._lanes[0].task is None:
             return
-        await self._idle.wait()
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        for lane in self._lanes:
+            await lane.idle.wait()
+        for lane in self._lanes:
+            if lane.task is not None:
+                lane.task.cancel()
+                await asyncio.gather(lane.task, return_exceptions=True)
+                lane.task = None
         if self._process is not None:
             await self._process.close()
-        if self._sqlite is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.close)
-            self._sqlite = None
-        self._thread.shutdown(wait=False)
+        loop = asyncio.get_running_loop()
+        for lane in self._lanes:
+            if lane.in_thread is not None:
+                await loop.run_in_executor(lane.thread, lane.in_thread.close)
+                lane.in_thread = None
+            lane.thread.shutdown(wait=False)
 
-    def _enqueue(self, op: WriteOp) -> _Batch:
-        if self._task is None:
+    def _lane(self, key: uuid.UUID) -> _Lane:
+        """The lane of an execution (or of a webhook's call counts, so that one hot
+        webhook row is updated by one connection, never by two waiting on its lock)."""
+        lanes = self._lanes
+        return lanes[key.int % len(lanes)] if len(lanes) > 1 else lanes[0]
+
+    def _enqueue(self, op: WriteOp, key: uuid.UUID) -> _Batch:
+        lane = self._lane(key)
+        if lane.task is None:
             raise RuntimeError("the writer is not started")
-        batches = self._batches
+        batches = lane.batches
         if not batches or len(batches[-1].ops) >= self.max_batch:
             batches.append(_Batch())
-            self._idle.clear()
-            self._wakeup.set()
+            lane.idle.clear()
+            lane.wakeup.set()
         batch = batches[-1]
         batch.ops.append(op)
         return batch
@@ -206,20 +213,22 @@ class GroupCommitWriter:
         # descriptor call `.value` costs.
         new = NewEvent(execution_id, event.seq, event.type, event.node_id, event.data,
                        event.timestamp)  # fmt: skip
-        return Appended(self._enqueue(WriteOp(event=new, lease=lease)), new)
+        return Appended(self._enqueue(WriteOp(event=new, lease=lease), execution_id), new)
 
     def update_execution_nowait(
         self, execution_id: uuid.UUID, *, lease: str | None = None, **values: Any
     ) -> None:
         """Queue a row update in order with the events; nobody waits for it."""
-        self._enqueue(WriteOp(execution_id=execution_id, values=values, lease=lease))
+        self._enqueue(WriteOp(execution_id=execution_id, values=values, lease=lease),
+                      execution_id)  # fmt: skip
 
     def replace_node_executions_nowait(
         self, execution_id: uuid.UUID, rows: Sequence[dict[str, Any]], *, lease: str | None = None
     ) -> None:
         """Make `rows` (the columns of each, see `BulkStatements.NODE_COLUMNS`) the
         execution's node_executions, queued in order; nobody waits for it."""
-        self._enqueue(WriteOp(node_rows=rows, replace_nodes_of=execution_id, lease=lease))
+        self._enqueue(WriteOp(node_rows=rows, replace_nodes_of=execution_id, lease=lease),
+                      execution_id)  # fmt: skip
 
     def lease_nowait(
         self, action: str, execution_id: uuid.UUID, lease: str,
@@ -228,12 +237,13 @@ class GroupCommitWriter:
         """Queue a lease action (`LeaseAction`) in order with the other writes."""
         values = {"expires_at": expires_at} if expires_at is not None else {}
         op = WriteOp(execution_id=execution_id, values=values, lease=lease, lease_action=action)
-        return LeaseWrite(self._enqueue(op))
+        return LeaseWrite(self._enqueue(op, execution_id))
 
     def count_webhook_call_nowait(self, webhook_id: uuid.UUID) -> None:
         """Add one to the webhook's `call_count` and stamp `last_called_at` (the calls of
         a batch are added up into one update); nobody waits for it."""
-        self._enqueue(WriteOp(webhook_called=webhook_id, values={"at": datetime.now(UTC)}))
+        self._enqueue(WriteOp(webhook_called=webhook_id, values={"at": datetime.now(UTC)}),
+                      webhook_id)  # fmt: skip
 
     async def create_execution(
         self, values: dict[str, Any], *events: NewEvent,
@@ -241,11 +251,13 @@ class GroupCommitWriter:
     ) -> None:  # fmt: skip
         """Durably insert an execution row (`BulkStatements.EXECUTION_COLUMNS`) and its
         first events, in one batch; with `lease` (id, expiry), its lease too."""
-        batch = self._enqueue(WriteOp(new_execution=values))
+        execution_id: uuid.UUID = values["id"]
+        batch = self._enqueue(WriteOp(new_execution=values), execution_id)
         position = len(batch.ops) - 1
-        appended = [Appended(self._enqueue(WriteOp(event=event)), event) for event in events]
+        appended = [Appended(self._enqueue(WriteOp(event=event), execution_id), event)
+                    for event in events]  # fmt: skip
         if lease is not None:
-            self.lease_nowait(LeaseAction.TAKE, values["id"], lease[0], lease[1])
+            self.lease_nowait(LeaseAction.TAKE, execution_id, lease[0], lease[1])
         outcome = await batch.wait()
         for at, reason in outcome.unstorable:
             if at == position:
@@ -255,33 +267,34 @@ class GroupCommitWriter:
 
     async def update_execution(self, execution_id: uuid.UUID, **values: Any) -> None:
         """Durably set columns of an `executions` row."""
-        await self._enqueue(WriteOp(execution_id=execution_id, values=values)).wait()
+        await self._enqueue(WriteOp(execution_id=execution_id, values=values),
+                            execution_id).wait()  # fmt: skip
 
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
         # A writer process takes a second batch while it commits the first (in order,
         # on one pipe), which hides the round trip; a thread or a connection takes one.
         slots = asyncio.Semaphore(4 if self._process is not None else 1)
         in_flight: set[asyncio.Task[None]] = set()
         while True:
-            if not self._batches:
+            if not lane.batches:
                 if not in_flight:
-                    self._idle.set()
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                    lane.idle.set()
+                lane.wakeup.clear()
+                await lane.wakeup.wait()
                 continue
             await slots.acquire()
-            batch = self._batches.popleft()
-            task = asyncio.create_task(self._settle(batch, slots))
+            batch = lane.batches.popleft()
+            task = asyncio.create_task(self._settle(lane, batch, slots))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
-            task.add_done_callback(lambda _: self._wakeup.set())
+            task.add_done_callback(lambda _: lane.wakeup.set())
 
-    async def _settle(self, batch: _Batch, slots: asyncio.Semaphore) -> None:
+    async def _settle(self, lane: _Lane, batch: _Batch, slots: asyncio.Semaphore) -> None:
         try:
             try:
-                outcome = await self._write(batch.ops)
+                outcome = await self._write(lane, batch.ops)
             except Exception as error:  # noqa: BLE001 - the data, or the database? see _isolate
-                outcome = await self._isolate(batch.ops, error)
+                outcome = await self._isolate(lane, batch.ops, error)
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.warning("group commit failed", error=str(error), ops=len(batch.ops))
             batch.done.set_exception(error)
@@ -296,21 +309,22 @@ class GroupCommitWriter:
         finally:
             slots.release()
 
-    async def _write(self, batch: Sequence[WriteOp]) -> Outcome:
+    async def _write(self, lane: _Lane, batch: Sequence[WriteOp]) -> Outcome:
+        began = time.perf_counter()
         if self._process is not None:
             outcome = await self._process.write(batch)
-        elif self._in_thread:
-            loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(self._thread, self._write_sqlite, batch)
         else:
-            assert self._statements is not None
-            async with self.database.engine.begin() as connection:
-                outcome = await connection.run_sync(_write_postgres, self._statements, batch)
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(lane.thread, self._write_in_thread, lane, batch)
         self.batches += 1
         self.ops += len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - began)
         return outcome
 
-    async def _isolate(self, ops: Sequence[WriteOp], error: Exception) -> Outcome:
+    async def _isolate(
+        self, lane: _Lane, ops: Sequence[WriteOp], error: Exception
+    ) -> Outcome:
         """A batch failed: write each execution's ops alone, so that one execution's value
         the database cannot take (a tenant's) fails only that execution. The parts that
         fail alone are refused, and their execution is failed with the reason; when
@@ -321,7 +335,7 @@ class GroupCommitWriter:
             parts.setdefault("" if target is None else target.hex, []).append(index)
         if len(parts) == 1:
             try:
-                await self._write([])  # does the database take writes at all?
+                await self._write(lane, [])  # does the database take writes at all?
             except Exception:  # noqa: BLE001 - it does not: the batch's own data is not to blame
                 raise error from None
         refused: set[int] = set()
@@ -331,7 +345,7 @@ class GroupCommitWriter:
         failed: list[tuple[list[int], str]] = []
         for positions in parts.values():
             try:
-                outcome = await self._write([ops[index] for index in positions])
+                outcome = await self._write(lane, [ops[index] for index in positions])
             except Exception as failure:  # noqa: BLE001 - this part's own data
                 failed.append((positions, _reason(failure)))
                 continue
@@ -345,10 +359,12 @@ class GroupCommitWriter:
             refused.update(positions)
             lost.update(op.lease for op in part if op.lease is not None)
             unstorable.extend((index, reason) for index in positions)
-            await self._fail_unstorable(part, reason)
+            await self._fail_unstorable(lane, part, reason)
         return Outcome(frozenset(refused), frozenset(lost), tuple(notes), tuple(unstorable))
 
-    async def _fail_unstorable(self, part: Sequence[WriteOp], reason: str) -> None:
+    async def _fail_unstorable(
+        self, lane: _Lane, part: Sequence[WriteOp], reason: str
+    ) -> None:
         """End the execution whose ops `part` could not be written: `execution.failed` at
         the place of its first lost event, its row failed, its lease gone (its worker's
         next write is refused and the worker stops). An execution not created yet (the
@@ -375,7 +391,7 @@ class GroupCommitWriter:
               for lease in {op.lease for op in part if op.lease is not None}),
         ]  # fmt: skip
         try:
-            await self._write(ending)
+            await self._write(lane, ending)
         except Exception:  # recovery meets it again, and it ends then
             log.warning("failing an execution whose data could not be stored failed",
                         execution_id=str(target), exc_info=True)  # fmt: skip
@@ -384,17 +400,13 @@ class GroupCommitWriter:
         events = await read_events(self.database, execution_id)
         return (events[-1].seq if events else 0) + 1
 
-    def _write_sqlite(self, batch: Sequence[WriteOp]) -> Outcome:
-        """A batch on the writer thread's own connection (made there on first use)."""
-        if self._sqlite is None:
-            self._sqlite = SQLiteBatches(self.database.url)
-        return self._sqlite.write(batch)
-
-
-def _write_postgres(
-    connection: Connection, statements: BulkStatements, batch: Sequence[WriteOp]
-) -> Outcome:
-    return write_batch(SQLAlchemySink(connection), statements, batch)
+    def _write_in_thread(self, lane: _Lane, batch: Sequence[WriteOp]) -> Outcome:
+        """A batch on the lane thread's own connection (made there on first use)."""
+        if lane.in_thread is None:
+            url = self.database.url
+            postgres = self.database.dialect == "postgresql"
+            lane.in_thread = PostgresBatches(url) if postgres else SQLiteBatches(url)
+        return lane.in_thread.write(batch)
 
 
 def _reason(failure: Exception) -> str:

@@ -162,10 +162,12 @@ class _Batch:
              "expires_at": op.values["expires_at"], "at": self.now}
             for op in self.ops if op.lease_action == LeaseAction.TAKE
         ]  # fmt: skip
-        if fencing.both is None:  # PostgreSQL: two locked reads, around the takes
-            statuses = fencing.statuses.fetch(sink, self.ids_where(changes))
+        if fencing.both is None:  # PostgreSQL: two locked reads, around the takes, sent
+            # together (with the new executions' insert before them): one wait when pipelined
+            pending = fencing.statuses.query(sink, self.ids_where(changes))
             fencing.take.run(sink, takes)
-            owners = fencing.held.fetch(sink, self.ids_where(lambda _, op: op.lease is not None))
+            owned = fencing.held.query(sink, self.ids_where(lambda _, op: op.lease is not None))
+            statuses, owners = pending(), owned()
         else:  # SQLite: one read, after the takes
             fencing.take.run(sink, takes)
             both = fencing.both.fetch(

@@ -7,7 +7,7 @@ compiled once per dialect here, and each batch only turns its rows into
 parameter tuples (through the same type processors SQLAlchemy would apply,
 so what is stored is identical) and runs them as one `executemany` per
 statement on a `Sink`: the SQLite writer thread's own sqlite3 connection, or
-a SQLAlchemy connection (PostgreSQL).
+a psycopg connection in pipeline mode (PostgreSQL, `store.pg_batches`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any, Final, Protocol, cast
 
 import orjson
-from sqlalchemy import Connection, Table, Uuid, bindparam, insert, select, update
+from sqlalchemy import Table, Uuid, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -37,7 +37,7 @@ from linkflow.store.types import JSONDocument, StrEnumType, UTCDateTime
 __all__ = [
     "BulkStatements",
     "Prepared",
-    "SQLAlchemySink",
+    "Rows",
     "SQLiteSink",
     "Sink",
     "hex_id",
@@ -55,28 +55,33 @@ A batch is cut into power-of-two chunks, so at most ten statements are ever comp
 Processor = Callable[[Any], Any] | None
 
 
+Rows = Callable[[], list[tuple[Any, ...]]]
+"""A read's rows, once they have come (`Sink.query`)."""
+
+
 class Sink(Protocol):
     """Where compiled statements run: a driver connection inside a transaction."""
+
+    pipelined: bool
+    """Statements are sent without waiting for each other's results (PostgreSQL's
+    pipeline mode): a `query`'s rows come when asked for, and an event whose place is
+    taken fails the whole batch (written again, unpipelined, by the caller) instead of
+    being reported, since the report would be one more wait."""
 
     def executemany(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None: ...
 
     def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
 
-
-class SQLAlchemySink:
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def executemany(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.connection.exec_driver_sql(sql, list(rows))
-
-    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in self.connection.exec_driver_sql(sql, params)]
+    def query(self, sql: str, params: tuple[Any, ...]) -> Rows:
+        """Send a read now, its rows later: reads sent together cost one wait."""
+        ...
 
 
 class SQLiteSink:
     """A sqlite3 connection used directly: SQLAlchemy's per-statement work (cursor and
     result set-up, events) costs more than SQLite's on these small statements."""
+
+    pipelined = False
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
@@ -86,6 +91,10 @@ class SQLiteSink:
 
     def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return self.connection.execute(sql, params).fetchall()
+
+    def query(self, sql: str, params: tuple[Any, ...]) -> Rows:
+        rows = self.fetch(sql, params)
+        return lambda: rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +129,19 @@ def _prepare(statement: Any, dialect: Dialect, names: Sequence[str] | None = Non
 
 
 def processor_for(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
-    """The bind processor of `type_`: SQLAlchemy's own, or on SQLite, for the types of the
-    hot path, a direct function giving the same result (SQLAlchemy's go through layers
-    of wrappers and %-formatting, which showed as a sixth of a busy process's time).
+    """The bind processor of `type_`: SQLAlchemy's own, or for the types of the hot path
+    (on SQLite; JSON on PostgreSQL, which SQLAlchemy's psycopg dialect would wrap in an
+    adapter object per value), a direct function giving the same result (SQLAlchemy's go
+    through layers of wrappers and %-formatting: a sixth of a busy process's time).
     Applied to non-None values only. Ids and times may also come as the text orjson
     makes of them (the SQLite writer process receives them so)."""
+    if dialect.name == "postgresql" and isinstance(type_, JSONDocument):
+        return _json_text  # text, which the statement casts to JSONB
     if dialect.name == "sqlite":
         if isinstance(type_, UTCDateTime):
             return _sqlite_datetime
         if isinstance(type_, JSONDocument):
-            return _sqlite_json
+            return _json_text
         if isinstance(type_, StrEnumType):
             return partial(_enum_value, type_.enum_cls)
         if isinstance(type_, Uuid) and type_.as_uuid:
@@ -149,7 +161,7 @@ def _sqlite_datetime(value: datetime | str) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _sqlite_json(value: Any) -> str:
+def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
@@ -289,7 +301,8 @@ class BulkStatements:
     ) -> set[tuple[str, int]]:
         """Insert `events`, skipping any whose (execution_id, seq) is taken; returns the
         places, (execution id in hex, seq), where an event may have been skipped: those
-        not inserted, and those claimed twice in `events` (one of the two went in)."""
+        not inserted, and those claimed twice in `events` (one of the two went in). On a
+        pipelined sink a taken place fails the batch instead (see `Sink.pipelined`)."""
         refused: set[tuple[str, int]] = set()
         start = 0
         while start < len(events):
@@ -299,6 +312,9 @@ class BulkStatements:
             params: list[Any] = []
             for values in chunk:
                 params.extend(self._event_row.row(values))
+            if sink.pipelined:  # a taken place fails the statement, and so the batch
+                sink.executemany(self._events_sql(len(chunk), strict=True), [tuple(params)])
+                continue
             result = sink.fetch(self._events_sql(len(chunk)), tuple(params))
             if len(result) == len(chunk):
                 continue  # all went in: nearly always
@@ -308,11 +324,13 @@ class BulkStatements:
             refused.update(key for key in keys if key not in inserted or claimed[key] > 1)
         return refused
 
-    def _events_sql(self, count: int) -> str:
+    def _events_sql(self, count: int, *, strict: bool = False) -> str:
         """A multi-row insert of `count` events that skips taken (execution_id, seq) pairs
-        and returns the pairs it inserted (an executemany cannot say which it skipped).
-        Compiled once per row count; parameters are the rows' values, row after row."""
-        sql = self._event_sql.get(count)
+        and returns the pairs it inserted (an executemany cannot say which it skipped);
+        `strict`: a plain insert, which fails on a taken pair. Compiled once per row
+        count; parameters are the rows' values, row after row."""
+        key = -count if strict else count
+        sql = self._event_sql.get(key)
         if sql is None:
             postgres = self.dialect.name == "postgresql"
             dialect_insert = postgresql.insert if postgres else sqlite.insert
@@ -321,16 +339,15 @@ class BulkStatements:
                  for name in _EVENT_COLUMNS}
                 for i in range(count)
             ]  # fmt: skip
-            statement = (
-                dialect_insert(_EVENTS)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["execution_id", "seq"])
-                .returning(_EVENTS.c.execution_id, _EVENTS.c.seq)
-            )
+            statement: Any = dialect_insert(_EVENTS).values(rows)
+            if not strict:
+                statement = statement.on_conflict_do_nothing(
+                    index_elements=["execution_id", "seq"]
+                ).returning(_EVENTS.c.execution_id, _EVENTS.c.seq)
             compiled = statement.compile(dialect=self.dialect)
             expected = tuple(f"{name}_{i}" for i in range(count) for name in _EVENT_COLUMNS)
             assert tuple(compiled.positiontup or ()) == expected
-            sql = self._event_sql[count] = str(compiled)
+            sql = self._event_sql[key] = str(compiled)
         return sql
 
 

@@ -20,7 +20,7 @@ An owner never comes back once replaced: a write refused once stays refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
 from sqlalchemy import Table, and_, bindparam, case, delete, literal_column, or_, select, update
@@ -58,7 +58,11 @@ class InQuery:
         return sql
 
     def fetch(self, sink: Any, ids: Sequence[Any]) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = []
+        return self.query(sink, ids)()
+
+    def query(self, sink: Any, ids: Sequence[Any]) -> Callable[[], list[tuple[Any, ...]]]:
+        """Send the read now (`Sink.query`), its rows when called."""
+        pending = []
         convert = self._convert
         start = 0
         while start < len(ids):
@@ -66,8 +70,8 @@ class InQuery:
             chunk = ids[start : start + size]
             start += size
             params = tuple(convert(value) if convert else value for value in chunk)
-            rows.extend(sink.fetch(self._sql(size), params))
-        return rows
+            pending.append(sink.query(self._sql(size), params))
+        return lambda: [row for rows in pending for row in rows()]
 
 
 class FencingStatements:

@@ -147,7 +147,8 @@ def build_shared(
     minted in the creating batch and the worker starts from memory); an API-only
     process leaves every execution to whichever worker dequeues it."""
     assert settings.secret_key is not None
-    writer = writer or GroupCommitWriter(database, process=writer_process)
+    writer = writer or GroupCommitWriter(database, process=writer_process,
+                                         connections=settings.writer_connections)
     queue = queue or build_queue(settings)
     leases = LeaseKeeper(writer, ttl_s=settings.lease_ttl_s)
     http = shared_http_client(settings)
