@@ -12,7 +12,8 @@ outage). Every half lease it
 also recovers the unfinished executions nobody holds (a worker died: another
 process on the same database resumes its executions once their leases expired), and
 the parents left waiting for children that have all ended. Every five minutes it
-counts the recent hours' usage per workspace (`services.usage`), hourly it deletes
+counts the recent hours' usage per workspace (`services.usage`) and queues the usage
+alerts that came due (`services.usage_alerts`), hourly it deletes
 executions past their retention.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -71,6 +72,8 @@ class LocalScheduler:
         self.recover_every_s = recover_every_s
         self.catch_up = timedelta(seconds=catch_up_s)
         self.dead_owner: Callable[[str], bool] | None = None
+        self.usage_alerts: Callable[[], Awaitable[int]] | None = None
+        """Run after each count of usage: the 80 % and 100 % e-mails (`services.usage_alerts`)."""
         self._woken: set[str] = set()
         self.fired = 0
         """Schedule ticks this scheduler fired so far (its metrics)."""
@@ -99,6 +102,8 @@ class LocalScheduler:
                 if time.monotonic() - last_usage >= USAGE_EVERY_S:
                     last_usage = time.monotonic()
                     await aggregate_usage(self.database)
+                    if self.usage_alerts is not None:
+                        await self.usage_alerts()
             except Exception:
                 log.exception("scheduler tick failed")  # retried on the next tick
             await asyncio.sleep(TICK_S)

@@ -40,6 +40,7 @@ from linkflow.services.outgoing_events import OutgoingEvents
 from linkflow.services.plans import PlanLimits
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
+from linkflow.services.usage_alerts import UsageAlerts
 from linkflow.services.variables import Variables
 from linkflow.services.webhook_subscriptions import WebhookSubscriptions
 from linkflow.services.webhooks import WebhookService
@@ -239,6 +240,8 @@ def build_scheduler(shared: Shared) -> LocalScheduler:
         catch_up_s=shared.settings.schedule_catch_up_s,
     )  # fmt: skip
     scheduler.dead_owner = shared.dead_owner
+    plans = PlanLimits(shared.database, shared.settings.effective_default_plan)
+    scheduler.usage_alerts = UsageAlerts(shared.database, plans, shared.queue).check
     return scheduler
 
 

@@ -1,7 +1,9 @@
 """`notification` jobs: e-mail to a workspace's owners and admins.
 
-One kind today, `execution_failed`: enqueued by `services.outgoing_events` when an
-execution fails in a workspace whose `settings.notifications.execution_failed` is true.
+Two kinds: `execution_failed`, enqueued by `services.outgoing_events` when an
+execution fails in a workspace whose `settings.notifications.execution_failed` is true;
+`usage_alert`, enqueued by `services.usage_alerts` when the workspace's executions reach
+80 % or 100 % of its plan's monthly limit.
 The recipients are read when the job runs (the owners and admins who are active
 members then), and each gets one e-mail through the process's `Mailer` (SMTP with
 `LINKFLOW_SMTP_*`, the log without). A mail server that refuses fails the job, which
@@ -18,6 +20,7 @@ from sqlalchemy import select
 
 from linkflow.queue import Delivery
 from linkflow.services.mail import Email, Mailer
+from linkflow.services.usage_alerts import usage_email
 from linkflow.store import Database, MemberRole, MemberStatus, User, WorkspaceMember
 from linkflow.worker.handlers import UndecodableJob
 
@@ -59,13 +62,17 @@ class Notifications:
     async def handle(self, delivery: Delivery) -> None:
         payload = delivery.job.payload
         kind = payload.get("kind")
-        if kind != "execution_failed":
+        if kind not in ("execution_failed", "usage_alert"):
             raise UndecodableJob(f"unknown notification kind {kind!r}")
-        execution = payload.get("execution")
         try:
             workspace_id = uuid.UUID(str(payload["workspace_id"]))
         except (KeyError, ValueError) as error:
             raise UndecodableJob(f"no workspace_id: {error}") from None
+        if kind == "usage_alert":
+            for address in await self._admins(workspace_id):
+                await self.mailer.send(usage_email(address, payload, self.public_url))
+            return
+        execution = payload.get("execution")
         if not isinstance(execution, dict):
             raise UndecodableJob("no execution summary")
         for address in await self._admins(workspace_id):
