@@ -1,4 +1,5 @@
-"""Start and stop the real servers integration tests run against: PostgreSQL and Redis.
+"""Start and stop the real servers integration tests run against: PostgreSQL, Redis and
+MariaDB.
 
 Each server runs from a private temporary directory, on a free loopback
 port, tuned for speed over durability (no fsync, no persistence), and as a
@@ -8,7 +9,8 @@ killed with ``kill -9`` leaves no server behind.
 
 PostgreSQL's ``initdb`` and server refuse to run as root; when tests run as
 root they run as the ``postgres`` system user (created if missing), and the
-temporary directory is handed to that user.
+temporary directory is handed to that user. MariaDB runs the same way, as the
+``mysql`` user.
 
 Readiness is polled against a deadline; nothing sleeps a fixed time. A
 missing binary is an error naming what to install (``make services``), never
@@ -33,10 +35,14 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "MARIADB_PASSWORD",
+    "MARIADB_USER",
+    "MariaDBServer",
     "PostgresServer",
     "RedisServer",
     "ServiceError",
     "free_port",
+    "start_mariadb",
     "start_postgres",
     "start_redis",
     "wait_until",
@@ -131,21 +137,21 @@ class _RunAs:
     gid: int = -1
 
 
-def _run_as() -> _RunAs:
-    """Whom to run PostgreSQL as: ourselves, or `postgres` when we are root."""
+def _run_as(system_user: str = PG_USER) -> _RunAs:
+    """Whom to run a server as: ourselves, or `system_user` when we are root."""
     if os.geteuid() != 0:
         return _RunAs()
     try:
-        entry = pwd.getpwnam(PG_USER)
+        entry = pwd.getpwnam(system_user)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", PG_USER],
+            ["useradd", "--system", "--user-group", "--no-create-home", system_user],
             check=True,
             capture_output=True,
         )
-        entry = pwd.getpwnam(PG_USER)
+        entry = pwd.getpwnam(system_user)
     group = grp.getgrgid(entry.pw_gid).gr_name
-    return _RunAs(user=PG_USER, group=group, uid=entry.pw_uid, gid=entry.pw_gid)
+    return _RunAs(user=system_user, group=group, uid=entry.pw_uid, gid=entry.pw_gid)
 
 
 @dataclass
@@ -325,3 +331,112 @@ def start_redis(*, port: int | None = None) -> RedisServer:
         server.stop()
         raise
     return server
+
+
+# --- MariaDB ------------------------------------------------------------------
+
+MARIADB_USER: Final = "linkflow"
+MARIADB_PASSWORD: Final = "mariadb-test-pa55"
+"""The account tests log in with over TCP (password authentication, all privileges);
+root is reachable only through the server's Unix socket, as Debian sets it up."""
+
+
+@dataclass
+class MariaDBServer:
+    """A running MariaDB server owned by the test session, on 127.0.0.1."""
+
+    base_dir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.base_dir / "mariadb.log"
+
+    def stop(self) -> None:
+        """Shut down (the data is disposable) and delete the directory. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            _stop_process(self.process, signal.SIGKILL)
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _find_mariadbd() -> tuple[str, str]:
+    server = shutil.which("mariadbd") or ("/usr/sbin/mariadbd"
+                                          if Path("/usr/sbin/mariadbd").exists() else None)
+    install = shutil.which("mariadb-install-db")
+    if server is None or install is None:
+        raise ServiceError(
+            "MariaDB not found (mariadbd, mariadb-install-db): run `make services` or install "
+            "the `mariadb-server` package"
+        )
+    return server, install
+
+
+def _mariadb_greets(port: int, process: subprocess.Popen[bytes]) -> bool:
+    """Whether the server sends its handshake (protocol version 10) on a TCP connection."""
+    if process.poll() is not None:
+        raise ServiceError(f"mariadbd exited with status {process.returncode} while starting")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            return sock.recv(5)[4:5] == b"\x0a"
+    except OSError:
+        return False
+
+
+def start_mariadb() -> MariaDBServer:
+    """A fresh MariaDB data directory in a temporary directory, started on a free port, with
+    the `MARIADB_USER` account; the server keeps nothing durable (no binlog, lazy flushes)."""
+    server_binary, install = _find_mariadbd()
+    run_as = _run_as("mysql")
+    base_dir = Path(tempfile.mkdtemp(prefix="linkflow-mariadb-"))
+    try:
+        if run_as.user is not None:
+            os.chown(base_dir, run_as.uid, run_as.gid)
+        data_dir, log = base_dir / "data", base_dir / "mariadb.log"
+        setup = subprocess.run(
+            [install, "--no-defaults", f"--datadir={data_dir}", "--skip-test-db",
+             "--auth-root-authentication-method=socket", "--skip-name-resolve",
+             *([f"--user={run_as.user}"] if run_as.user else [])],
+            user=run_as.user, group=run_as.group, capture_output=True, check=False,
+            timeout=START_TIMEOUT_S,
+        )  # fmt: skip
+        if setup.returncode != 0:
+            output = (setup.stdout + setup.stderr).decode(errors="replace").strip()
+            raise ServiceError(f"mariadb-install-db failed (status {setup.returncode}):\n{output}")
+        init = base_dir / "init.sql"
+        init.write_text(
+            f"CREATE USER IF NOT EXISTS '{MARIADB_USER}'@'%' IDENTIFIED BY '{MARIADB_PASSWORD}';\n"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{MARIADB_USER}'@'%' WITH GRANT OPTION;\n"
+        )
+        if run_as.user is not None:
+            os.chown(init, run_as.uid, run_as.gid)
+        port = free_port()
+        with log.open("ab") as log_file:
+            process = subprocess.Popen(
+                [server_binary, "--no-defaults", f"--datadir={data_dir}", f"--port={port}",
+                 "--bind-address=127.0.0.1", f"--socket={base_dir / 'mariadb.sock'}",
+                 f"--pid-file={base_dir / 'mariadb.pid'}", "--skip-name-resolve",
+                 "--skip-log-bin", f"--init-file={init}", "--innodb-buffer-pool-size=32M",
+                 "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
+                 "--max-connections=100", "--character-set-server=utf8mb4"],
+                user=run_as.user, group=run_as.group, stdin=subprocess.DEVNULL,
+                stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # see _prctl
+            )  # fmt: skip
+        server = MariaDBServer(base_dir=base_dir, port=port, process=process)
+        try:
+            wait_until(lambda: _mariadb_greets(port, process), timeout_s=START_TIMEOUT_S,
+                       what=f"MariaDB on port {port}", log=log)  # fmt: skip
+        except BaseException:
+            server.stop()
+            raise
+        return server
+    except BaseException:
+        shutil.rmtree(base_dir, ignore_errors=True)
+        raise

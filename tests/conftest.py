@@ -13,6 +13,8 @@ need) a server. What each fixture yields:
 - `empty_db_url` (function, parametrized): a database that was never migrated.
 - `redis_server` (session) and `redis_url` (function): a Redis URL whose
   database is flushed before each test.
+- `mariadb_server` (session): a running `MariaDBServer` (account `MARIADB_USER` with
+  `MARIADB_PASSWORD` over TCP); tests create their own databases.
 - `s3_endpoint` (session): the URL of an S3 API on loopback (moto's server,
   keys `testing`/`testing`, region us-east-1); tests create their own buckets.
 
@@ -37,7 +39,14 @@ from sqlalchemy import text
 
 from linkflow.store import Database, create_engine
 from linkflow.store.migrate import upgrade
-from tests._services import PostgresServer, RedisServer, start_postgres, start_redis
+from tests._services import (
+    MariaDBServer,
+    PostgresServer,
+    RedisServer,
+    start_mariadb,
+    start_postgres,
+    start_redis,
+)
 
 TEMPLATE_DB: Final = "linkflow_template"
 _database_numbers = itertools.count(1)
@@ -182,6 +191,20 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     return url
+
+
+# --- MariaDB ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """A MariaDB server for the whole session (no binlog, lazy flushes, free port)."""
+    server = start_mariadb()
+    atexit.register(server.stop)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # --- S3 -----------------------------------------------------------------------

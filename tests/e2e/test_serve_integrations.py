@@ -15,7 +15,13 @@ import pytest
 import redis
 
 from tests._plugins import write_plugins
-from tests._services import PostgresServer, RedisServer
+from tests._services import (
+    MARIADB_PASSWORD,
+    MARIADB_USER,
+    MariaDBServer,
+    PostgresServer,
+    RedisServer,
+)
 from tests._smtp import smtp_sink
 from tests.e2e._serve import Client, Serve, execution_of, register, workflow
 
@@ -183,6 +189,73 @@ class TestPostgres:
         result = checked(served, bad)
         assert result["ok"] is False
         assert 'database "no_such_db" does not exist' in result["message"]
+
+
+class TestMySql:
+    def test_a_workflow_inserts_items_and_reads_them_back(
+        self, served: Client, mariadb_server: MariaDBServer
+    ) -> None:
+        """The credential tests by SELECT 1 and reads back masked; rows go in and out."""
+        import pymysql  # type: ignore[import-untyped]
+
+        with pymysql.connect(
+            host="127.0.0.1",
+            port=mariadb_server.port,
+            user=MARIADB_USER,
+            password=MARIADB_PASSWORD,
+            autocommit=True,
+        ) as admin, admin.cursor() as cursor:
+            cursor.execute("SET sql_notes = 0")
+            cursor.execute("DROP DATABASE IF EXISTS serve_mysql")
+            cursor.execute("CREATE DATABASE serve_mysql")
+            cursor.execute(
+                "CREATE TABLE serve_mysql.signups (email varchar(100) PRIMARY KEY,"
+                " plan varchar(20))"
+            )
+        credential = store(
+            served,
+            "crm",
+            "mysql",
+            {
+                "host": "127.0.0.1",
+                "port": mariadb_server.port,
+                "database": "serve_mysql",
+                "user": MARIADB_USER,
+                "password": MARIADB_PASSWORD,
+            },
+        )
+        assert credential["data"]["password"] == "••••••"
+        assert checked(served, credential)["ok"] is True
+        done = run(
+            served,
+            [
+                {
+                    "id": "save",
+                    "type": "mysql",
+                    "credentials": {"mysql": "crm"},
+                    "parameters": {
+                        "operation": "upsert",
+                        "table": "signups",
+                        "values": {"email": "{{ json.email }}", "plan": "{{ json.plan }}"},
+                    },
+                },
+                {
+                    "id": "read",
+                    "type": "mysql",
+                    "credentials": {"mysql": "crm"},
+                    "parameters": {
+                        "operation": "select",
+                        "table": "signups",
+                        "where": {"plan": "pro"},
+                        "order_by": ["email"],
+                    },
+                },
+            ],
+            [{"email": "a@x", "plan": "free"}, {"email": "a@x", "plan": "pro"}],
+        )
+        assert done["status"] == "completed", done["error"]
+        assert done["output"] == [{"email": "a@x", "plan": "pro"}] * 2
+        assert MARIADB_PASSWORD not in logs_text(served, done["id"])
 
 
 class TestSmtp:
