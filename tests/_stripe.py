@@ -401,7 +401,14 @@ def signed_event(
         "data": {"object": obj},
     }
     body = json.dumps(event).encode()
+    return body, signed_headers(body, secret=secret, signed_at=signed_at)
+
+
+def signed_headers(
+    body: bytes, *, secret: str = WEBHOOK_SECRET, signed_at: int | None = None
+) -> dict[str, str]:
+    """The headers Stripe sends with `body`, signed with `secret`."""
     timestamp = int(time.time()) if signed_at is None else signed_at
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     header = f"t={timestamp},v1={digest.hexdigest()}"
-    return body, {"Stripe-Signature": header, "Content-Type": "application/json"}
+    return {"Stripe-Signature": header, "Content-Type": "application/json"}

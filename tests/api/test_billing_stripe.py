@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests._stripe import API_KEY, WEBHOOK_SECRET, FakeStripe, fake_stripe, signed_event
+from tests._stripe import (
+    API_KEY,
+    WEBHOOK_SECRET,
+    FakeStripe,
+    fake_stripe,
+    signed_event,
+    signed_headers,
+)
 from tests.api._plane import assert_problem
 from tests.api._support import Account, join, register, team
 from tests.api.conftest import Api, ApiFactory
@@ -360,6 +367,22 @@ class TestWebhook:
         assert_problem(await _deliver(api, foreign_body, foreign), 400, "signature_mismatch")
         broken = signed_event("customer.subscription.created", obj)[1]
         assert_problem(await _deliver(api, b"not json", {**broken}), 400)
+        assert (await _standing(api, owner))["plan"]["code"] == "free"
+
+    @pytest.mark.parametrize("value", ["NaN", "1e400", '"\\ud800"'])
+    async def test_a_signed_body_json_cannot_hold_exactly_is_422_and_applies_nothing(
+        self, api: Api, stripe_server: FakeStripe, value: str
+    ):
+        """The webhook reads its body as bytes (the signature covers them), not through
+        the API's JSON checks: its own parse (orjson) refuses what is not JSON. (Big
+        integers pass: nothing of an event is stored as JSON.)"""
+        owner = await register(api.client)
+        obj = _subscription(stripe_server, owner.workspace_id, "business")
+        body = signed_event("customer.subscription.created", obj)[0]
+        body = body.replace(b'"livemode": false', b'"livemode": ' + value.encode())
+        assert value.encode() in body
+        refused = await _deliver(api, body, signed_headers(body))
+        assert_problem(refused, 422, "malformed_json")
         assert (await _standing(api, owner))["plan"]["code"] == "free"
 
     async def test_a_completed_checkout_links_its_customer_to_the_workspace(

@@ -223,9 +223,14 @@ def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
             yield route
 
 
+# Routes that read their body as bytes, because a signature covers those exact bytes;
+# they parse it with orjson, which refuses what `JSONRoute` refuses.
+SIGNED_BODIES = {"/api/v1/billing/webhook"}
+
+
 async def test_every_api_route_reads_its_body_through_json_route(plane_api: PlaneApi) -> None:
     """A router added without `JSONRoute` would read bodies unchecked; none is (but the
-    body-less 503 catch-alls of an API-only process)."""
+    body-less 503 catch-alls of an API-only process, and signed bodies)."""
     for plane in (plane_api.runtime.plane, None):
         app = create_app(plane_api.container, plane=plane)
         routes = list(api_routes(app.routes))
@@ -233,5 +238,6 @@ async def test_every_api_route_reads_its_body_through_json_route(plane_api: Plan
         unchecked = [
             route.path for route in routes
             if not isinstance(route, JSONRoute) and not route.path.startswith(PLANE_PREFIXES)
+            and route.path not in SIGNED_BODIES
         ]  # fmt: skip
         assert unchecked == []

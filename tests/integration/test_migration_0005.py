@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from linkflow.security.secretbox import SecretBox
-from linkflow.store import Database, User, Webhook, Workflow, WorkflowVersion, Workspace
+from linkflow.store import Database, Webhook, Workflow, WorkflowVersion
 from linkflow.store.migrate import current, upgrade
-from linkflow.store.types import StringArray, UTCDateTime, utcnow
+from linkflow.store.types import JSONDocument, StringArray, UTCDateTime, new_id, utcnow
 
 BOX = SecretBox.from_key(os.urandom(32))
 ACTIVE_SECRET = "plain-active-secret-1"
@@ -26,7 +26,19 @@ def hook_nodes(secret: str) -> list[dict[str, Any]]:
     return [{"id": "hook", "type": "webhook", "parameters": parameters}]
 
 
-# The webhooks table as 0004 left it (the model has 0005's columns).
+# The tables as 0004 left them: the models have the columns of later migrations.
+USERS_0004 = sa.table(
+    "users", sa.column("id", sa.Uuid()), sa.column("email"), sa.column("name"),
+    sa.column("is_admin"), sa.column("mfa_enabled"), sa.column("failed_logins"),
+    sa.column("mfa_recovery_codes", JSONDocument()), sa.column("created_at", UTCDateTime()),
+    sa.column("updated_at", UTCDateTime()),
+)  # fmt: skip
+WORKSPACES_0004 = sa.table(
+    "workspaces", sa.column("id", sa.Uuid()), sa.column("owner_id", sa.Uuid()),
+    sa.column("name"), sa.column("slug"), sa.column("is_personal"),
+    sa.column("settings", JSONDocument()), sa.column("created_at", UTCDateTime()),
+    sa.column("updated_at", UTCDateTime()),
+)  # fmt: skip
 WEBHOOKS_0004 = sa.table(
     "webhooks", *(sa.column(name, sa.Uuid()) for name in ("id", "workspace_id", "workflow_id")),
     *(sa.column(name) for name in ("node_id", "path", "method", "response_mode",
@@ -43,28 +55,32 @@ async def seed(url: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     old_id = uuid.uuid5(uuid.NAMESPACE_URL, "derived")
     try:
         async with database.transaction() as session:
-            user = User(email=f"{uuid.uuid4()}@example.com")
-            session.add(user)
-            await session.flush()
-            space = Workspace(name="w", slug=uuid.uuid4().hex[:16], owner_id=user.id)
-            session.add(space)
-            await session.flush()
+            now = utcnow()
+            user_id, space_id = new_id(), new_id()
+            await session.execute(sa.insert(USERS_0004).values(
+                id=user_id, email=f"{uuid.uuid4()}@example.com", name="", is_admin=False,
+                mfa_enabled=False, failed_logins=0, mfa_recovery_codes=[], created_at=now,
+                updated_at=now,
+            ))  # fmt: skip
+            await session.execute(sa.insert(WORKSPACES_0004).values(
+                id=space_id, owner_id=user_id, name="w", slug=uuid.uuid4().hex[:16],
+                is_personal=False, settings={}, created_at=now, updated_at=now,
+            ))  # fmt: skip
             flows = []
             for secret, status in ((ACTIVE_SECRET, "active"), (DRAFT_SECRET, "draft")):
-                flow = Workflow(id=uuid.uuid4(), workspace_id=space.id, name=status,
+                flow = Workflow(id=uuid.uuid4(), workspace_id=space_id, name=status,
                                 nodes=hook_nodes(secret), connections=[], settings={},
                                 status=status, version=1)  # fmt: skip
                 session.add(flow)
                 await session.flush()
-                session.add(WorkflowVersion(workspace_id=space.id, workflow_id=flow.id, version=1,
+                session.add(WorkflowVersion(workspace_id=space_id, workflow_id=flow.id, version=1,
                                             nodes=hook_nodes(secret), connections=[],
                                             settings={}))  # fmt: skip
                 flows.append(flow.id)
             await session.flush()
-            now = utcnow()
             for row_id, is_test in ((old_id, False), (uuid.uuid4(), True)):
                 await session.execute(sa.insert(WEBHOOKS_0004).values(
-                    id=row_id, workspace_id=space.id, workflow_id=flows[0], node_id="hook",
+                    id=row_id, workspace_id=space_id, workflow_id=flows[0], node_id="hook",
                     path="in", method="POST", response_mode="last_node",
                     secret_encrypted=BOX.seal(ACTIVE_SECRET.encode()), ip_allowlist=[],
                     is_test=is_test, call_count=7, created_at=now, updated_at=now,
