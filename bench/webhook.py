@@ -119,8 +119,10 @@ def children_cpu_seconds(parent: int | None) -> float:
     return total
 
 
-def writer_pid(parent: int) -> int | None:
-    """The writer process serve started (`python -m linkflow.store.sqlite_writer`)."""
+def writer_pids(parent: int) -> list[int]:
+    """The writer processes serve started (`python -m linkflow.store.writer_process`):
+    one on SQLite, one per writer connection on PostgreSQL."""
+    pids = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             if f"PPid:\t{parent}\n" not in status.read_text():
@@ -128,9 +130,9 @@ def writer_pid(parent: int) -> int | None:
             cmdline = (status.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"linkflow.store.sqlite_writer" in cmdline:
-            return int(status.parent.name)
-    return None
+        if b"linkflow.store.writer_process" in cmdline:
+            pids.append(int(status.parent.name))
+    return pids
 
 
 def wrk_load(url: str, seconds: float, clients: int, script: Path) -> tuple[float, float, float]:
@@ -214,25 +216,30 @@ def run(
         idle = rss_mib(server.pid)
         print(f"idle RSS at start: serve {idle:.0f} MiB")
         load(16, 3)  # warm up: compile, caches, connections, the writer process
-        writer = writer_pid(server.pid)  # started by the first batch
+        writers = writer_pids(server.pid)  # started by the first batches
+
+        def writer_cpu_seconds() -> float:
+            return sum(cpu_seconds(pid) for pid in writers)
+
         print(f"RSS after warm-up: serve {rss_mib(server.pid):.0f} MiB"
-              + (f", writer process {rss_mib(writer):.0f} MiB" if writer else ""))  # fmt: skip
+              + "".join(f", writer process {rss_mib(pid):.0f} MiB" for pid in writers))
         peak = 0.0
         for clients in levels:
             for _ in range(rounds):
-                before = (cpu_seconds(server.pid), cpu_seconds(writer),
+                before = (cpu_seconds(server.pid), writer_cpu_seconds(),
                           children_cpu_seconds(postgres_pid))  # fmt: skip
                 rate, p50, p99 = load(clients, seconds)
                 serve_cpu, writer_cpu, postgres_cpu = (
                     after - then for after, then in zip(
-                        (cpu_seconds(server.pid), cpu_seconds(writer),
+                        (cpu_seconds(server.pid), writer_cpu_seconds(),
                          children_cpu_seconds(postgres_pid)), before, strict=True)
                 )  # fmt: skip
                 done = max(rate * seconds, 1.0)
                 peak = max(peak, rss_mib(server.pid))
                 cpu = f"CPU per execution: serve {serve_cpu / done * 1000:.2f} ms"
-                if writer:
-                    cpu += f", writer process {writer_cpu / done * 1000:.2f} ms"
+                if writers:
+                    cpu += (f", writer process{'es' if len(writers) > 1 else ''} "
+                            f"{writer_cpu / done * 1000:.2f} ms")  # fmt: skip
                 if postgres_pid:
                     cpu += f", PostgreSQL {postgres_cpu / done * 1000:.2f} ms"
                 print(f"{clients:>3} clients: {rate:,.0f} executions/s, p50 {p50:.1f} ms, "

@@ -16,11 +16,11 @@ A refused event's caller gets `HistoryConflict`, and `on_lease_lost` hears of
 every lease a write was refused under (its worker stops that execution); a
 failing transaction fails every caller in it.
 
-Where a batch runs: on PostgreSQL, in the writer's own thread on a psycopg
-connection of its own in pipeline mode (`store.pg_batches`: a batch waits for two
-round trips, not one per statement); on SQLite, in a child process (`process=True`,
-what `serve` uses: `store.sqlite_writer`) or else in the writer's own thread, on a
-sqlite3 connection of its own.
+Where a batch runs: with `process=True` (what `serve`, `api` and `worker` use), in
+a child process of its own (`store.writer_process`), on another core; otherwise in
+the writer's own thread. Either way on a connection of its own: on PostgreSQL a
+psycopg connection in pipeline mode (`store.pg_batches`: a batch waits for two round
+trips, not one per statement), on SQLite a sqlite3 connection (`store.sqlite_batches`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from linkflow.services.history import read_events
 from linkflow.store import Database, ExecutionStatus, NewEvent
 from linkflow.store.batch import LeaseAction, Outcome, WriteOp
 from linkflow.store.pg_batches import PostgresBatches
-from linkflow.store.sqlite_writer import SQLiteBatches, WriterProcess
+from linkflow.store.sqlite_batches import SQLiteBatches
+from linkflow.store.writer_process import WriterProcess, batches_for
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -120,10 +121,12 @@ class LeaseWrite:
 
 class _Lane:
     """One connection's share of the writes: its batches, oldest first (ops join the
-    newest until it is full), the loop that writes them, and where they are written."""
+    newest until it is full), the loop that writes them, and where they are written:
+    its child `process`, or else its thread."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, process: WriterProcess | None) -> None:
         self.index = index
+        self.process = process
         self.batches: deque[_Batch] = deque()
         self.wakeup = asyncio.Event()
         self.idle = asyncio.Event()
@@ -143,22 +146,33 @@ class GroupCommitWriter:
         self, database: Database, *, max_batch: int = DEFAULT_MAX_BATCH, process: bool = False,
         connections: int = DEFAULT_CONNECTIONS,
     ) -> None:  # fmt: skip
-        """`process`: on SQLite, write in a child process (`store.sqlite_writer`), on a
-        core of its own; otherwise in a thread of this process. `connections`: on
-        PostgreSQL, how many batches may be written at once, each on a connection (and
+        """`process`: write in child processes (`store.writer_process`), on cores of
+        their own; otherwise in threads of this process. `connections`: on PostgreSQL,
+        how many batches may be written at once, each on a connection (and child or
         thread) of its own; an execution's writes always take the same one, so they stay
         in order (SQLite has one writer: one)."""
         self.database = database
         self.max_batch = max_batch
-        sqlite = database.dialect == "sqlite"
-        self._process = WriterProcess(database.url) if process and sqlite else None
-        self._lanes = tuple(_Lane(index) for index in range(1 if sqlite else max(connections, 1)))
+        lanes = 1 if database.dialect == "sqlite" else max(connections, 1)
+        self._lanes = tuple(
+            _Lane(index, WriterProcess(database.url) if process else None)
+            for index in range(lanes)
+        )
         self.batches = 0
         self.ops = 0
         self.on_lease_lost: Callable[[str], None] | None = None
         """Told of each lease a write was refused under (once per batch)."""
         self.on_batch: Callable[[int, float], None] | None = None
         """Told of each batch written: its ops and the seconds it took (metrics)."""
+
+    @property
+    def processes(self) -> tuple[WriterProcess, ...]:
+        """The child processes written in (none unless `process`), one per connection."""
+        return tuple(lane.process for lane in self._lanes if lane.process is not None)
+
+    def process_of(self, execution_id: uuid.UUID) -> WriterProcess | None:
+        """The child process that writes `execution_id`'s ops (None unless `process`)."""
+        return self._lane(execution_id).process
 
     def start(self) -> None:
         for lane in self._lanes:
@@ -176,10 +190,10 @@ class GroupCommitWriter:
                 lane.task.cancel()
                 await asyncio.gather(lane.task, return_exceptions=True)
                 lane.task = None
-        if self._process is not None:
-            await self._process.close()
         loop = asyncio.get_running_loop()
         for lane in self._lanes:
+            if lane.process is not None:
+                await lane.process.close()
             if lane.in_thread is not None:
                 await loop.run_in_executor(lane.thread, lane.in_thread.close)
                 lane.in_thread = None
@@ -273,7 +287,7 @@ class GroupCommitWriter:
     async def _run(self, lane: _Lane) -> None:
         # A writer process takes a second batch while it commits the first (in order,
         # on one pipe), which hides the round trip; a thread or a connection takes one.
-        slots = asyncio.Semaphore(4 if self._process is not None else 1)
+        slots = asyncio.Semaphore(4 if lane.process is not None else 1)
         in_flight: set[asyncio.Task[None]] = set()
         while True:
             if not lane.batches:
@@ -311,8 +325,8 @@ class GroupCommitWriter:
 
     async def _write(self, lane: _Lane, batch: Sequence[WriteOp]) -> Outcome:
         began = time.perf_counter()
-        if self._process is not None:
-            outcome = await self._process.write(batch)
+        if lane.process is not None:
+            outcome = await lane.process.write(batch)
         else:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(lane.thread, self._write_in_thread, lane, batch)
@@ -403,9 +417,7 @@ class GroupCommitWriter:
     def _write_in_thread(self, lane: _Lane, batch: Sequence[WriteOp]) -> Outcome:
         """A batch on the lane thread's own connection (made there on first use)."""
         if lane.in_thread is None:
-            url = self.database.url
-            postgres = self.database.dialect == "postgresql"
-            lane.in_thread = PostgresBatches(url) if postgres else SQLiteBatches(url)
+            lane.in_thread = batches_for(self.database.url)
         return lane.in_thread.write(batch)
 
 

@@ -135,8 +135,11 @@ def processor_for(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
     through layers of wrappers and %-formatting: a sixth of a busy process's time).
     Applied to non-None values only. Ids and times may also come as the text orjson
     makes of them (the SQLite writer process receives them so)."""
-    if dialect.name == "postgresql" and isinstance(type_, JSONDocument):
-        return _json_text  # text, which the statement casts to JSONB
+    if dialect.name == "postgresql":
+        if isinstance(type_, JSONDocument):
+            return _json_text  # text, which the statement casts to JSONB
+        if isinstance(type_, UTCDateTime):
+            return _aware_datetime
     if dialect.name == "sqlite":
         if isinstance(type_, UTCDateTime):
             return _sqlite_datetime
@@ -148,6 +151,17 @@ def processor_for(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
             return _uuid_hex
     processor: Processor = type_.dialect_impl(dialect).bind_processor(dialect)
     return processor
+
+
+def _aware_datetime(value: datetime | str) -> datetime:
+    """An aware time (as `UTCDateTime` binds on PostgreSQL), from ISO 8601 text too. An
+    id as text needs nothing: the statements cast each parameter (``%s::UUID``)."""
+    if isinstance(value, str):  # ISO 8601, from the writer process's channel
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = f"naive datetime {value.isoformat()} refused: pass a timezone-aware datetime"
+        raise ValueError(msg)
+    return value
 
 
 def _sqlite_datetime(value: datetime | str) -> str:

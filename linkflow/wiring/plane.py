@@ -142,8 +142,8 @@ def build_shared(
     writer_process: bool = False, queue: Queue | None = None, bus: Bus | None = None,
     runs_worker: bool = True,
 ) -> Shared:  # fmt: skip
-    """The shared parts on `database`; `writer_process`: SQLite writes in a child
-    process (see `store.sqlite_writer`). `queue` and `bus` default to those the settings
+    """The shared parts on `database`; `writer_process`: the writer writes in child
+    processes (see `store.writer_process`). `queue` and `bus` default to those the settings
     pick. `runs_worker`: a worker of this process takes what it creates (its lease is
     minted in the creating batch and the worker starts from memory); an API-only
     process leaves every execution to whichever worker dequeues it."""

@@ -1,5 +1,6 @@
-"""Fixtures of the integration tests: the writer the execution plane writes through, and a
-SQLite database for the tests of the writer process."""
+"""Fixtures of the integration tests: the writer the execution plane writes through (in
+this process, or in a child as the processes users run write), and a SQLite database
+whatever backend a module runs on."""
 
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ async def writer(database: Database) -> AsyncIterator[GroupCommitWriter]:
 
 
 @pytest.fixture
-async def process_writer(sqlite_database: Database) -> AsyncIterator[GroupCommitWriter]:
-    """The writer `serve` uses: SQLite batches in a child process; closed after the test."""
-    writer = GroupCommitWriter(sqlite_database, process=True)
+async def process_writer(database: Database) -> AsyncIterator[GroupCommitWriter]:
+    """The writer `serve`, `api` and `worker` use: batches in a child process (one per
+    connection); closed after the test."""
+    writer = GroupCommitWriter(database, process=True)
     writer.start()
     yield writer
     await writer.close()

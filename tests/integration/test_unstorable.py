@@ -103,9 +103,9 @@ async def test_a_batch_of_one_unstorable_write_fails_its_execution(
 
 
 async def test_the_writer_process_isolates_an_unstorable_event(
-    sqlite_database: Database, process_writer: GroupCommitWriter
+    database: Database, process_writer: GroupCommitWriter
 ) -> None:
-    plane = build_plane(sqlite_database, process_writer)
+    plane = build_plane(database, process_writer)
     victim, victim_lease, other, other_lease = await two_executions(plane)
     poisoned = process_writer.append_nowait(victim, started(2, POISONS["a lone surrogate"]),
                                             lease=victim_lease)  # fmt: skip

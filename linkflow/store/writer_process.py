@@ -1,25 +1,27 @@
-"""The SQLite group-commit writer in a process of its own.
+"""The group-commit writer's batches in a process of its own, on either backend.
 
-Turning a batch's values into SQLite's (ids, times, JSON) and running the
-statements is most of a busy `linkflow serve`'s work after HTTP and the
-engine; in a thread it competes with them for the one interpreter lock. In a
-child process it runs on another core: the parent only encodes the batch's
-ops as JSON (plain tuples, by orjson: C-fast) and waits for the reply, which
-comes once the batch is committed.
+Turning a batch's values into the database's (ids, times, JSON) and running the
+statements is most of a busy process's work after HTTP and the engine; in a
+thread it competes with them for the one interpreter lock. In a child process
+it runs on another core: the parent only encodes the batch's ops as JSON (plain
+tuples, by orjson: C-fast) and waits for the reply, which comes once the batch
+is committed. The child writes with `SQLiteBatches` or `PostgresBatches`
+(pipeline mode), by the URL's backend, exactly as the writer's thread would.
 
 Frames on the child's stdin/stdout (pipes, or a socket pair under uvloop): a
 4-byte big-endian length, then JSON. Request: a list of op tuples (see
 `_encode`); ids arrive as text, times as ISO 8601 text, enums as their values,
 which the writer's bind processors take as they take the objects (see
-`store.bulk.processor_for`). Not pickle: pickling an id or an aware time
-calls back into Python for each, which cost the parent four times what
-orjson does for a whole batch. Reply: ``["ok", [refused positions], [lost leases], [notes]]`` or
-``["error", message]``; an empty request asks the child to stop. The child runs in a session of its
-own and ignores SIGINT/SIGTERM (the parent must still flush through it during
-its graceful shutdown, so stopping it is the parent's call), and exits when
-its stdin closes, so a parent killed outright never leaves it behind. If the
-child dies, the batch in flight fails (its callers retry, and the history's
-idempotent appends make a retry safe) and the next batch starts a new child.
+`store.bulk.processor_for`). Not pickle: pickling an id or an aware time calls
+back into Python for each, which cost the parent four times what orjson does for
+a whole batch. Reply: ``["ok", [refused positions], [lost leases], [notes]]`` or
+``["error", message]``; an empty request asks the child to stop. The child runs
+in a session of its own and ignores SIGINT/SIGTERM (the parent must still flush
+through it during its graceful shutdown, so stopping it is the parent's call),
+and exits when its stdin closes, so a parent killed outright never leaves it
+behind. If the child dies, the batch in flight fails (its callers retry, and the
+history's idempotent appends make a retry safe) and the next batch starts a new
+child.
 """
 
 from __future__ import annotations
@@ -31,20 +33,22 @@ import gc
 import os
 import signal
 import socket
-import sqlite3
 import struct
 import sys
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import IO, Any, Final
 
 import orjson
+from sqlalchemy.engine import make_url
 
-from linkflow.store.batch import Outcome, WriteOp, write_batch
-from linkflow.store.bulk import BulkStatements, SQLiteSink
+from linkflow.store.batch import Outcome, WriteOp
+from linkflow.store.pg_batches import PostgresBatches
 from linkflow.store.repositories.events import NewEvent
+from linkflow.store.sqlite_batches import SQLiteBatches
 
-__all__ = ["SQLiteBatches", "WriterProcess", "WriterProcessFailed"]
+__all__ = ["WriterProcess", "WriterProcessFailed", "batches_for"]
 
 _HEADER: Final = struct.Struct(">I")
 START_TIMEOUT_S: Final = 30.0
@@ -64,6 +68,21 @@ def _encode(op: WriteOp) -> tuple[Any, ...]:
         op.execution_id, op.values, op.new_execution, op.replace_nodes_of, op.node_rows,
         op.webhook_called, op.lease, op.lease_action,
     )  # fmt: skip
+
+
+def _id_text(value: Any) -> str:
+    """What orjson does not take itself: ids of a driver's own UUID class (asyncpg's
+    subclasses `uuid.UUID`; orjson takes the exact class only)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def batches_for(url: str) -> SQLiteBatches | PostgresBatches:
+    """The batches of `url`'s backend, on a connection of their own."""
+    if make_url(url).get_backend_name() == "postgresql":
+        return PostgresBatches(url)
+    return SQLiteBatches(url)
 
 
 def _decode(item: tuple[Any, ...]) -> WriteOp:
@@ -112,7 +131,7 @@ class WriterProcess:
     async def write(self, batch: Sequence[WriteOp]) -> Outcome:
         child = await self._running()
         assert child.stdin is not None
-        payload = orjson.dumps([_encode(op) for op in batch])
+        payload = orjson.dumps([_encode(op) for op in batch], default=_id_text)
         reply: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._replies.append(reply)
         try:
@@ -144,7 +163,7 @@ class WriterProcess:
             if self._child is not None and self._child.returncode is None:
                 return self._child
             child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "linkflow.store.sqlite_writer", self.url,
+                sys.executable, "-m", "linkflow.store.writer_process", self.url,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # out of the terminal's reach: Ctrl-C is the parent's
             )  # fmt: skip
@@ -157,9 +176,9 @@ class WriterProcess:
             if ready != b"ready":
                 child.kill()
                 await child.wait()
-                raise WriterProcessFailed("the SQLite writer process did not start")
+                raise WriterProcessFailed("the writer process did not start")
             self._child = child
-            self._reader = asyncio.create_task(self._read(child), name="sqlite-writer-replies")
+            self._reader = asyncio.create_task(self._read(child), name="writer-process-replies")
             return child
 
     async def _read(self, child: asyncio.subprocess.Process) -> None:
@@ -186,7 +205,7 @@ class WriterProcess:
         while self._replies:
             reply = self._replies.popleft()
             if not reply.done():
-                error = WriterProcessFailed("the SQLite writer process died")
+                error = WriterProcessFailed("the writer process died")
                 error.__cause__ = cause
                 reply.set_exception(error)
 
@@ -211,44 +230,9 @@ async def _read_frame(stream: asyncio.StreamReader) -> bytes:
     return await stream.readexactly(length)
 
 
-class SQLiteBatches:
-    """Writes batches on one sqlite3 connection of its own, each in one ``BEGIN
-    IMMEDIATE`` transaction: the writer thread's (in-process mode) or the child's.
-    Use it from one thread only: the one that made it."""
-
-    def __init__(self, url: str) -> None:
-        from linkflow.store.database import sqlite_writer_engine
-
-        self._engine = sqlite_writer_engine(url)
-        # Opened through the engine for its pragmas (WAL, busy timeout, foreign keys);
-        # the pool's handle is held, or the pool would take the connection back.
-        self._checkout = self._engine.raw_connection()
-        connection = self._checkout.driver_connection
-        assert isinstance(connection, sqlite3.Connection)
-        self._connection = connection
-        self._sink = SQLiteSink(connection)
-        self._statements = BulkStatements(self._engine.dialect)
-
-    def write(self, batch: Sequence[WriteOp]) -> Outcome:
-        connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            outcome = write_batch(self._sink, self._statements, batch)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-        return outcome
-
-    def close(self) -> None:
-        self._checkout.close()
-        self._engine.dispose()
-
-
 def _serve(url: str, requests: IO[bytes], replies: IO[bytes]) -> None:
     """The child's loop: one batch per request, in one transaction, until stopped."""
-    batches = SQLiteBatches(url)
+    batches = batches_for(url)
     _send(replies, b"ready")
     while (payload := _receive(requests)) is not None and payload:
         batch = [_decode(item) for item in orjson.loads(payload)]
