@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     database_pool_size: Annotated[int, Field(ge=1, le=500)] = 20
     """PostgreSQL connections a process keeps open (as many again under a burst): every
     process counts against the server's `max_connections`."""
+    sqlite_synchronous: Literal["normal", "full", "extra"] = "normal"
+    """SQLite's durability (WAL mode): `normal` survives a crash of the process, while
+    the last commits may be lost on power loss; `full` makes every commit survive power
+    loss too (an fsync per commit). Carried in the URL as `?synchronous=`."""
     writer_connections: Annotated[int, Field(ge=1, le=32)] = 2
     """PostgreSQL connections a process's group-commit writer writes on at once (an
     execution's writes always take the same one); opened beside the pool's."""
@@ -325,9 +329,12 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'linkflow.db').resolve()}"
+        default = f"sqlite+aiosqlite:///{(self.data_dir / 'linkflow.db').resolve()}"
+        url = self.database_url or default
+        if (self.sqlite_synchronous == "normal" or not url.startswith("sqlite")
+                or "synchronous=" in url):  # fmt: skip
+            return url
+        return f"{url}{'&' if '?' in url else '?'}synchronous={self.sqlite_synchronous}"
 
     @property
     def json_logs(self) -> bool:

@@ -9,9 +9,13 @@ Invariants:
 - Every SQLite connection runs in WAL mode with foreign keys enforced, a busy
   timeout and ``synchronous=NORMAL`` (durable across process crashes; the
   last transactions may be lost on power failure, which WAL makes a safe
-  trade). The driver's own implicit transaction handling is switched off and
-  ``BEGIN`` is emitted instead, so that SQLite transactions, savepoints and
-  transactional DDL behave as on PostgreSQL. `Database.transaction` begins
+  trade), or the level the URL's ``synchronous`` parameter names (``full``:
+  each commit survives power loss too; see `SQLITE_SYNCHRONOUS`). It rides in
+  the URL so that every process and engine opened on the URL (the writer's
+  child among them) applies the same level. The driver's own implicit
+  transaction handling is switched off and ``BEGIN`` is emitted instead, so
+  that SQLite transactions, savepoints and transactional DDL behave as on
+  PostgreSQL. `Database.transaction` begins
   SQLite write transactions with ``BEGIN IMMEDIATE``.
 - Sessions do not expire objects on commit: a row read in a request stays
   readable after the commit without another round trip (and without the lazy
@@ -123,6 +127,24 @@ def normalize_url(url: str) -> str:
     return _parse(url).render_as_string(hide_password=False)
 
 
+SQLITE_SYNCHRONOUS: Final = ("normal", "full", "extra")
+"""SQLite's durable ``synchronous`` levels in WAL mode, the URL's ``?synchronous=``
+(`Settings.sqlite_synchronous`). ``off`` is not offered: a crash of the machine could
+corrupt the file."""
+
+
+def _sqlite_synchronous(parsed: URL) -> tuple[URL, str]:
+    """The URL without its ``synchronous`` parameter (the driver does not know it), and
+    the level it names (default ``normal``)."""
+    raw = parsed.query.get("synchronous", "normal")
+    level = (raw if isinstance(raw, str) else raw[-1]).lower()
+    if level not in SQLITE_SYNCHRONOUS:
+        msg = (f"unsupported SQLite synchronous level {level!r}: use one of "
+               f"{', '.join(SQLITE_SYNCHRONOUS)}")  # fmt: skip
+        raise StoreConfigError(msg)
+    return parsed.difference_update_query(["synchronous"]), level
+
+
 def _sqlite_path(parsed: URL) -> Path | None:
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -176,7 +198,7 @@ def unavailable_error(url: str, exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"cannot {verb} {_describe(make_url(url))}: {_reason(exc)}")
 
 
-def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
+def _configure_sqlite(engine: Engine, *, foreign_keys: bool, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
         # Stop the driver from issuing BEGIN on its own (and never for DDL or
@@ -190,7 +212,7 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
             if str(cursor.fetchone()[0]).lower() != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         finally:
             cursor.close()
@@ -209,7 +231,7 @@ def sqlite_writer_engine(url: str) -> Engine:
     thread (or process) commits several times faster. Every transaction on it
     is ``BEGIN IMMEDIATE``.
     """
-    sync_url = _parse(url).set(drivername="sqlite")
+    sync_url, synchronous = _sqlite_synchronous(_parse(url).set(drivername="sqlite"))
     path = _sqlite_path(sync_url)
     if path is not None:
         _prepare_sqlite_file(path)
@@ -217,7 +239,7 @@ def sqlite_writer_engine(url: str) -> Engine:
         sync_url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
         execution_options={_SQLITE_BEGIN: "IMMEDIATE"},
     )  # fmt: skip
-    _configure_sqlite(engine, foreign_keys=True)
+    _configure_sqlite(engine, foreign_keys=True, synchronous=synchronous)
     return engine
 
 
@@ -240,6 +262,7 @@ def create_engine(
     parsed = _parse(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        parsed, synchronous = _sqlite_synchronous(parsed)
         path = _sqlite_path(parsed)
         if path is not None:
             _prepare_sqlite_file(path)
@@ -247,7 +270,7 @@ def create_engine(
             parsed, echo=echo, json_serializer=_json_dumps, json_deserializer=orjson.loads,
             pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW,
         )  # fmt: skip
-        _configure_sqlite(engine.sync_engine, foreign_keys=foreign_keys)
+        _configure_sqlite(engine.sync_engine, foreign_keys=foreign_keys, synchronous=synchronous)
         return engine
     return create_async_engine(
         parsed,
