@@ -28,6 +28,7 @@ __all__ = [
     "ConfigError",
     "Environment",
     "LogFormat",
+    "OAuth2Client",
     "OAuthProvider",
     "Settings",
     "load_settings",
@@ -71,6 +72,27 @@ class OAuthProvider(BaseModel):
     userinfo_url: str | None = None
     emails_url: str | None = None
     scopes: list[str] | None = None
+
+
+class OAuth2Client(BaseModel):
+    """The instance's OAuth client at one provider, for credentials connected through it
+    (keyed by credential type, e.g. `google_oauth2`). The URLs and scopes override
+    those the credential type declares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str
+    client_secret: SecretStr | None = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+    scopes: list[str] | None = None
+
+    @field_validator("authorize_url", "token_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class Settings(BaseSettings):
@@ -270,6 +292,16 @@ class Settings(BaseSettings):
     oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
     """OAuth/OIDC login, JSON: `{"github": {"client_id": ..., "client_secret": ...},
     "google": {...}, "corp": {"issuer": "https://id.example.com", ...}}`."""
+    oauth2_clients: dict[str, OAuth2Client] = Field(default_factory=dict)
+    """OAuth clients for connecting credentials, by credential type, JSON:
+    `{"google_oauth2": {"client_id": ..., "client_secret": ...}}`; optional
+    `authorize_url`, `token_url` and `scopes` override the type's. Register
+    `<public_url>/api/v1/credentials/oauth2/callback` as the redirect URI."""
+    oauth2_connect_redirect_url: str | None = None
+    """Where the browser goes after connecting a credential (the UI's page), with
+    `credential_id` added to the query; unset: the callback answers JSON."""
+    oauth2_state_ttl_s: Annotated[int, Field(ge=60, le=3600)] = 600
+    """How long a started connection may take: the consent screen's `state` expires then."""
     stripe_api_key: SecretStr | None = None
     """A Stripe secret key: subscriptions, Checkout and invoices through Stripe. Unset:
     self-hosted, an instance admin assigns plans and nothing calls Stripe."""

@@ -14,6 +14,11 @@ Invariants:
   `CheckContext`, reaches the service through the context only (so the SSRF
   guard applies), and either returns what it verified or raises `NodeError`
   with a reason; it never puts a secret value in either.
+- A type that declares `oauth2` (an `OAuth2Flow`: the provider's authorize and
+  token URLs, its scopes) is connected through the browser
+  (`/credentials/oauth2/{type}/authorize`) and refreshed with the instance's
+  OAuth client of that provider; its tokens are the fields `access_token`,
+  `refresh_token`, `expires_at` and `scope`, which such a type must declare.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "CredentialField",
     "CredentialType",
     "FieldKind",
+    "OAuth2Flow",
 ]
 
 MAX_TEXT_CHARS: Final = 16 * 1024
@@ -146,12 +152,32 @@ class CredentialField:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuth2Flow:
+    """Where a provider's OAuth2 authorization-code flow happens (RFC 6749, with PKCE).
+
+    The URLs are the provider's public ones; an operator overrides them per type
+    (`LINKFLOW_OAUTH2_CLIENTS`), which is also how tests point them at a loopback
+    server. `authorize_params` are sent as they are to the authorize endpoint
+    (Google needs ``access_type=offline`` and ``prompt=consent`` to hand out a
+    refresh token).
+    """
+
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...] = ()
+    authorize_params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CredentialType:
     """A kind of credential: its name, what it is for, its fields, how to test it.
 
     `check` is what `POST /credentials/{id}/test` runs: one cheap call to the
     service (a PING, a ``SELECT 1``, an SMTP login). None: the test only says
     that the fields are complete.
+
+    `oauth2`: the type is connected through the provider's consent screen (see
+    `OAuth2Flow`); its fields then include the token fields.
     """
 
     name: str
@@ -159,6 +185,7 @@ class CredentialType:
     description: str
     fields: tuple[CredentialField, ...]
     check: CredentialCheck | None = None
+    oauth2: OAuth2Flow | None = None
 
     @property
     def secret_fields(self) -> frozenset[str]:

@@ -28,6 +28,7 @@ from linkflow.nodes._credentials import (
     CredentialCheck,
     CredentialField,
     CredentialType,
+    OAuth2Flow,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ __all__ = [
     "NodeError",
     "NodeGroup",
     "NodeResult",
+    "OAuth2Flow",
     "OnError",
     "Pair",
     "Response",

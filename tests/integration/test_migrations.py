@@ -50,6 +50,8 @@ EXPECTED_TABLES = {
     "idempotency_keys",
     "execution_leases",
     "password_reset_tokens",
+    "oauth2_connect_states",
+    "credential_refresh_leases",
 }
 
 

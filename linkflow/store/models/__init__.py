@@ -31,6 +31,7 @@ from linkflow.store.models.identity import (
     User,
     UserSession,
 )
+from linkflow.store.models.oauth2 import CredentialRefreshLease, OAuth2ConnectState
 from linkflow.store.models.outgoing import WebhookDelivery, WebhookSubscription
 from linkflow.store.models.workflows import (
     Credential,
@@ -49,11 +50,13 @@ __all__ = [
     "Base",
     "BillingEvent",
     "Credential",
+    "CredentialRefreshLease",
     "Execution",
     "ExecutionEvent",
     "ExecutionLease",
     "IdempotencyKey",
     "NodeExecution",
+    "OAuth2ConnectState",
     "OAuthConnection",
     "PasswordResetToken",
     "Plan",

@@ -8,8 +8,8 @@ PINNED = {
     "AddressGuard", "CheckContext", "CredentialCheck", "CredentialField", "CredentialType",
     "BinaryRef", "BlobStore", "ChildExecution", "CodeMode", "CodeRequest", "CodeResult",
     "CodeRunner", "amap_items", "ERROR_OUTPUT", "Item", "JsonObject", "Lineage", "MAIN", "Node",
-    "NodeContext", "NodeError", "NodeGroup", "NodeResult", "OnError", "Pair", "Response",
-    "Wait", "error_item", "map_items", "route_items",
+    "NodeContext", "NodeError", "NodeGroup", "NodeResult", "OAuth2Flow", "OnError", "Pair",
+    "Response", "Wait", "error_item", "map_items", "route_items",
 }  # fmt: skip
 
 
