@@ -1,4 +1,5 @@
-"""One integration node under the real engine (manual → node), for the tests of retries.
+"""Integration nodes as the platform runs them: one node under the real engine (manual →
+node), for the tests of retries, and the context a credential check gets.
 
 The engine's clock is a `StepClock`: sleeping only records the delay, so a test sees
 how long the engine waited for a retry (a service's Retry-After) without waiting.
@@ -16,7 +17,7 @@ from linkflow.nodes.registry import default_registry
 from linkflow.services.credentials_file import FileCredentials
 from tests.unit.engine._support import CountingEntropy, StepClock
 
-__all__ = ["NODE", "events", "run_in_engine"]
+__all__ = ["NODE", "Checking", "events", "run_in_engine"]
 
 NODE = "node"
 
@@ -53,3 +54,22 @@ async def run_in_engine(
 
 def events(result: RunResult, type_: str) -> list[dict[str, Any]]:
     return [dict(event.data) for event in result.events if event.type == type_]
+
+
+class Checking:
+    """The `CheckContext` the control plane gives a credential check: the guarded client
+    and a time budget (an HTTP check resolves no host itself)."""
+
+    def __init__(self, http: httpx.AsyncClient, timeout_s: float = 5.0) -> None:
+        self._http = http
+        self._timeout_s = timeout_s
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    async def resolve_host(self, host: str, port: int) -> list[str]:
+        raise AssertionError(f"an HTTP check resolves nothing itself ({host}:{port})")

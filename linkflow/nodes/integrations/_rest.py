@@ -44,6 +44,7 @@ __all__ = [
     "Service",
     "base_url",
     "collect",
+    "default_detail",
     "header_retry_after",
     "list_limit",
 ]

@@ -14,7 +14,7 @@ from linkflow.nodes.sdk import NodeError, NodeResult, OnError
 from linkflow.nodes.testing import FakeContext, items, per_item, run_node
 from linkflow.security.ssrf import guarded_client
 from tests._saas._base import HANG, Reply, body_json
-from tests._saas._engine import NODE, events, run_in_engine
+from tests._saas._engine import NODE, Checking, events, run_in_engine
 from tests._saas.slack import BOT_USER, TOKEN, FakeSlack, fake_slack, rate_limited
 from tests.unit.engine._support import StepClock
 
@@ -299,11 +299,11 @@ class TestCredential:
         self, slack: FakeSlack, http: httpx.AsyncClient
     ) -> None:
         assert SLACK_CREDENTIAL.check is not None
-        said = await SLACK_CREDENTIAL.check(_Check(http), credential(slack))
+        said = await SLACK_CREDENTIAL.check(Checking(http), credential(slack))
         assert said == "authenticated as linkflow_bot in LinkFlow"
         assert slack.calls("auth.test")[0].headers["authorization"] == f"Bearer {TOKEN}"
         with pytest.raises(NodeError, match=r"^slack auth test: Slack refused the token"):
-            await SLACK_CREDENTIAL.check(_Check(http), credential(slack, "xoxb-nope"))
+            await SLACK_CREDENTIAL.check(Checking(http), credential(slack, "xoxb-nope"))
 
     def test_the_token_is_secret_and_the_base_url_defaults_to_slack(self) -> None:
         assert SLACK_CREDENTIAL.secret_fields == {"token"}
@@ -311,19 +311,3 @@ class TestCredential:
         assert field is not None
         assert field.default == "https://slack.com/api"
 
-
-class _Check:
-    """The `CheckContext` the control plane gives a check: the guarded client, a budget."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-
-    @property
-    def timeout_s(self) -> float:
-        return 5.0
-
-    def http(self) -> httpx.AsyncClient:
-        return self._http
-
-    async def resolve_host(self, host: str, port: int) -> list[str]:
-        raise AssertionError("an HTTP check resolves nothing itself")
