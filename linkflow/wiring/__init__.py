@@ -96,7 +96,7 @@ def build_api(settings: Settings) -> FastAPI:
     from linkflow.services.health import writer_answers
     from linkflow.wiring.plane import build_engine, build_plane, build_shared
 
-    shared = build_shared(settings, container.database, runs_worker=False)
+    shared = build_shared(settings, container.database, runs_worker=False, writer_process=True)
     container.health.add("writer", writer_answers(shared.writer))
     # The executions it creates go through its writer: its batches show on /metrics.
     shared.writer.on_batch = WriterMetrics(container.metrics.registry).batch

@@ -77,7 +77,7 @@ def build_worker_process(
     """With `metrics`, the worker counts there what it settles, runs and writes, and its
     lease keeper's renewals and losses (`build_worker`). `queues`: the priorities it takes."""
     check_cluster_settings(settings, "worker")
-    shared = build_shared(settings, _database(settings),
+    shared = build_shared(settings, _database(settings), writer_process=True,
                           queue=build_queue(settings, lanes=queues))  # fmt: skip
     code = build_runner(settings)
     worker = build_worker(shared, build_engine(shared, code), concurrency=concurrency,
