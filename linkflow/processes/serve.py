@@ -24,6 +24,7 @@ import uvicorn
 from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
 from linkflow.observability.tracing import start_tracing, stop_tracing
+from linkflow.processes._memory import give_back_when_idle
 
 __all__ = ["serve"]
 
@@ -64,6 +65,8 @@ async def serve(settings: Settings, *, concurrency: int = 64) -> None:
     if recovered:
         log.info("resuming unfinished executions", count=recovered)
     serving = asyncio.create_task(server.serve())
+    writer = runtime.shared.writer
+    idle = asyncio.create_task(give_back_when_idle(lambda: writer.ops), name="give-back-memory")
     # uvicorn offers `started` as a flag only, no event to wait on.
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
@@ -74,5 +77,6 @@ async def serve(settings: Settings, *, concurrency: int = 64) -> None:
     try:
         await serving
     finally:
+        idle.cancel()
         await runtime.stop()
         await asyncio.to_thread(stop_tracing)  # the last spans exported

@@ -28,6 +28,7 @@ from linkflow.config import Settings
 from linkflow.observability.logging import get_logger
 from linkflow.observability.tracing import start_tracing, stop_tracing
 from linkflow.observability.worker_metrics import WorkerMetrics, serve_metrics
+from linkflow.processes._memory import give_back_when_idle
 from linkflow.processes._signals import stop_requested
 from linkflow.queue.job import PRIORITY_ORDER, Priority
 from linkflow.services.health import Health, queue_answers, writer_answers
@@ -63,6 +64,8 @@ async def work(
     shared.writer.start()
     running = asyncio.create_task(worker.run(), name="worker")
     heartbeat = asyncio.create_task(shared.leases.run(), name="lease-heartbeat")
+    writer = shared.writer
+    idle = asyncio.create_task(give_back_when_idle(lambda: writer.ops), name="give-back-memory")
     depth = None
     if metrics is not None and metrics_port is not None:
         health = Health(shared.database, None, checks={
@@ -89,7 +92,7 @@ async def work(
             await asyncio.gather(running, return_exceptions=True)
     finally:
         stopping.cancel()
-        for task in (heartbeat, depth):
+        for task in (heartbeat, depth, idle):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
