@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,15 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webhook import free_port, rss_mib, settle_rss, setup, wait_ready, writer_pids
+from webhook import (
+    free_port,
+    rss_mib,
+    settle_rss,
+    setup,
+    start_serve,
+    wait_ready,
+    writer_pids,
+)
 
 WORKFLOW = {
     "name": "waits",
@@ -65,12 +71,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "LINKFLOW_DATA_DIR": data_dir,  # noqa: TID251 - child env
-               "LINKFLOW_RATE_LIMIT_ENABLED": "false", "LINKFLOW_LOG_LEVEL": "warning"}  # fmt: skip
-        server = subprocess.Popen(
-            [sys.executable, "-m", "linkflow", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        server = start_serve(port, data_dir)
         try:
             wait_ready(base)
             hook = setup(base, WORKFLOW)

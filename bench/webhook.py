@@ -186,6 +186,24 @@ def setup(base: str, definition: dict[str, object] = WORKFLOW) -> str:
     return str(active.json()["webhooks"][0]["url"])
 
 
+def start_serve(
+    port: int, data_dir: str, database_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`linkflow serve` on `port` with its data in `data_dir` (SQLite), or on
+    `database_url` (migrated first); rate limits off, logs quiet."""
+    env = {**os.environ, "LINKFLOW_DATA_DIR": data_dir,  # noqa: TID251 - child env
+           "LINKFLOW_RATE_LIMIT_ENABLED": "false", "LINKFLOW_LOG_LEVEL": "warning"}  # fmt: skip
+    if database_url:
+        env["LINKFLOW_DATABASE_URL"] = database_url
+        subprocess.run([sys.executable, "-m", "linkflow", "migrate"], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        print(f"database: {database_url.split('@')[-1]}")
+    return subprocess.Popen(
+        [sys.executable, "-m", "linkflow", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def wait_ready(base: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -285,17 +303,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "LINKFLOW_DATA_DIR": data_dir,  # noqa: TID251 - child env
-               "LINKFLOW_RATE_LIMIT_ENABLED": "false", "LINKFLOW_LOG_LEVEL": "warning"}  # fmt: skip
-        if args.database_url:
-            env["LINKFLOW_DATABASE_URL"] = args.database_url
-            subprocess.run([sys.executable, "-m", "linkflow", "migrate"], env=env, check=True,
-                           capture_output=True)  # fmt: skip
-            print(f"database: {args.database_url.split('@')[-1]}")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "linkflow", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        server = start_serve(port, data_dir, args.database_url)
         try:
             wait_ready(base)
             levels = [int(level) for level in args.clients.split(",")]
