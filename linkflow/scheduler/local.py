@@ -12,9 +12,9 @@ outage). Every half lease it
 also recovers the unfinished executions nobody holds (a worker died: another
 process on the same database resumes its executions once their leases expired), and
 the parents left waiting for children that have all ended. Every five minutes it
-counts the recent hours' usage per workspace (`services.usage`) and queues the usage
-alerts that came due (`services.usage_alerts`), hourly it deletes
-executions past their retention.
+queues the usage alerts that came due (`services.usage_alerts`; usage is counted as it
+happens, `services.usage`), hourly it deletes executions past their retention. A tick
+whose workspace is at a plan limit starts nothing (and is not fired again later).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from linkflow.observability.logging import get_logger
 from linkflow.queue import Queue
 from linkflow.scheduler.timing import next_fire
 from linkflow.services.children import ChildExecutions
+from linkflow.services.errors import LinkFlowError
 from linkflow.services.executions import ExecutionService, NewExecution, execution_job
 from linkflow.services.retention import purge_expired_executions
-from linkflow.services.usage import aggregate_usage
 from linkflow.store import (
     Database,
     Execution,
@@ -54,7 +54,7 @@ TICK_S = 0.5
 CLEANUP_EVERY_S = 3600.0
 """Retention cleanup runs at start and hourly: plans count retention in days."""
 USAGE_EVERY_S = 300.0
-"""How often the recent hours' usage is counted again (`services.usage`)."""
+"""How often the usage alerts are looked for (`services.usage_alerts`)."""
 MAX_CATCH_UP_TICKS = 1000
 """Missed ticks one schedule fires in one go at most (a 1-second cron down for a minute)."""
 
@@ -101,7 +101,6 @@ class LocalScheduler:
                         log.info("deleted executions past their plan's retention", count=purged)
                 if time.monotonic() - last_usage >= USAGE_EVERY_S:
                     last_usage = time.monotonic()
-                    await aggregate_usage(self.database)
                     if self.usage_alerts is not None:
                         await self.usage_alerts()
             except Exception:
@@ -164,12 +163,20 @@ class LocalScheduler:
             if due is None:
                 return following
             payload = {"scheduled_at": due.isoformat(), "fired_at": now.isoformat()}
-            job = self.executions.insert(session, NewExecution(
-                workspace_id=schedule.workspace_id, workflow_id=schedule.workflow_id,
-                workflow_version=version, input={**payload, **(schedule.input or {})}
-                if isinstance(schedule.input, dict) else payload,
-                trigger_type=TriggerType.SCHEDULE, start_node=schedule.node_id,
-            ))  # fmt: skip
+            try:
+                job = await self.executions.insert(session, NewExecution(
+                    workspace_id=schedule.workspace_id, workflow_id=schedule.workflow_id,
+                    workflow_version=version, input={**payload, **(schedule.input or {})}
+                    if isinstance(schedule.input, dict) else payload,
+                    trigger_type=TriggerType.SCHEDULE, start_node=schedule.node_id,
+                ))  # fmt: skip
+            except LinkFlowError as refused:
+                if refused.code != "plan_limit":
+                    raise
+                # The tick is spent (a limit is no reason to fire it twice later).
+                log.warning("schedule tick not run: its workspace is at a plan limit",
+                            schedule_id=str(schedule.id), detail=refused.detail)  # fmt: skip
+                return following
         await self.queue.enqueue(job)
         if after is now:  # the ticks between `due` and now: this one run stands for them
             self.missed += _ticks_between(schedule, due, now)

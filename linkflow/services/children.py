@@ -34,7 +34,9 @@ from linkflow.engine import EventType, ParentLink
 from linkflow.nodes.sdk import ChildExecution
 from linkflow.observability.logging import get_logger
 from linkflow.queue import Priority, Queue
-from linkflow.services.executions import execution_job
+from linkflow.services.executions import Allowances, execution_job
+from linkflow.services.plan_limits import Limit, over_limit, refusal
+from linkflow.services.usage import claim_start
 from linkflow.store import (
     Database,
     Execution,
@@ -59,12 +61,20 @@ class _WaitMoved(Exception):
     """The parent's last event is no longer the wait that was checked."""
 
 
+class _OverLimit(Exception):
+    """A child's start reached a plan limit (limit, value, usage): roll it back."""
+
+
 class ChildExecutions:
     """The `SubWorkflowRunner` of a server, and the wake-up of waiting parents."""
 
-    def __init__(self, database: Database, queue: Queue) -> None:
+    def __init__(
+        self, database: Database, queue: Queue, *, allowances: Allowances | None = None
+    ) -> None:
         self.database = database
         self.queue = queue
+        self.allowances = allowances
+        """A child's start counts against its workspace's plan limits (`services.usage`)."""
 
     # -- starting ------------------------------------------------------------
 
@@ -137,18 +147,37 @@ class ChildExecutions:
             "trigger_type": trigger_type.value, "priority": Priority.NORMAL.value,
             "start_node": start_node, "parent": parent.to_json(), "depth": parent.depth + 1,
         }  # fmt: skip
-        async with self.database.transaction() as session:
-            insert = postgresql.insert if self.database.dialect == "postgresql" else sqlite.insert
-            created = (await session.execute(
-                insert(Execution).values(values)
-                .on_conflict_do_nothing(index_elements=["parent_key"])
-                .returning(Execution.id)
-            )).one_or_none()  # fmt: skip
-            if created is not None:
-                session.add(ExecutionEvent(
-                    execution_id=execution_id, seq=1, type=EventType.EXECUTION_QUEUED.value,
-                    data=queued, created_at=now,
-                ))  # fmt: skip
+        allowance = None if self.allowances is None else await self.allowances(
+            workflow.workspace_id
+        )
+        try:
+            async with self.database.transaction() as session:
+                dialect = self.database.dialect
+                insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+                created = (await session.execute(
+                    insert(Execution).values(values)
+                    .on_conflict_do_nothing(index_elements=["parent_key"])
+                    .returning(Execution.id)
+                )).one_or_none()  # fmt: skip
+                if created is not None and allowance is not None:
+                    over = await claim_start(session, workflow.workspace_id, allowance.quota,
+                                             dialect=dialect, inserted=1)  # fmt: skip
+                    if over is not None:
+                        raise _OverLimit(over)
+                if created is not None:
+                    session.add(ExecutionEvent(
+                        execution_id=execution_id, seq=1, type=EventType.EXECUTION_QUEUED.value,
+                        data=queued, created_at=now,
+                    ))  # fmt: skip
+        except _OverLimit as refused:  # rolled back: no child, nothing counted
+            assert allowance is not None
+            limit, value, usage = refused.args[0]
+            error = refusal(over_limit(Limit(limit), value, usage, now=datetime.now(UTC),
+                                       period_end=allowance.period_end))  # fmt: skip
+            return ChildExecution("", "failed", error={
+                "message": f"the sub-workflow was not started: {error.detail}",
+                "code": error.code, **error.extra,
+            })  # fmt: skip
         if created is None:  # another process started it a moment ago
             found = await self._find(key)
             assert found is not None

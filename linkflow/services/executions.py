@@ -11,6 +11,13 @@ machine), and queued ones that never had a lease and waited longer than a lease
 lasts while no job waits in the queue (their creator handed the job to a queue that
 lost it: Redis restarted empty; with a backlog, they are recovered once it drained).
 
+Plan limits: a start counts against its workspace's `executions_per_month` and
+`max_concurrent_executions` in the transaction that creates it (the writer's batch,
+`store.batch`; a schedule's or a child's own transaction, `services.usage`), from the
+workspace's `Allowance` in memory (`services.plans`). A start over a limit stores
+nothing and is refused with 429 `plan_limit` (`Retry-After`: the period's end, or a
+moment for concurrency), naming the limit, its value and the usage.
+
 The queue unreachable (Redis down): a start is refused before anything is written
 (`Unavailable`, code `queue_unavailable`, the API's 503 with `Retry-After`) when the
 queue already knows it is away (`Queue.reachable`, learned from its last commands: no
@@ -23,7 +30,7 @@ Redis lost), not a 503 that a client would retry into a second run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +44,11 @@ from linkflow.engine.storable import UnstorableValue, check_input
 from linkflow.observability import tracing
 from linkflow.observability.logging import get_logger
 from linkflow.queue import Job, JobType, Priority, Queue
-from linkflow.services.errors import Invalid, Unavailable, as_unavailable
-from linkflow.services.writer import GroupCommitWriter
+from linkflow.services.errors import Invalid, LinkFlowError, Unavailable, as_unavailable
+from linkflow.services.plan_limits import Limit, over_limit, refusal
+from linkflow.services.plans import Allowance
+from linkflow.services.usage import claim_start
+from linkflow.services.writer import GroupCommitWriter, OverLimit
 from linkflow.store import (
     Database,
     Execution,
@@ -119,6 +129,8 @@ class NewExecution:
 
 LeaseMinter = Callable[[uuid.UUID], tuple[str, datetime]]
 """Mints a lease (id, expiry) on a new execution for this process's worker."""
+Allowances = Callable[[uuid.UUID], Awaitable[Allowance]]
+"""A workspace's limits on starting executions (`PlanLimits.allowance`)."""
 
 
 class ExecutionService:
@@ -126,8 +138,11 @@ class ExecutionService:
         self, database: Database, writer: GroupCommitWriter, queue: Queue,
         *, leases: LeaseMinter | None = None, lease_ttl_s: float = 30.0,
         keep_fresh: bool = True, unlease: Callable[[str], object] | None = None,
+        allowances: Allowances | None = None,
     ) -> None:  # fmt: skip
         self.database = database
+        self.allowances = allowances
+        """Where the limits of a start come from; None: nothing is counted or limited."""
         self.writer = writer
         self.queue = queue
         self.leases = leases
@@ -162,8 +177,18 @@ class ExecutionService:
                 NewEvent(execution_id, seq, type_, node_id, data, at)
                 for seq, (type_, node_id, data, at) in enumerate(carried, start=2)
             ]
+            allowance = await self._allowance(new.workspace_id)
             lease = self.leases(execution_id) if self.leases is not None and not copies else None
-            await self.writer.create_execution(values, queued, *copies, lease=lease)
+            try:
+                await self.writer.create_execution(
+                    values, queued, *copies, lease=lease,
+                    quota=None if allowance is None else allowance.quota,
+                )  # fmt: skip
+            except OverLimit as over:
+                if lease is not None and self.unlease is not None:
+                    self.unlease(lease[0])
+                assert allowance is not None
+                raise _refused(over.limit, over.value, over.usage, allowance) from None
             if not copies and self.keep_fresh:
                 record = ExecutionRecord(
                     id=execution_id, workspace_id=new.workspace_id, workflow_id=new.workflow_id,
@@ -188,12 +213,23 @@ class ExecutionService:
         if lease is not None and self.unlease is not None:
             self.unlease(lease)
 
-    def insert(self, session: AsyncSession, new: NewExecution) -> Job:
+    async def _allowance(self, workspace_id: uuid.UUID) -> Allowance | None:
+        return None if self.allowances is None else await self.allowances(workspace_id)
+
+    async def insert(self, session: AsyncSession, new: NewExecution) -> Job:
         """Add a queued execution (row + first event) to the caller's transaction, which
         other writes of the same decision share (a schedule's tick: its compare-and-set
         and the execution it starts commit together or not at all). Returns the job to
-        enqueue once that transaction committed; a job lost before is `recover()`'s."""
+        enqueue once that transaction committed; a job lost before is `recover()`'s.
+        Over a plan limit, nothing is added and the `plan_limit` error is raised (the
+        transaction may go on: only the counter's row lock was taken)."""
         execution_id, values, queued = _first_write(new)
+        allowance = await self._allowance(new.workspace_id)
+        if allowance is not None:
+            over = await claim_start(session, new.workspace_id, allowance.quota,
+                                     dialect=self.database.dialect)  # fmt: skip
+            if over is not None:
+                raise _refused(*over, allowance)
         session.add(Execution(**values))
         session.add(ExecutionEvent(
             execution_id=execution_id, seq=queued.seq, type=queued.type, node_id=None,
@@ -248,6 +284,14 @@ class ExecutionService:
                 .where(ExecutionLease.execution_id == execution_id, ExecutionLease.owner == owner)
                 .values(expires_at=now)
             )
+
+
+def _refused(limit: str, value: int, usage: int, allowance: Allowance) -> LinkFlowError:
+    """The `plan_limit` error of a start a counter refused."""
+    verdict = over_limit(Limit(limit), value, usage, now=datetime.now(UTC),
+                         period_end=allowance.period_end)  # fmt: skip
+    log.info("execution refused by a plan limit", limit=limit, value=value, usage=usage)
+    return refusal(verdict)
 
 
 def _first_write(new: NewExecution) -> tuple[uuid.UUID, dict[str, Any], NewEvent]:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from linkflow.services.errors import Forbidden, LinkFlowError, RateLimited
 
 __all__ = [
+    "CONCURRENCY_RETRY_AFTER_S",
     "Limit",
     "Limits",
     "Verdict",
@@ -31,6 +32,7 @@ __all__ = [
     "decide_executions",
     "month_of",
     "next_month",
+    "over_limit",
     "refusal",
 ]
 
@@ -125,9 +127,27 @@ def decide_executions(
     return Verdict(False, verdict.limit, verdict.value, verdict.usage, retry_after_s=wait)
 
 
+CONCURRENCY_RETRY_AFTER_S = 2
+"""`Retry-After` of a start refused for `max_concurrent_executions`: a slot frees as
+soon as one of the workspace's executions ends, so the caller may try again shortly."""
+
+
+def over_limit(
+    limit: Limit, value: int, usage: int, *, now: datetime, period_end: datetime | None = None
+) -> Verdict:
+    """The refusal of an execution's start that the writer's counter decided (`limit`
+    reached, at `usage` of `value`): one that resets says when the period ends, one of
+    concurrency to try again shortly."""
+    if limit is Limit.EXECUTIONS_PER_MONTH:
+        return decide_executions(Limits({limit: value}), usage, now=now,
+                                 period_end=period_end)  # fmt: skip
+    return Verdict(False, limit, value, usage, retry_after_s=CONCURRENCY_RETRY_AFTER_S)
+
+
 def refusal(verdict: Verdict) -> LinkFlowError:
     """The error for a refused verdict: 403 `plan_limit` naming the limit, its value and
-    the usage; 429 with `Retry-After` when the limit resets (executions per month)."""
+    the usage; 429 with `Retry-After` when it frees by itself (executions per month at
+    the period's end, concurrent executions shortly)."""
     assert not verdict.allowed
     detail = (
         f"the workspace's plan allows {verdict.value} {verdict.limit.value.replace('_', ' ')}"

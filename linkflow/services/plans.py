@@ -10,8 +10,13 @@ Invariants:
 - A limit is checked in the transaction that adds what it counts, after a row lock on
   the workspace (`FOR UPDATE` on PostgreSQL; SQLite's write transactions are serial
   already), so of concurrent requests for the last slot exactly one passes.
-- Usage is what `services.usage` aggregated (hourly rows, counted every few minutes),
-  summed over the billing period: the live subscription's, else the calendar month.
+- Usage is what the writes counted as they happened (`store.batch`, `services.usage`):
+  the `executions` row of the billing period (the live subscription's, else the
+  calendar month) and the hourly `node_runs` rows within it.
+- The limits of the execution hot path (executions per month, concurrent executions)
+  are checked by the writer's counter, in the transaction that creates the execution;
+  what it needs of a workspace (`Allowance`: limits and period) is read here and kept
+  in memory for `ALLOWANCE_TTL_S`, so the check costs no read of its own.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from linkflow.services._ttl_cache import TTLCache
 from linkflow.services.errors import NotFound
 from linkflow.services.plan_limits import (
     Limit,
@@ -44,11 +51,16 @@ from linkflow.store import (
     Workspace,
     WorkspaceMember,
 )
+from linkflow.store.batch import Quota
 
-__all__ = ["PlanLimits", "Standing", "UsageReport", "plan_limits_of"]
+__all__ = ["ALLOWANCE_TTL_S", "Allowance", "PlanLimits", "Standing", "UsageReport",
+           "plan_limits_of"]  # fmt: skip
 
 METRICS = ("executions", "node_runs")
-"""The metrics `services.usage` counts."""
+"""The metrics counted (see `store.batch`)."""
+ALLOWANCE_TTL_S = 5.0
+"""How long a workspace's limits and period are used before they are read again: a plan
+changed, or a limit an admin raised, applies to new executions within this time."""
 
 
 def plan_limits_of(plan: Plan) -> dict[Limit, int | None]:
@@ -83,6 +95,15 @@ class Standing:
 
 
 @dataclass(frozen=True, slots=True)
+class Allowance:
+    """What a new execution of a workspace counts against (`Quota`), and when its
+    period ends (a refusal's `Retry-After`)."""
+
+    quota: Quota
+    period_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class UsageReport:
     standing: Standing
     period_start: datetime
@@ -98,6 +119,32 @@ class PlanLimits:
     def __init__(self, database: Database, default_plan: str) -> None:
         self.database = database
         self.default_plan = default_plan
+        self._allowances: TTLCache[uuid.UUID, Allowance] = TTLCache(ALLOWANCE_TTL_S)
+
+    async def allowance(self, workspace_id: uuid.UUID) -> Allowance:
+        """The workspace's limits on starting executions and its billing period, from
+        memory (read at most every `ALLOWANCE_TTL_S`, and again once the period ended)."""
+        allowance = await self._allowances.get(
+            workspace_id, partial(self._load_allowance, workspace_id)
+        )
+        if datetime.now(UTC) >= allowance.period_end:
+            self._allowances.forget(workspace_id)
+            allowance = await self._allowances.get(
+                workspace_id, partial(self._load_allowance, workspace_id)
+            )
+        return allowance
+
+    def forget(self, workspace_id: uuid.UUID) -> None:
+        """Read the workspace's allowance again next time (its plan or limits changed)."""
+        self._allowances.forget(workspace_id)
+
+    async def _load_allowance(self, workspace_id: uuid.UUID) -> Allowance:
+        standing = await self.standing_of(workspace_id)
+        start, end = standing.period(datetime.now(UTC))
+        limits = standing.limits
+        quota = Quota(start, limits.of(Limit.EXECUTIONS_PER_MONTH),
+                      limits.of(Limit.MAX_CONCURRENT_EXECUTIONS))  # fmt: skip
+        return Allowance(quota, end)
 
     async def plans(self) -> list[Plan]:
         """Every plan, cheapest first (enterprise, priced by agreement, last)."""

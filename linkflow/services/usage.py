@@ -1,75 +1,75 @@
-"""Hourly usage per workspace, counted from what the database holds (the `usage` table).
+"""Usage per workspace, counted in the transactions that create what it counts.
 
-The scheduler (`serve`'s, or the leading `linkflow scheduler`) calls `aggregate_usage`
-every few minutes. Each call counts again, per workspace, the executions created in
-the current hour and in the one before, and the node runs of those executions, and
-stores the counts as they are (an upsert of the total, never an increment): a
-scheduler that dies mid-way, two that both believe they lead, or an execution resumed
-by another worker count nothing twice, and an execution counts in the hour it was
-created even if it ends later. Older hours are final: retention may delete their
-executions afterwards, and their counts must stay.
+Metrics (rows of the `usage` table):
+- `executions`: one row per workspace and billing period (`period_start` the period's
+  start), one more for each execution created, in the transaction that inserts it;
+- `node_runs`: one row per workspace and hour, one more for each `node.completed` or
+  `node.failed` event a worker's write inserts.
 
-Metrics: `executions`, `node_runs`. Billing (plans, limits, alerts) reads these rows.
+Nothing is counted in memory, so a process that dies loses no count, and nothing is
+counted twice: an execution is inserted once, and a worker that resumes an execution
+after another died appends only the events that were not stored (a retried write of a
+stored event counts nothing). Most executions and every node run are counted by the
+group-commit writer in its batches (`store.batch`, which also refuses a new execution
+over its plan's limits); `claim_start` does the same for the executions created in a
+transaction of their own (a schedule's tick, a sub-workflow), under the same row lock.
+
+Retention may delete executions afterwards: their counts stay.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkflow.store import Database, Execution, NodeExecution, Usage, utcnow
+from linkflow.store import Execution, ExecutionStatus, Usage, utcnow
+from linkflow.store.batch import CONCURRENT_LIMIT, EXECUTIONS, EXECUTIONS_LIMIT, NODE_RUNS, Quota
 
-__all__ = ["RECOUNTED_HOURS", "aggregate_usage", "hour_of"]
+__all__ = ["EXECUTIONS", "NODE_RUNS", "UNFINISHED", "claim_start"]
 
-RECOUNTED_HOURS: Final = 2
-"""The current hour and the one before are counted again at each call: the node runs of
-an execution created at 10:59 go on after 11:00."""
-
-
-def hour_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+UNFINISHED: Final = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+"""What `max_concurrent_executions` counts: executions waiting for a worker or running
+(a waiting one holds no worker)."""
 
 
-async def aggregate_usage(database: Database, now: datetime | None = None) -> int:
-    """Count the recent hours again (see the module's doc); returns the rows written."""
-    current = hour_of(now or datetime.now(UTC))
-    written = 0
-    for back in reversed(range(RECOUNTED_HOURS)):
-        start = current - timedelta(hours=back)
-        written += await _count_hour(database, start, start + timedelta(hours=1))
-    return written
+async def claim_start(
+    session: AsyncSession, workspace_id: uuid.UUID, quota: Quota, *, dialect: str,
+    inserted: int = 0,
+) -> tuple[str, int, int] | None:  # fmt: skip
+    """Count one more execution of `workspace_id` in the caller's transaction, unless a
+    limit of `quota` is reached: then (limit, value, usage) and nothing is counted (the
+    caller rolls back or does not insert). `inserted`: the caller's transaction holds
+    that many of the workspace's new executions already (not counted as unfinished).
 
-
-async def _count_hour(database: Database, start: datetime, end: datetime) -> int:
-    in_hour = (Execution.created_at >= start) & (Execution.created_at < end)
-    async with database.reader() as session:
-        executions = (await session.execute(
-            select(Execution.workspace_id, func.count()).where(in_hour)
-            .group_by(Execution.workspace_id)
-        )).all()  # fmt: skip
-        node_runs = (await session.execute(
-            select(Execution.workspace_id, func.count(NodeExecution.id))
-            .join(NodeExecution, NodeExecution.execution_id == Execution.id)
-            .where(in_hour).group_by(Execution.workspace_id)
-        )).all()  # fmt: skip
-    rows = [
-        {"id": uuid.uuid4(), "workspace_id": workspace_id, "metric": metric,
-         "period_start": start, "quantity": int(count), "updated_at": utcnow()}
-        for metric, counts in (("executions", executions), ("node_runs", node_runs))
-        for workspace_id, count in counts
-    ]  # fmt: skip
-    if not rows:
-        return 0
-    insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
-    statement = insert(Usage).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=["workspace_id", "metric", "period_start"],
-        set_={"quantity": statement.excluded.quantity, "updated_at": statement.excluded.updated_at},
-    )
-    async with database.transaction() as session:
-        await session.execute(statement)
-    return len(rows)
+    Locks the workspace's counter row to the end of the transaction, as the writer's
+    batches do, so of concurrent starts at the limit exactly one passes."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    key = {"workspace_id": workspace_id, "metric": EXECUTIONS, "period_start": quota.period_start}
+    counter = insert(Usage).values(id=uuid.uuid4(), quantity=literal_column("0"),
+                                   updated_at=utcnow(), **key)  # fmt: skip
+    used = int(await session.scalar(
+        counter.on_conflict_do_update(
+            index_elements=list(key), set_={"quantity": Usage.quantity}
+        ).returning(Usage.quantity)
+    ) or 0)  # fmt: skip
+    if quota.executions is not None and used >= quota.executions:
+        return EXECUTIONS_LIMIT, quota.executions, used
+    if quota.concurrent is not None:
+        unfinished = int(await session.scalar(
+            select(func.count()).select_from(Execution).where(
+                Execution.workspace_id == workspace_id, Execution.status.in_(UNFINISHED)
+            )
+        ) or 0) - inserted  # fmt: skip
+        if unfinished >= quota.concurrent:
+            return CONCURRENT_LIMIT, quota.concurrent, unfinished
+    await session.execute(
+        update(Usage)
+        .where(Usage.workspace_id == workspace_id, Usage.metric == EXECUTIONS,
+               Usage.period_start == quota.period_start)
+        .values(quantity=Usage.quantity + 1, updated_at=utcnow())
+    )  # fmt: skip
+    return None

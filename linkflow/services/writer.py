@@ -39,7 +39,7 @@ from linkflow.observability.logging import get_logger
 from linkflow.services.errors import Invalid
 from linkflow.services.history import read_events
 from linkflow.store import Database, ExecutionStatus, NewEvent
-from linkflow.store.batch import LeaseAction, Outcome, WriteOp
+from linkflow.store.batch import LeaseAction, Limited, Outcome, Quota, WriteOp
 from linkflow.store.pg_batches import PostgresBatches
 from linkflow.store.sqlite_batches import SQLiteBatches
 from linkflow.store.writer_process import WriterProcess, batches_for
@@ -50,6 +50,8 @@ __all__ = [
     "GroupCommitWriter",
     "LeaseAction",
     "LeaseWrite",
+    "OverLimit",
+    "Quota",
     "WriterHistory",
     "flush",
 ]
@@ -155,7 +157,7 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         lanes = 1 if database.dialect == "sqlite" else max(connections, 1)
         self._lanes = tuple(
-            _Lane(index, WriterProcess(database.url) if process else None)
+            _Lane(index, WriterProcess(database.url, index) if process else None)
             for index in range(lanes)
         )
         self.batches = 0
@@ -261,22 +263,34 @@ class GroupCommitWriter:
 
     async def create_execution(
         self, values: dict[str, Any], *events: NewEvent,
-        lease: tuple[str, datetime] | None = None,
+        lease: tuple[str, datetime] | None = None, quota: Quota | None = None,
     ) -> None:  # fmt: skip
         """Durably insert an execution row (`BulkStatements.EXECUTION_COLUMNS`) and its
-        first events, in one batch; with `lease` (id, expiry), its lease too."""
+        first events, in one batch; with `lease` (id, expiry), its lease too. With a
+        `quota`, the execution counts in its workspace's usage, and `OverLimit` says it
+        was refused (nothing of it stored) when a limit of the quota is reached.
+
+        Counted, it is written through the lane of its workspace (its later writes go by
+        its own id, once this is durable), so that one connection writes a workspace's
+        counter row, never two waiting on its lock."""
         execution_id: uuid.UUID = values["id"]
-        batch = self._enqueue(WriteOp(new_execution=values), execution_id)
+        lane_key: uuid.UUID = values["workspace_id"] if quota is not None else execution_id
+        batch = self._enqueue(WriteOp(new_execution=values, quota=quota), lane_key)
         position = len(batch.ops) - 1
-        appended = [Appended(self._enqueue(WriteOp(event=event), execution_id), event)
+        appended = [Appended(self._enqueue(WriteOp(event=event), lane_key), event)
                     for event in events]  # fmt: skip
         if lease is not None:
-            self.lease_nowait(LeaseAction.TAKE, execution_id, lease[0], lease[1])
+            take = WriteOp(execution_id=execution_id, values={"expires_at": lease[1]},
+                           lease=lease[0], lease_action=LeaseAction.TAKE)  # fmt: skip
+            self._enqueue(take, lane_key)
         outcome = await batch.wait()
         for at, reason in outcome.unstorable:
             if at == position:
                 raise Invalid(f"the execution cannot be stored: {reason}",
                               code="unstorable_input")  # fmt: skip
+        for at, limit, value, usage in outcome.limited:
+            if at == position:
+                raise OverLimit(limit, value, usage)
         await flush(appended)
 
     async def update_execution(self, execution_id: uuid.UUID, **values: Any) -> None:
@@ -356,6 +370,7 @@ class GroupCommitWriter:
         lost: set[str] = set()
         notes: list[str] = []
         unstorable: list[tuple[int, str]] = []
+        limited: list[Limited] = []
         failed: list[tuple[list[int], str]] = []
         for positions in parts.values():
             try:
@@ -366,6 +381,8 @@ class GroupCommitWriter:
             refused.update(positions[at] for at in outcome.refused)
             lost.update(outcome.lost)
             notes.extend(outcome.notes)
+            limited.extend((positions[at], limit, value, usage)
+                           for at, limit, value, usage in outcome.limited)  # fmt: skip
         if len(failed) == len(parts) > 1:
             raise error  # no part goes in alone: the database, not the data
         for positions, reason in failed:
@@ -374,7 +391,8 @@ class GroupCommitWriter:
             lost.update(op.lease for op in part if op.lease is not None)
             unstorable.extend((index, reason) for index in positions)
             await self._fail_unstorable(lane, part, reason)
-        return Outcome(frozenset(refused), frozenset(lost), tuple(notes), tuple(unstorable))
+        return Outcome(frozenset(refused), frozenset(lost), tuple(notes), tuple(unstorable),
+                       tuple(limited))  # fmt: skip
 
     async def _fail_unstorable(
         self, lane: _Lane, part: Sequence[WriteOp], reason: str
@@ -417,8 +435,18 @@ class GroupCommitWriter:
     def _write_in_thread(self, lane: _Lane, batch: Sequence[WriteOp]) -> Outcome:
         """A batch on the lane thread's own connection (made there on first use)."""
         if lane.in_thread is None:
-            lane.in_thread = batches_for(self.database.url)
+            lane.in_thread = batches_for(self.database.url, lane.index)
         return lane.in_thread.write(batch)
+
+
+class OverLimit(Exception):
+    """A new execution was refused by a plan limit of its quota; nothing of it is stored."""
+
+    def __init__(self, limit: str, value: int, usage: int) -> None:
+        super().__init__(f"{limit}: {usage} of {value} used")
+        self.limit = limit
+        self.value = value
+        self.usage = usage
 
 
 def _reason(failure: Exception) -> str:

@@ -22,10 +22,32 @@ actions (take, renew, release, drop). In order, inside the transaction:
 7. the projections of what remains are written: the row values each event
    implies (status, start time, wait time), explicit row updates
    (merged per execution, later values win), node_executions (the last
-   replacement per execution), webhook counts (added up), lease actions.
+   replacement per execution), webhook counts (added up), lease actions, and
+   usage (below).
 
-The outcome names the refused positions, the leases that lost a write, and a
-note per refused transition, for the caller to raise, stop and log.
+Usage and plan limits, in the same transaction, so nothing is counted in memory and
+a batch written again (a pipeline's retry, a crashed writer's caller retrying)
+counts nothing twice:
+- a new execution with a `Quota` counts in its workspace's `usage` row of metric
+  `executions` for the billing period (`Quota.period_start`). When the quota sets a
+  limit, that row is locked and read in step 2, sent with the fence's reads (no wait
+  of its own), and, for `concurrent`, the workspace's queued and running executions
+  are counted after the lock is held (so they include everything committed by whoever
+  held it before); then each new execution of the workspace passes, in op order,
+  while ``used < executions`` and ``unfinished < concurrent``. A refused one is
+  deleted again with everything of it in the batch (its events, its lease) and
+  reported in `Outcome.limited`. Lock order: rows sorted by workspace; a workspace's
+  new executions come through one connection (`services.writer`), so two connections
+  of the writer never wait on one counter;
+- a `node.completed` or `node.failed` event a worker appends (under a lease) and this
+  batch inserts counts one `node_runs` in its workspace's row of the hour (a retried
+  write of a stored event counts nothing); each of the writer's connections has a row
+  of its own (`shard`), so they never wait on each other. The workspaces are read in
+  step 2 too.
+
+The outcome names the refused positions, the leases that lost a write, a note per
+refused transition, and the new executions a plan limit refused, for the caller to
+raise, stop and log.
 """
 
 from __future__ import annotations
@@ -36,16 +58,48 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from linkflow.store.bulk import BulkStatements, Sink, hex_id
+from linkflow.store.bulk import BulkStatements, Rows, Sink, hex_id
 from linkflow.store.fencing import REVOKED
 from linkflow.store.repositories.events import NewEvent
 from linkflow.store.transitions import STATUS_OF_EVENT, allowed
 from linkflow.store.types import utcnow
 
-__all__ = ["LeaseAction", "Outcome", "Refused", "WriteOp", "write_batch"]
+__all__ = [
+    "CONCURRENT_LIMIT",
+    "EXECUTIONS_LIMIT",
+    "LeaseAction",
+    "Limited",
+    "Outcome",
+    "Quota",
+    "Refused",
+    "WriteOp",
+    "write_batch",
+]
 
 Refused = frozenset[int]
 """Positions in a batch of the ops that were not written."""
+Limited = tuple[int, str, int, int]
+"""A new execution a plan limit refused: (position, limit, its value, the usage)."""
+
+EXECUTIONS_LIMIT: Final = "executions_per_month"
+CONCURRENT_LIMIT: Final = "max_concurrent_executions"
+EXECUTIONS: Final = "executions"
+"""The usage metric of executions: one row per workspace and billing period."""
+NODE_RUNS: Final = "node_runs"
+"""The usage metric of node runs: one row per workspace and hour."""
+NODE_RUN_EVENTS: Final = frozenset({"node.completed", "node.failed"})
+
+
+class Quota(NamedTuple):
+    """What a new execution counts against: its workspace's billing period, and the
+    limits in force (None: unlimited)."""
+
+    period_start: datetime | str
+    """The period's start (ISO 8601 text through the writer process's channel)."""
+    executions: int | None = None
+    """Executions the period may hold (`executions_per_month`)."""
+    concurrent: int | None = None
+    """Executions queued or running at once (`max_concurrent_executions`)."""
 
 
 class LeaseAction:
@@ -80,6 +134,8 @@ class WriteOp:
     webhook_called: uuid.UUID | None = None
     lease: str | None = None
     lease_action: str | None = None
+    quota: Quota | None = None
+    """Of a new execution: counted in its workspace's usage, refused over its limits."""
 
     def target(self) -> Any:
         """The execution this op writes to, if any."""
@@ -99,6 +155,8 @@ class Outcome(NamedTuple):
     unstorable: tuple[tuple[int, str], ...] = ()
     """(position, reason) of ops refused because their execution's data could not be
     written (see `services.writer`: a failing batch is split by execution)."""
+    limited: tuple[Limited, ...] = ()
+    """New executions a plan limit refused (with every op of theirs in `refused`)."""
 
 
 def _implied(event: NewEvent) -> dict[str, Any] | None:
@@ -124,8 +182,11 @@ def _implied(event: NewEvent) -> dict[str, Any] | None:
 class _Batch:
     """The working state of one `write_batch` call."""
 
-    def __init__(self, sink: Sink, statements: BulkStatements, ops: Sequence[WriteOp]) -> None:
+    def __init__(
+        self, sink: Sink, statements: BulkStatements, ops: Sequence[WriteOp], shard: int
+    ) -> None:
         self.sink = sink
+        self.shard = shard
         self.statements = statements
         self.ops = ops
         self.now = utcnow()
@@ -136,11 +197,107 @@ class _Batch:
             None if (target := op.target()) is None else hex_id(target) for op in ops
         ]
         self.implied: dict[int, dict[str, Any]] = {}
+        self.node_runs: list[int] = []
+        """Positions of the node runs' events a worker appends (counted in usage)."""
         for index, op in enumerate(ops):
             if op.event is not None and op.lease is not None:
                 values = _implied(op.event)
                 if values is not None:
                     self.implied[index] = values
+                elif op.event.type in NODE_RUN_EVENTS:
+                    self.node_runs.append(index)
+        self.node_runs_set = frozenset(self.node_runs)
+        self.new_in: dict[str, int] = {}
+        """New executions in this batch per workspace (hex id)."""
+        self.workspaces: Rows | None = None
+        self.stored_before: set[int] = set()
+        """Events already stored by an earlier write of theirs (not counted again)."""
+        self.limited: list[Limited] = []
+        self.usage: dict[tuple[str, str, Any], list[Any]] = {}
+        """(workspace hex, metric, period start) -> [workspace id, quantity] to add."""
+
+    def claim(self) -> list[_Claim]:
+        """Lock and read the counters of the new executions under a limit, and count
+        their workspaces' unfinished executions (sent now, read in `settle`); read the
+        workspaces of the node runs' executions."""
+        groups: dict[tuple[str, str], _Claim] = {}
+        for index, op in enumerate(self.ops):
+            if op.new_execution is None:
+                continue
+            workspace = op.new_execution["workspace_id"]
+            self.new_in[hex_id(workspace)] = self.new_in.get(hex_id(workspace), 0) + 1
+            if op.quota is None:
+                continue
+            key = (hex_id(workspace), str(op.quota.period_start))
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Claim(workspace, op.quota)
+            group.positions.append(index)
+        statements, sink = self.statements, self.sink
+        claims = [groups[key] for key in sorted(groups)]  # ordered locks: no deadlock
+        for claim in claims:
+            quota = claim.quota
+            if quota.executions is None and quota.concurrent is None:
+                continue
+            claim.used = sink.query(statements.claim_usage.sql, statements.claim_usage.row(
+                self._usage_row(claim.workspace_id, EXECUTIONS, quota.period_start)
+            ))  # fmt: skip
+            if quota.concurrent is not None:
+                count = statements.count_unfinished
+                claim.unfinished = sink.query(count.sql, count.row(
+                    {"workspace_id": claim.workspace_id, **statements.unfinished}
+                ))  # fmt: skip
+        runs = self.ids_where(lambda index, _: index in self.node_runs_set)
+        self.workspaces = statements.workspaces.query(sink, runs) if runs else None
+        return claims
+
+    def settle(self, claims: Sequence[_Claim]) -> None:
+        """Decide each new execution under a limit (see the module's doc): a refused one
+        is deleted again, with every op of it refused."""
+        deleted: list[dict[str, Any]] = []
+        for claim in claims:
+            quota, passed = claim.quota, 0
+            used = 0 if claim.used is None else int(claim.used()[0][0])
+            unfinished = 0
+            if claim.unfinished is not None:  # less this batch's new ones, just inserted
+                unfinished = int(claim.unfinished()[0][0]) - self.new_in[hex_id(claim.workspace_id)]
+            for index in claim.positions:
+                over = _over(quota, used + passed, unfinished + passed)
+                if over is None:
+                    passed += 1
+                    continue
+                self.limited.append((index, *over))
+                execution_id = self.ops[index].new_execution["id"]  # type: ignore[index]
+                key = hex_id(execution_id)
+                self.refused.add(index)
+                self.refused.update(i for i in range(index, len(self.ops)) if self.keys[i] == key)
+                deleted.append({"execution_id": execution_id})
+            if passed:
+                self._count(claim.workspace_id, EXECUTIONS, quota.period_start, passed)
+        self.statements.delete_execution.run(self.sink, deleted)
+
+    def _usage_row(self, workspace: Any, metric: str, period_start: Any) -> dict[str, Any]:
+        return {"id": uuid.uuid4(), "workspace_id": workspace, "metric": metric,
+                "period_start": period_start, "at": self.now}  # fmt: skip
+
+    def _count(self, workspace: Any, metric: str, period_start: Any, quantity: int) -> None:
+        key = (hex_id(workspace), metric, period_start)
+        entry = self.usage.setdefault(key, [workspace, 0])
+        entry[1] += quantity
+
+    def count_node_runs(self) -> None:
+        if self.workspaces is None:
+            return
+        of = {hex_id(row_id): workspace for row_id, workspace in self.workspaces()}
+        # Each connection of the writer counts in a row of its own (the hour, plus its
+        # number in microseconds): two never wait on one row's lock. Reports add them up.
+        hour = self.now.replace(minute=0, second=0, microsecond=self.shard % 1_000_000)
+        for index in self.node_runs:
+            if index in self.refused or index in self.stored_before:
+                continue
+            workspace = of.get(self.keys[index] or "")
+            if workspace is not None:
+                self._count(workspace, NODE_RUNS, hour, 1)
 
     def ids_where(self, wanted: Any) -> list[Any]:
         """The targets of the ops `wanted` accepts, each once, ordered by id."""
@@ -237,11 +394,14 @@ class _Batch:
         # Maybe skipped: refused unless the stored event is this very one (same type and
         # time: a write that went through before it was retried, or the one of two
         # claims of a place that went in).
-        taken = [
-            index for index, values in zip(positions, events, strict=True)
-            if (hex_id(values["execution_id"]), values["seq"]) in suspects
-            and not statements.holds(self.sink, values)
-        ]  # fmt: skip
+        taken: list[int] = []
+        for index, values in zip(positions, events, strict=True):
+            if (hex_id(values["execution_id"]), values["seq"]) not in suspects:
+                continue
+            if statements.holds(self.sink, values):
+                self.stored_before.add(index)
+            else:
+                taken.append(index)
         inserted = set(positions) - set(taken)
         for index in taken:
             if index in self.refused:
@@ -294,6 +454,13 @@ class _Batch:
         for columns, rows in by_columns.items():
             statements.update_execution(columns).run(sink, rows)
         statements.count_calls.run(sink, list(calls.values()))
+        self.count_node_runs()
+        statements.add_usage.run(sink, [  # ordered locks, as in `claim`
+            {**self._usage_row(workspace, metric, period), "quantity": quantity}
+            for (_, metric, period), (workspace, quantity) in sorted(
+                self.usage.items(), key=lambda item: (item[0][0], item[0][1], str(item[0][2]))
+            )
+        ])  # fmt: skip
         fencing = statements.fencing
         for action, prepared in ((LeaseAction.RENEW, fencing.renew),
                                  (LeaseAction.RELEASE, fencing.release),
@@ -301,17 +468,44 @@ class _Batch:
             prepared.run(sink, leases.get(action, ()))
 
 
-def write_batch(sink: Sink, statements: BulkStatements, batch: Sequence[WriteOp]) -> Outcome:
-    """Write one batch in the sink's transaction (see the module's doc)."""
+def write_batch(
+    sink: Sink, statements: BulkStatements, batch: Sequence[WriteOp], *, shard: int = 0
+) -> Outcome:
+    """Write one batch in the sink's transaction (see the module's doc); `shard`: the
+    writer's connection, whose node runs count in rows of their own."""
     statements.insert_execution.run(
         sink, [op.new_execution for op in batch if op.new_execution is not None]
     )
-    work = _Batch(sink, statements, batch)
+    work = _Batch(sink, statements, batch, shard)
+    claims = work.claim()
     work.fence()
+    work.settle(claims)
     work.check_transitions()
     work.append_events()
     work.project()
-    return Outcome(frozenset(work.refused), frozenset(work.lost), tuple(work.notes))
+    return Outcome(frozenset(work.refused), frozenset(work.lost), tuple(work.notes),
+                   limited=tuple(work.limited))  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Claim:
+    """The new executions of one workspace and period under a quota, in op order, and
+    the reads their decision waits for."""
+
+    workspace_id: Any
+    quota: Quota
+    positions: list[int] = field(default_factory=list)
+    used: Rows | None = None
+    unfinished: Rows | None = None
+
+
+def _over(quota: Quota, used: int, unfinished: int) -> tuple[str, int, int] | None:
+    """The limit one more execution would exceed (name, value, usage), if any."""
+    if quota.executions is not None and used >= quota.executions:
+        return EXECUTIONS_LIMIT, quota.executions, used
+    if quota.concurrent is not None and unfinished >= quota.concurrent:
+        return CONCURRENT_LIMIT, quota.concurrent, unfinished
+    return None
 
 
 def _event_values(event: NewEvent) -> Mapping[str, Any]:

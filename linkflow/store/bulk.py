@@ -24,14 +24,26 @@ from functools import partial
 from typing import Any, Final, Protocol, cast
 
 import orjson
-from sqlalchemy import Table, Uuid, bindparam, insert, select, update
+from sqlalchemy import (
+    Table,
+    Uuid,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
-from linkflow.store.fencing import FencingStatements
-from linkflow.store.models import Execution, ExecutionEvent, NodeExecution, Webhook
+from linkflow.store.enums import ExecutionStatus
+from linkflow.store.fencing import FencingStatements, InQuery
+from linkflow.store.models import Execution, ExecutionEvent, NodeExecution, Usage, Webhook
 from linkflow.store.types import JSONDocument, StrEnumType, UTCDateTime
 
 __all__ = [
@@ -48,6 +60,7 @@ _EXECUTIONS: Final = cast(Table, Execution.__table__)
 _EVENTS: Final = cast(Table, ExecutionEvent.__table__)
 _NODES: Final = cast(Table, NodeExecution.__table__)
 _WEBHOOKS: Final = cast(Table, Webhook.__table__)
+_USAGE: Final = cast(Table, Usage.__table__)
 EVENTS_PER_STATEMENT: Final = 512
 """Most rows of one multi-row event insert (6 parameters each: far below both limits).
 A batch is cut into power-of-two chunks, so at most ten statements are ever compiled."""
@@ -278,6 +291,7 @@ class BulkStatements:
         self.fencing = FencingStatements(
             dialect, _prepare, processor_for(_EVENTS.c.execution_id.type, dialect)
         )
+        self._usage_statements(dialect)
         self._stored_event = _prepare(
             select(_EVENTS.c.type, _EVENTS.c.created_at).where(
                 _EVENTS.c.execution_id == bindparam("execution_id"),
@@ -285,6 +299,62 @@ class BulkStatements:
             ),
             dialect,
         )
+
+    def _usage_statements(self, dialect: Dialect) -> None:
+        """The statements that count usage and claim plan limits (`store.batch`)."""
+        dialect_insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        key = ["workspace_id", "metric", "period_start"]
+        row = {
+            "id": bindparam("id", type_=_USAGE.c.id.type),
+            "workspace_id": bindparam("workspace_id", type_=_USAGE.c.workspace_id.type),
+            "metric": bindparam("metric", type_=_USAGE.c.metric.type),
+            "period_start": bindparam("period_start", type_=_USAGE.c.period_start.type),
+            "updated_at": bindparam("at", type_=_USAGE.c.updated_at.type),
+        }
+        counter = dialect_insert(_USAGE).values(**row, quantity=literal_column("0"))
+        self.claim_usage = _prepare(
+            # Set to itself: what matters is the row lock, held to the commit, and the count
+            # as the last transaction to hold it left it.
+            counter.on_conflict_do_update(
+                index_elements=key, set_={"quantity": _USAGE.c.quantity}
+            ).returning(_USAGE.c.quantity),
+            dialect,
+        )
+        """Make sure a counter row exists, lock it, read it (`Sink.query`)."""
+        adding = dialect_insert(_USAGE).values(
+            **row, quantity=bindparam("quantity", type_=_USAGE.c.quantity.type)
+        )
+        self.add_usage = _prepare(
+            adding.on_conflict_do_update(
+                index_elements=key,
+                set_={"quantity": _USAGE.c.quantity + adding.excluded.quantity,
+                      "updated_at": adding.excluded.updated_at},
+            ),
+            dialect,
+        )  # fmt: skip
+        """Add `quantity` to a counter row, made if missing."""
+        self.count_unfinished = _prepare(
+            select(func.count()).select_from(_EXECUTIONS).where(
+                _EXECUTIONS.c.workspace_id == bindparam("workspace_id"),
+                or_(_EXECUTIONS.c.status == bindparam("queued", type_=_EXECUTIONS.c.status.type),
+                    _EXECUTIONS.c.status == bindparam("running", type_=_EXECUTIONS.c.status.type)),
+            ),
+            dialect,
+        )  # fmt: skip
+        """A workspace's executions that are queued or running (`ix_executions_workspace_
+        status_queued` serves it)."""
+        self.unfinished = {"queued": ExecutionStatus.QUEUED, "running": ExecutionStatus.RUNNING}
+        self.delete_execution = _prepare(
+            delete(_EXECUTIONS).where(_EXECUTIONS.c.id == bindparam("execution_id")), dialect
+        )
+        self.workspaces = InQuery(
+            lambda ids: select(_EXECUTIONS.c.id, _EXECUTIONS.c.workspace_id).where(
+                _EXECUTIONS.c.id.in_(ids)
+            ),
+            dialect,
+            processor_for(_EVENTS.c.execution_id.type, dialect),
+        )
+        """(id, workspace_id) of the given executions (not locked: it never changes)."""
 
     def holds(self, sink: Sink, event: Mapping[str, Any]) -> bool:
         """Whether the stored event at `event`'s (execution_id, seq) is `event` itself

@@ -95,8 +95,10 @@ class PostgresBatches:
     itself, inside the pipeline: psycopg's own transaction handling syncs the pipeline
     at the implicit ``BEGIN`` and again at `commit()`, two more waits per batch."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, shard: int = 0) -> None:
+        """`shard`: which of the writer's connections this is (`store.batch`)."""
         self._params = conninfo(url)
+        self._shard = shard
         self._connection: psycopg.Connection[Any] | None = None
         # psycopg's dialect, positional: the statements bind tuples, as on SQLite.
         dialect = psycopg_dialect.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
@@ -117,7 +119,8 @@ class PostgresBatches:
         try:
             with connection.pipeline():
                 connection.execute("BEGIN")
-                outcome = write_batch(_PipelineSink(connection), self._statements, batch)
+                outcome = write_batch(_PipelineSink(connection), self._statements, batch,
+                                      shard=self._shard)  # fmt: skip
                 connection.execute("COMMIT")
             return outcome
         except errors.UniqueViolation:
@@ -127,7 +130,8 @@ class PostgresBatches:
             raise
         try:  # a taken place: again, each taken place reported (the batch's rules apply)
             connection.execute("BEGIN")
-            outcome = write_batch(_PlainSink(connection), self._statements, batch)
+            outcome = write_batch(_PlainSink(connection), self._statements, batch,
+                                  shard=self._shard)  # fmt: skip
             connection.execute("COMMIT")
         except BaseException:
             self._roll_back(connection)

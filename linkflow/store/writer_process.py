@@ -14,7 +14,7 @@ Frames on the child's stdin/stdout (pipes, or a socket pair under uvloop): a
 which the writer's bind processors take as they take the objects (see
 `store.bulk.processor_for`). Not pickle: pickling an id or an aware time calls
 back into Python for each, which cost the parent four times what orjson does for
-a whole batch. Reply: ``["ok", [refused positions], [lost leases], [notes]]`` or
+a whole batch. Reply: ``["ok", [refused positions], [lost leases], [notes], [limited]]`` or
 ``["error", message]``; an empty request asks the child to stop. The child runs
 in a session of its own and ignores SIGINT/SIGTERM (the parent must still flush
 through it during its graceful shutdown, so stopping it is the parent's call),
@@ -43,7 +43,7 @@ from typing import IO, Any, Final
 import orjson
 from sqlalchemy.engine import make_url
 
-from linkflow.store.batch import Outcome, WriteOp
+from linkflow.store.batch import Outcome, Quota, WriteOp
 from linkflow.store.pg_batches import PostgresBatches
 from linkflow.store.repositories.events import NewEvent
 from linkflow.store.sqlite_batches import SQLiteBatches
@@ -67,6 +67,7 @@ def _encode(op: WriteOp) -> tuple[Any, ...]:
                                     event.data, event.created_at),
         op.execution_id, op.values, op.new_execution, op.replace_nodes_of, op.node_rows,
         op.webhook_called, op.lease, op.lease_action,
+        None if op.quota is None else tuple(op.quota),
     )  # fmt: skip
 
 
@@ -78,21 +79,23 @@ def _id_text(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def batches_for(url: str) -> SQLiteBatches | PostgresBatches:
-    """The batches of `url`'s backend, on a connection of their own."""
+def batches_for(url: str, shard: int = 0) -> SQLiteBatches | PostgresBatches:
+    """The batches of `url`'s backend, on a connection of their own (the writer's
+    `shard`-th; SQLite has one)."""
     if make_url(url).get_backend_name() == "postgresql":
-        return PostgresBatches(url)
+        return PostgresBatches(url, shard)
     return SQLiteBatches(url)
 
 
 def _decode(item: tuple[Any, ...]) -> WriteOp:
     """An op as the child receives it: ids and times stay text (see the module's doc)."""
     (event, execution_id, values, new_execution, replace_nodes_of, node_rows, webhook, lease,
-     lease_action) = item  # fmt: skip
+     lease_action, quota) = item  # fmt: skip
     return WriteOp(
         event=None if event is None else NewEvent(*event), execution_id=execution_id,
         values=values, new_execution=new_execution, replace_nodes_of=replace_nodes_of,
         node_rows=node_rows, webhook_called=webhook, lease=lease, lease_action=lease_action,
+        quota=None if quota is None else Quota(*quota),
     )  # fmt: skip
 
 
@@ -117,8 +120,9 @@ class WriterProcess:
     waits for its reply. Batches may be sent while earlier ones are being written: the
     child takes them in order, and replies in order."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, shard: int = 0) -> None:
         self.url = url
+        self.shard = shard
         self._child: asyncio.subprocess.Process | None = None
         self._replies: deque[asyncio.Future[Outcome]] = deque()
         self._reader: asyncio.Task[None] | None = None
@@ -163,7 +167,7 @@ class WriterProcess:
             if self._child is not None and self._child.returncode is None:
                 return self._child
             child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "linkflow.store.writer_process", self.url,
+                sys.executable, "-m", "linkflow.store.writer_process", self.url, str(self.shard),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # out of the terminal's reach: Ctrl-C is the parent's
             )  # fmt: skip
@@ -195,8 +199,9 @@ class WriterProcess:
             status, *value = orjson.loads(frame)
             reply = self._replies.popleft()
             if status == "ok":
-                refused, lost, notes = value
-                reply.set_result(Outcome(frozenset(refused), frozenset(lost), tuple(notes)))
+                refused, lost, notes, limited = value
+                reply.set_result(Outcome(frozenset(refused), frozenset(lost), tuple(notes),
+                                         limited=tuple(tuple(one) for one in limited)))  # fmt: skip
             else:
                 reply.set_exception(WriterProcessFailed(str(value[0])))
 
@@ -230,9 +235,9 @@ async def _read_frame(stream: asyncio.StreamReader) -> bytes:
     return await stream.readexactly(length)
 
 
-def _serve(url: str, requests: IO[bytes], replies: IO[bytes]) -> None:
+def _serve(url: str, shard: int, requests: IO[bytes], replies: IO[bytes]) -> None:
     """The child's loop: one batch per request, in one transaction, until stopped."""
-    batches = batches_for(url)
+    batches = batches_for(url, shard)
     _send(replies, b"ready")
     while (payload := _receive(requests)) is not None and payload:
         batch = [_decode(item) for item in orjson.loads(payload)]
@@ -242,7 +247,8 @@ def _serve(url: str, requests: IO[bytes], replies: IO[bytes]) -> None:
             _send(replies, orjson.dumps(("error", f"{type(error).__name__}: {error}")))
         else:
             _send(replies, orjson.dumps(
-                ("ok", sorted(outcome.refused), sorted(outcome.lost), outcome.notes)
+                ("ok", sorted(outcome.refused), sorted(outcome.lost), outcome.notes,
+                 outcome.limited)
             ))  # fmt: skip
     batches.close()
 
@@ -258,7 +264,8 @@ def main() -> None:
     # warning) goes to stderr instead of into the frames.
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    _serve(sys.argv[1], sys.stdin.buffer, replies)
+    _serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0, sys.stdin.buffer,
+           replies)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -155,17 +155,20 @@ def build_shared(
     http = shared_http_client(settings)
     box = secret_box(settings)
     registry = default_registry()
+    allowances = PlanLimits(database, settings.effective_default_plan).allowance
     executions = ExecutionService(database, writer, queue,
                                   leases=leases.mint if runs_worker else None,
                                   lease_ttl_s=settings.lease_ttl_s, keep_fresh=runs_worker,
-                                  unlease=partial(leases.release, finished=False))  # fmt: skip
+                                  unlease=partial(leases.release, finished=False),
+                                  allowances=allowances)  # fmt: skip
     resume_links = ResumeLinks(database, queue, settings.secret_key.get_secret_value().encode(),
                                public_url(settings),
                                [key.encode() for key in previous_secrets(settings)])  # fmt: skip
     return Shared(
         settings=settings, database=database, writer=writer, queue=queue,
         bus=bus or build_bus(settings), leases=leases, cancels=CancelRegistry(),
-        children=ChildExecutions(database, queue), executions=executions,
+        children=ChildExecutions(database, queue, allowances=allowances),
+        executions=executions,
         resume_links=resume_links, http=http, box=box,
         credentials=ExecutionCredentials(database, box, http, types=registry.credential_types),
         variables=Variables(database), registry=registry,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from linkflow.services.usage import aggregate_usage
 from tests._smtp import Inbox, smtp_sink
 from tests.api._plane import PlaneApi, manual_doc, running_plane
 from tests.api._support import api_settings, eventually, make_admin
@@ -34,7 +33,6 @@ async def api(
 
 async def _count_and_alert(api: PlaneApi) -> int:
     """What the scheduler does every five minutes; how many alerts it queued."""
-    await aggregate_usage(api.container.database)
     alerts = api.runtime.scheduler.usage_alerts
     assert alerts is not None
     return await alerts()

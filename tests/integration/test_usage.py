@@ -1,59 +1,140 @@
-"""Hourly usage from the stored executions: counted per workspace and hour, counted again
-without doubling, recent hours refreshed and older ones kept."""
+"""Usage counted as it happens, and plan limits on the starts made in transactions of their
+own (a schedule's tick, a sub-workflow), on SQLite and PostgreSQL: those take the same
+counter as the writer's batches, so of both kinds racing at the last slot one passes."""
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
-
-from linkflow.services.usage import aggregate_usage
-from linkflow.store import Database, Execution, NodeExecution, Usage
-from tests.integration._rows import new_execution, new_workspace
-
-NOW = datetime(2031, 3, 4, 10, 30, tzinfo=UTC)
-
-
-async def _execution_at(database: Database, workspace: uuid.UUID, at: datetime, nodes: int) -> None:
-    execution = await new_execution(database, workspace)
-    async with database.transaction() as session:
-        await session.execute(update(Execution).where(Execution.id == execution.id)
-                              .values(created_at=at))  # fmt: skip
-        for n in range(nodes):
-            session.add(NodeExecution(execution_id=execution.id, workspace_id=workspace,
-                                      node_id=f"n{n}", node_type="set"))  # fmt: skip
+from linkflow.engine import Event, EventType, ParentLink
+from linkflow.queue import LocalQueue
+from linkflow.scheduler.local import LocalScheduler
+from linkflow.services.children import ChildExecutions
+from linkflow.services.errors import LinkFlowError
+from linkflow.services.executions import ExecutionService, NewExecution
+from linkflow.services.plans import PlanLimits
+from linkflow.services.writer import GroupCommitWriter, LeaseAction
+from linkflow.store import Database, Schedule
+from tests.integration._rows import new_workflow, new_workspace
+from tests.integration.test_plan_quotas import Limits, stored
+from tests.integration.test_scheduler import _active_schedule, _executions
 
 
-async def _usage(database: Database, workspace: uuid.UUID) -> dict[tuple[str, int], int]:
-    async with database.session() as session:
-        rows = (await session.scalars(select(Usage).where(Usage.workspace_id == workspace))).all()
-    return {(row.metric, row.period_start.astimezone(UTC).hour): row.quantity for row in rows}
-
-
-async def test_usage_is_counted_per_workspace_and_hour_and_never_doubled(
-    database: Database,
+async def test_a_schedule_tick_at_the_monthly_limit_starts_nothing_and_is_spent(
+    database: Database, writer: GroupCommitWriter
 ) -> None:
-    mine, theirs = await new_workspace(database), await new_workspace(database)
-    await _execution_at(database, mine, NOW - timedelta(minutes=50), nodes=3)  # 09:40
-    await _execution_at(database, mine, NOW - timedelta(minutes=5), nodes=2)  # 10:25
-    await _execution_at(database, mine, NOW - timedelta(minutes=1), nodes=0)
-    await _execution_at(database, theirs, NOW - timedelta(minutes=2), nodes=4)
-    await aggregate_usage(database, NOW)
-    await aggregate_usage(database, NOW)  # a second scheduler, or the next round
-    assert await _usage(database, mine) == {
-        ("executions", 9): 1,
-        ("node_runs", 9): 3,
-        ("executions", 10): 2,
-        ("node_runs", 10): 2,
-    }
-    assert await _usage(database, theirs) == {("executions", 10): 1, ("node_runs", 10): 4}
+    limits = Limits()
+    limits.executions = 1
+    queue = LocalQueue()
+    scheduler = LocalScheduler(database, ExecutionService(database, writer, queue,
+                                                          allowances=limits), queue)  # fmt: skip
+    workflow_id, schedule_id = await _active_schedule(database)
+    now = datetime.now(UTC)
+    await scheduler.tick(now)  # first sight: sets next_run_at
+    await scheduler.tick(now + timedelta(seconds=61))
+    [run] = await _executions(database, workflow_id)
+    await scheduler.tick(now + timedelta(seconds=121))  # the second of a limit of one
+    assert [row.id for row in await _executions(database, workflow_id)] == [run.id]
+    async with database.session() as session:
+        schedule = await session.get(Schedule, schedule_id)
+    assert schedule is not None
+    assert schedule.next_run_at == now + timedelta(seconds=180), "the refused tick is spent"
+    assert (await stored(database, run.workspace_id))[2] == 1
+    assert (await queue.depth())["normal"] == 1
 
-    # Later in the hour: one more execution is counted; an hour ago is not counted again
-    # (its executions may be gone by retention, its count stays).
-    await _execution_at(database, mine, NOW + timedelta(minutes=10), nodes=1)
-    await aggregate_usage(database, NOW + timedelta(hours=1, minutes=5))
-    usage = await _usage(database, mine)
-    assert usage[("executions", 10)] == 3
-    assert usage[("node_runs", 10)] == 3
-    assert usage[("executions", 9)] == 1
+
+async def test_a_sub_workflow_over_the_limit_is_not_started_and_says_why(
+    database: Database, writer: GroupCommitWriter
+) -> None:
+    limits = Limits()
+    limits.executions = 1
+    queue = LocalQueue()
+    service = ExecutionService(database, writer, queue, allowances=limits)
+    children = ChildExecutions(database, queue, allowances=limits)
+    workspace = await new_workspace(database)
+    workflow = await new_workflow(database, workspace)
+    parent_id = await service.create(NewExecution(workspace, workflow.id, workflow.version))
+    link = ParentLink(str(parent_id), str(workflow.id), "call", 0)
+    child = await children.run(str(workflow.id), {}, wait=True, parent=link,
+                               idempotency_key=f"{parent_id}:call:0:1")  # fmt: skip
+    assert child.status == "failed"
+    assert child.error is not None
+    assert child.error["code"] == "plan_limit"
+    assert child.error["limit"] == "executions_per_month"
+    assert "allows 1 executions per month and 1 are used" in child.error["message"]
+    assert await stored(database, workspace) == (1, 1, 1), "no child row, nothing counted"
+
+    limits.executions = 2
+    started = await children.run(str(workflow.id), {}, wait=True, parent=link,
+                                 idempotency_key=f"{parent_id}:call:0:2")  # fmt: skip
+    assert started.status == "queued"
+    assert await stored(database, workspace) == (2, 2, 2)
+
+
+async def test_starts_of_both_kinds_racing_for_the_last_slot_one_passes(
+    database: Database, writer: GroupCommitWriter
+) -> None:
+    """Ten starts in transactions of their own, ten through the writer's batches."""
+    limits = Limits()
+    limits.concurrent = 1
+    queue = LocalQueue()
+    service = ExecutionService(database, writer, queue, allowances=limits)
+    workspace = await new_workspace(database)
+    workflow = await new_workflow(database, workspace)
+    new = NewExecution(workspace, workflow.id, workflow.version)
+
+    async def in_own_transaction() -> str | None:
+        try:
+            async with database.transaction() as session:
+                await service.insert(session, new)
+        except LinkFlowError as error:
+            return str(error.extra["limit"])
+        return None
+
+    async def through_writer() -> str | None:
+        try:
+            await service.create(new)
+        except LinkFlowError as error:
+            return str(error.extra["limit"])
+        return None
+
+    passed = await asyncio.gather(*(
+        (in_own_transaction if n % 2 else through_writer)() for n in range(20)
+    ))  # fmt: skip
+    assert passed.count(None) == 1
+    assert set(passed) == {None, "max_concurrent_executions"}
+    assert await stored(database, workspace) == (1, 1, 1)
+
+
+async def test_the_usage_report_adds_up_what_the_writes_counted(
+    database: Database, writer: GroupCommitWriter
+) -> None:
+    """On the default plan of a self-hosted instance (unlimited) usage still counts: the
+    period's executions, and the node runs of every connection of the writer."""
+    limits = Limits()
+    service = ExecutionService(database, writer, LocalQueue(), allowances=limits)
+    second = GroupCommitWriter(database, connections=2)
+    second.start()
+    try:
+        workspace = await new_workspace(database)
+        workflow = await new_workflow(database, workspace)
+        ids = [await service.create(NewExecution(workspace, workflow.id, workflow.version))
+               for _ in range(6)]  # fmt: skip
+        at = datetime.now(UTC)
+        for execution_id in ids:  # through both connections of `second` (by execution id)
+            lease = f"test/{execution_id}"
+            assert await second.lease_nowait(LeaseAction.TAKE, execution_id, lease,
+                                             at + timedelta(seconds=30))  # fmt: skip
+            for appended in [second.append_nowait(execution_id, event, lease=lease) for event in (
+                Event(2, EventType.EXECUTION_STARTED, None, {}, at),
+                Event(3, EventType.NODE_COMPLETED, "a", {"items": []}, at),
+                Event(4, EventType.NODE_COMPLETED, "b", {"items": []}, at),
+            )]:  # fmt: skip
+                await appended
+    finally:
+        await second.close()
+    report = await PlanLimits(database, "enterprise").usage(workspace)
+    assert report.metrics == {"executions": 6, "node_runs": 12}
+    assert report.period_start == limits.start
+    assert report.standing.limits.as_dict()["executions_per_month"] is None
