@@ -149,10 +149,16 @@ def refusal(verdict: Verdict) -> LinkFlowError:
     the usage; 429 with `Retry-After` when it frees by itself (executions per month at
     the period's end, concurrent executions shortly)."""
     assert not verdict.allowed
-    detail = (
-        f"the workspace's plan allows {verdict.value} {verdict.limit.value.replace('_', ' ')}"
-        f" and {verdict.usage} are used"
-    )
+    if verdict.limit is Limit.MAX_CONCURRENT_EXECUTIONS:
+        detail = (
+            f"the workspace's plan allows {verdict.value} executions at once and "
+            f"{verdict.usage} are queued or running"
+        )
+    else:
+        detail = (
+            f"the workspace's plan allows {verdict.value} {verdict.limit.value.replace('_', ' ')}"
+            f" and {verdict.usage} are used"
+        )
     extra: dict[str, object] = {
         "limit": verdict.limit.value,
         "value": verdict.value,

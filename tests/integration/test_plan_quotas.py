@@ -256,3 +256,21 @@ async def test_node_runs_count_once_however_often_their_write_is_retried(
     assert await node_runs(database, workspace) == 3
 
 
+
+
+async def test_limits_hold_through_the_writer_process(
+    database: Database, process_writer: GroupCommitWriter
+) -> None:
+    """The writer `serve` uses writes in child processes: quotas and refusals cross the
+    channel (and so do the counts of node runs)."""
+    limits = Limits()
+    limits.executions = 2
+    service = ExecutionService(database, process_writer, LocalQueue(), allowances=limits)
+    workspace = await new_workspace(database)
+    workflow = await new_workflow(database, workspace)
+    new = NewExecution(workspace, workflow.id, workflow.version)
+    outcomes = await asyncio.gather(*(_outcome(service.create(new)) for _ in range(RACERS)))
+    assert sum(isinstance(o, uuid.UUID) for o in outcomes) == 2
+    refused = next(o for o in outcomes if isinstance(o, LinkFlowError))
+    assert refused.extra == {"limit": "executions_per_month", "value": 2, "usage": 2}
+    assert await stored(database, workspace) == (2, 2, 2)

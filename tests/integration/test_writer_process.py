@@ -42,6 +42,13 @@ def child_of(writer: GroupCommitWriter, execution_id: uuid.UUID) -> WriterProces
     return process
 
 
+async def started_child(writer: GroupCommitWriter, execution_id: uuid.UUID) -> WriterProcess:
+    """The child writing `execution_id`'s ops, once it runs: a creation that counts usage
+    goes through its workspace's connection, which may be another child."""
+    await writer.update_execution(execution_id, attempt=1)
+    return child_of(writer, execution_id)
+
+
 def _truthy(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool | None]]:
     """`condition` as the poll of `eventually` (None until it holds)."""
 
@@ -109,7 +116,7 @@ async def test_a_killed_child_fails_its_batch_at_most_and_a_new_one_takes_over(
 ) -> None:
     plane = build_plane(database, writer)
     execution_id = await start(plane, SIMPLE, {})
-    first = child_of(writer, execution_id).pid
+    first = (await started_child(writer, execution_id)).pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
     child = child_of(writer, execution_id)
@@ -128,7 +135,7 @@ async def test_ctrl_c_does_not_reach_the_child(
     child stops (after its last flush)."""
     plane = build_plane(database, writer)
     execution_id = await start(plane, SIMPLE, {})
-    pid = child_of(writer, execution_id).pid
+    pid = (await started_child(writer, execution_id)).pid
     assert pid is not None
     os.kill(pid, signal.SIGINT)
     os.kill(pid, signal.SIGTERM)
@@ -141,7 +148,7 @@ async def test_close_writes_what_is_queued_and_ends_the_child(database: Database
     writer.start()
     plane = build_plane(database, writer)
     execution_id = await start(plane, SIMPLE, {})
-    pid = child_of(writer, execution_id).pid
+    pid = (await started_child(writer, execution_id)).pid
     assert pid is not None
     writer.update_execution_nowait(execution_id, status=ExecutionStatus.CANCELLED)
     await writer.close()

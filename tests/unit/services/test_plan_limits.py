@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 
 from linkflow.services.errors import Forbidden, RateLimited
 from linkflow.services.plan_limits import (
+    CONCURRENCY_RETRY_AFTER_S,
     Limit,
     Limits,
     decide,
     decide_executions,
     next_month,
+    over_limit,
     refusal,
 )
 
@@ -81,3 +83,24 @@ class TestRefusal:
         assert error.code == "plan_limit"
         assert error.extra == {"limit": "active_workflows", "value": 5, "usage": 5}
         assert "5 active workflows" in error.detail
+
+
+class TestOverLimit:
+    """The refusals of the writer's counters, as the API and webhooks answer them."""
+
+    def test_the_monthly_one_waits_for_the_subscription_period_to_end(self) -> None:
+        now = datetime(2026, 6, 15, 12, tzinfo=UTC)
+        end = datetime(2026, 6, 20, 12, tzinfo=UTC)
+        error = refusal(over_limit(Limit.EXECUTIONS_PER_MONTH, 10, 10, now=now, period_end=end))
+        assert isinstance(error, RateLimited)
+        assert error.retry_after_s == 5 * 86400
+        assert error.extra == {"limit": "executions_per_month", "value": 10, "usage": 10}
+
+    def test_the_concurrency_one_says_to_try_again_shortly(self) -> None:
+        now = datetime(2026, 6, 15, tzinfo=UTC)
+        error = refusal(over_limit(Limit.MAX_CONCURRENT_EXECUTIONS, 2, 2, now=now))
+        assert isinstance(error, RateLimited)
+        assert error.code == "plan_limit"
+        assert error.retry_after_s == CONCURRENCY_RETRY_AFTER_S
+        assert error.extra == {"limit": "max_concurrent_executions", "value": 2, "usage": 2}
+        assert "allows 2 executions at once and 2 are queued or running" in error.detail
