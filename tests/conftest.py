@@ -17,6 +17,9 @@ need) a server. What each fixture yields:
   `MARIADB_PASSWORD` over TCP); tests create their own databases.
 - `s3_endpoint` (session): the URL of an S3 API on loopback (moto's server,
   keys `testing`/`testing`, region us-east-1); tests create their own buckets.
+- `mongo_server` (session): a `FakeMongo` on loopback speaking the MongoDB wire
+  protocol (tests/_mongo_wire.py; no MongoDB can be installed here), with the user
+  `MONGO_USER`/`MONGO_PASSWORD`; tests use databases of their own.
 
 Databases are shared by the tests of a module: tests create their own
 workspaces (or other roots) rather than assume an empty database.
@@ -39,6 +42,7 @@ from sqlalchemy import text
 
 from linkflow.store import Database, create_engine
 from linkflow.store.migrate import upgrade
+from tests._mongo_wire import FakeMongo, fake_mongo
 from tests._services import (
     MariaDBServer,
     PostgresServer,
@@ -49,6 +53,8 @@ from tests._services import (
 )
 
 TEMPLATE_DB: Final = "linkflow_template"
+MONGO_USER: Final = "flows"
+MONGO_PASSWORD: Final = "mongo-pa55-word"
 _database_numbers = itertools.count(1)
 
 
@@ -222,3 +228,13 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# --- MongoDB ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[FakeMongo]:
+    """The fake MongoDB server (tests/_mongo_wire.py) for the whole session."""
+    with fake_mongo(users={MONGO_USER: MONGO_PASSWORD}) as server:
+        yield server
