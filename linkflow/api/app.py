@@ -44,6 +44,7 @@ from linkflow.api.routes import (
     no_plane,
     nodes,
     oauth,
+    oauth2,
     schedules,
     users,
     variables,
@@ -176,8 +177,8 @@ def create_app(
     app.include_router(billing.webhook_router)
     if plane is not None:
         app.state.plane = plane
-        for module in (workflows, executions, schedules, variables, credentials, nodes, ws,
-                       webhook_subscriptions):  # fmt: skip
+        for module in (workflows, executions, schedules, variables, oauth2, credentials, nodes,
+                       ws, webhook_subscriptions):  # fmt: skip
             app.include_router(module.router)
         limits = WebhookLimits(container.limiter, container.settings.webhook_rate_limit)
         gateway = WebhookGateway(plane.webhooks, plane.resume_links, limits=limits,

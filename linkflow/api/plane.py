@@ -18,6 +18,7 @@ from linkflow.queue import Queue
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.live import LiveEvents
+from linkflow.services.oauth2_connect import OAuth2Connect
 from linkflow.services.resume import ResumeLinks
 from linkflow.services.schedules import Schedules
 from linkflow.services.variables import Variables
@@ -44,6 +45,8 @@ class Plane:
     subscriptions: WebhookSubscriptions
     queue: Queue | None = None
     """For the admin endpoints (depth, dead letters)."""
+    oauth2: OAuth2Connect | None = None
+    """Connecting OAuth2 credentials (`/credentials/oauth2`)."""
 
 
 def get_plane(request: Request) -> Plane:

@@ -6,7 +6,8 @@
 - api_key, bearer, basic, header, query: the fields are already known to be
   complete (they were validated on write); with a `test_url`, a GET to it
   with the credential applied must answer 2xx.
-- oauth2: the access token is unexpired, or a refresh works (and is stored).
+- oauth2, and types connected through a provider (`google_oauth2`...): the
+  access token is unexpired, or a refresh works (and is stored).
 
 Invariants:
 - A failed check is a `CheckResult` with ``ok=False`` and a reason, never an
@@ -109,7 +110,7 @@ class CredentialChecks:
         """Check `data` (the decrypted fields of `credential`, a row) of type `kind`."""
         if kind.name in _HTTP_TYPES:
             return await self._http(kind.name, data)
-        if kind.name == "oauth2":
+        if self.refresher.refreshes(kind.name):
             return await self._oauth2(credential, data)
         if kind.check is not None:
             return await self._declared(credential, kind, data)
@@ -153,7 +154,9 @@ class CredentialChecks:
         if not data.get("access_token") and not data.get("refresh_token"):
             return CheckResult(False, "there is neither an access token nor a refresh token")
         try:
-            fresh = await self.refresher.fresh(credential.id, credential.workspace_id, data)
+            fresh = await self.refresher.fresh(
+                credential.id, credential.workspace_id, data, kind=credential.type
+            )
         except OAuth2RefreshError as error:
             return CheckResult(False, str(error))
         except LookupError:

@@ -8,8 +8,9 @@ Invariants:
 - Resolution is confined to one workspace: a reference (an id or a name) to
   a credential of another workspace, or a deleted one, raises `LookupError`,
   exactly like one that never existed.
-- An OAuth2 credential whose access token expires within a minute is
-  refreshed first, and the new tokens are stored (`TokenRefresher`).
+- An OAuth2 credential (the generic `oauth2` type, or one connected through
+  a provider) whose access token expires within a minute is refreshed first,
+  and the new tokens are stored (`TokenRefresher`).
 - `last_used_at` is written at most once per `TOUCH_INTERVAL` per
   credential: skipped when the row says it is recent, and remembered in the
   process so that a burst of node runs issues one UPDATE. Failing to write it
@@ -44,6 +45,7 @@ from linkflow.observability.logging import get_logger
 from linkflow.security.secretbox import SecretBox
 from linkflow.services._credential_codec import open_data
 from linkflow.services._credential_oauth2 import OAuth2RefreshError, TokenRefresher
+from linkflow.services._oauth2_clients import OAuth2Clients
 from linkflow.services._secret_scrubber import SecretValues
 from linkflow.services.credential_types import CredentialTypes
 from linkflow.services.errors import Unavailable
@@ -118,7 +120,7 @@ class WorkspaceCredentials:
         secrets = _bound_secrets.get()
         if secrets is not None:
             secrets.add(row.type, data)
-        if row.type == "oauth2":
+        if self.refresher.refreshes(row.type):
             data = await self._fresh(row, data)
             if secrets is not None:
                 secrets.add(row.type, data)
@@ -142,7 +144,7 @@ class WorkspaceCredentials:
 
     async def _fresh(self, row: Credential, data: dict[str, Any]) -> dict[str, Any]:
         try:
-            return await self.refresher.fresh(row.id, self.workspace_id, data)
+            return await self.refresher.fresh(row.id, self.workspace_id, data, kind=row.type)
         except OAuth2RefreshError as error:
             raise NodeError(
                 f"credential {row.name!r}: the OAuth2 token could not be refreshed: {error}",
@@ -185,15 +187,18 @@ class ExecutionCredentials:
         http: httpx.AsyncClient,
         *,
         types: CredentialTypes | None = None,
+        clients: OAuth2Clients | None = None,
     ) -> None:
-        """`types` (default: the built-in ones) say which fields `scrub` hides."""
+        """`types` (default: the built-in ones) say which fields `scrub` hides; `clients`
+        are the instance's OAuth clients, which refresh connected credentials."""
         self.database = database
         self.box = box
         self.http = http
         self.types = (
             types if types is not None else default_registry(plugins=False).credential_types
         )
-        self.refresher = TokenRefresher(database, box, http)
+        self.clients = clients or OAuth2Clients(self.types)
+        self.refresher = TokenRefresher(database, box, http, clients=self.clients)
         self._touches = _Touches()
 
     @contextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 
 import httpx
@@ -30,12 +31,14 @@ from linkflow.sandbox import build_runner
 from linkflow.scheduler.local import LocalScheduler
 from linkflow.security.secretbox import SecretBox
 from linkflow.security.ssrf import AddressPolicy, HostGuard
+from linkflow.services._oauth2_clients import OAuth2Clients
 from linkflow.services.children import ChildExecutions
 from linkflow.services.credential_resolver import ExecutionCredentials
 from linkflow.services.credentials import Credentials
 from linkflow.services.execution_views import ExecutionViews
 from linkflow.services.executions import ExecutionService
 from linkflow.services.live import LiveEvents
+from linkflow.services.oauth2_connect import OAuth2Connect
 from linkflow.services.outgoing_events import OutgoingEvents
 from linkflow.services.plans import PlanLimits
 from linkflow.services.resume import ResumeLinks
@@ -170,7 +173,10 @@ def build_shared(
         children=ChildExecutions(database, queue, allowances=allowances),
         executions=executions,
         resume_links=resume_links, http=http, box=box,
-        credentials=ExecutionCredentials(database, box, http, types=registry.credential_types),
+        credentials=ExecutionCredentials(
+            database, box, http, types=registry.credential_types,
+            clients=OAuth2Clients(registry.credential_types, settings.oauth2_clients),
+        ),
         variables=Variables(database), registry=registry,
     )  # fmt: skip
 
@@ -251,6 +257,10 @@ def build_scheduler(shared: Shared) -> LocalScheduler:
 def build_plane(shared: Shared, engine: Engine) -> Plane:
     """The API's view of the execution plane: workflows, executions, webhooks."""
     settings, database, box = shared.settings, shared.database, shared.box
+    credentials = Credentials(database, box, shared.http,
+                              AddressPolicy(allow_private=settings.http_allow_private),
+                              refresher=shared.credentials.refresher,
+                              types=engine.registry.credential_types)  # fmt: skip
     webhooks = WebhookService(database, shared.writer, shared.executions, shared.bus, box,
                               answer_timeout_s=settings.webhook_answer_timeout_s,
                               blobs=engine.services.blobs)  # fmt: skip
@@ -267,10 +277,11 @@ def build_plane(shared: Shared, engine: Engine) -> Plane:
             on_change=outgoing_events(shared).forget,
         ),
         schedules=Schedules(database), resume_links=shared.resume_links, queue=shared.queue,
-        credentials=Credentials(database, box, shared.http,
-                                AddressPolicy(allow_private=settings.http_allow_private),
-                                refresher=shared.credentials.refresher,
-                                types=engine.registry.credential_types),
+        credentials=credentials, oauth2=OAuth2Connect(
+            database, credentials, shared.credentials.clients, shared.http,
+            public_url=public_url(settings), done_url=settings.oauth2_connect_redirect_url,
+            state_ttl=timedelta(seconds=settings.oauth2_state_ttl_s),
+        ),
     )  # fmt: skip
 
 
