@@ -269,16 +269,25 @@ class Rest:
         return self.error(operation, "refused" + suffix)
 
 
-def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """Query fields: None left out, booleans as `true`/`false`."""
+def _query(params: Mapping[str, Any] | None) -> dict[str, str | list[str]] | None:
+    """Query fields: None left out, booleans as `true`/`false`, a list repeats the field."""
     if params is None:
         return None
-    out: dict[str, str] = {}
+    out: dict[str, str | list[str]] = {}
     for name, value in params.items():
         if value is None:
             continue
-        out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if isinstance(value, list):
+            out[name] = [_query_text(element) for element in value if element is not None]
+        else:
+            out[name] = _query_text(value)
     return out
+
+
+def _query_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _cut(text: str) -> str:
