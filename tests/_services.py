@@ -29,7 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -195,12 +195,11 @@ def _pg_ready(bin_dir: Path, port: int, process: subprocess.Popen[bytes]) -> boo
     return result.returncode == 0
 
 
-def start_postgres(*, durable: bool = False, settings: Sequence[str] = ()) -> PostgresServer:
+def start_postgres(*, durable: bool = False) -> PostgresServer:
     """initdb a fresh cluster in a temporary directory and start it on a free port.
 
     Tests run without fsync (their data is disposable); `durable` keeps PostgreSQL's
-    defaults (fsync, synchronous_commit on), for benchmarks that state durability.
-    `settings`: more ``name=value`` server settings (a profile's, say)."""
+    defaults (fsync, synchronous_commit on), for benchmarks that state durability."""
     bin_dir = find_pg_bin_dir()
     run_as = _run_as()
     base_dir = Path(tempfile.mkdtemp(prefix="linkflow-pg-"))
@@ -235,7 +234,6 @@ def start_postgres(*, durable: bool = False, settings: Sequence[str] = ()) -> Po
                     "-h", "127.0.0.1", "-k", socket_dir, "-c", "max_connections=200",
                     *([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
                                           "-c", "full_page_writes=off"]),
-                    *(arg for setting in settings for arg in ("-c", setting)),
                 ],
                 user=run_as.user,
                 group=run_as.group,

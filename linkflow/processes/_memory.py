@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import gc
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -32,12 +32,12 @@ IDLE_S: Final = 30.0
 log = get_logger(__name__)
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[], object] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """glibc's `malloc_trim(0)`, looked up once among the process's own symbols (no
+    library search, which would run `ldconfig`); None where the C library lacks it."""
     with contextlib.suppress(OSError, AttributeError):
-        trim = ctypes.CDLL(name).malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim
         trim.argtypes = [ctypes.c_size_t]
         trim.restype = ctypes.c_int
         return lambda: trim(0)

@@ -182,10 +182,8 @@ def _sqlite_datetime(value: datetime | str) -> str:
         value = datetime.fromisoformat(value)
     if value.tzinfo is UTC:  # nearly always: the first 26 characters drop "+00:00"
         return value.isoformat(" ", "microseconds")[:26]
-    if value.tzinfo is None or value.utcoffset() is None:
-        msg = f"naive datetime {value.isoformat()} refused: pass a timezone-aware datetime"
-        raise ValueError(msg)
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    aware = _aware_datetime(value)
+    return aware.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _json_text(value: Any) -> str:
