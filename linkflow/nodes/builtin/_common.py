@@ -227,10 +227,14 @@ class Params:
         self._dynamic = _dynamic_names(ctx.raw_parameters, self._properties)
 
     def get(self, name: str, index: int = 0) -> Any:
-        """The value for item `index`; the schema default when absent or null; else None."""
+        """The value for item `index`; the schema default when absent, or when null and
+        the schema does not allow null (there a given null means "none": `limit: null`
+        is every row, not the default page); else None."""
         schema = self._properties[name]
         value = self._ctx.param(name, index, schema.get("default"))
         if value is None:
+            if name in self._ctx.raw_parameters and _allows_null(schema):
+                return None
             return schema.get("default")
         if name in self._dynamic:
             _validate(name, schema, value, index)
@@ -284,6 +288,11 @@ class Params:
         if not isinstance(value, dict):
             raise NodeError(f"parameter '{name}' must be an object", item_index=index)
         return value
+
+
+def _allows_null(schema: JsonObject) -> bool:
+    kind = schema.get("type")
+    return kind == "null" or (isinstance(kind, list) and "null" in kind)
 
 
 _CONSTRAINING_KEYWORDS = frozenset(

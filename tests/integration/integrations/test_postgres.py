@@ -217,6 +217,18 @@ class TestOperations:
         assert deleted == [{"command": "DELETE 1", "row_count": 1}]
         assert await db.fetchval("SELECT count(*) FROM people") == 2
 
+    async def test_select_limit_null_reads_every_row_and_absent_the_default_page(
+        self, postgres_server: PostgresServer, db: asyncpg.Connection
+    ) -> None:
+        """`limit: null` is documented as "all": an explicit null must not become the
+        1,000-row default, which an absent `limit` still gets."""
+        await db.execute(
+            "INSERT INTO people (email) SELECT 'p' || n || '@x' FROM generate_series(1, 1001) n"
+        )
+        select = {"operation": "select", "table": "people", "columns": ["id"]}
+        assert len(await run(postgres_server, {**select, "limit": None})) == 1001
+        assert len(await run(postgres_server, select)) == 1000
+
     async def test_identifiers_are_quoted_not_spliced(
         self, postgres_server: PostgresServer, db: asyncpg.Connection
     ) -> None:
