@@ -2,9 +2,10 @@
 
 Invariants:
 - A workflow's document never holds a signing secret: a plain `secret` sent
-  in a webhook node is sealed into that node's webhook row and the document
-  keeps `SEALED` (`{"sealed": true}`). Saving `SEALED` again keeps the stored
-  secret; a new string replaces it; null or an empty string removes it. So
+  in a webhook node (or a push trigger: `push_triggers.WEBHOOK_NODE_TYPES`) is
+  sealed into that node's webhook row and the document keeps `SEALED`
+  (`{"sealed": true}`). Saving `SEALED` again keeps the stored secret; a new
+  string replaces it; null or an empty string removes it. So
   every read of a document (get, list, export, versions, clone) is free of
   secrets with nothing to strip on the way out.
 - A webhook row lives as long as its node is in the document (drafts and
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from linkflow.engine import CompiledWorkflow
 from linkflow.security.secretbox import SecretBox
 from linkflow.services.errors import FieldProblem, Invalid
+from linkflow.services.push_triggers import WEBHOOK_NODE_TYPES
 from linkflow.store import Webhook, WebhookResponseMode, Workflow
 
 __all__ = [
@@ -61,7 +63,7 @@ def sealed_nodes(nodes: Sequence[Mapping[str, Any]]) -> SealedNodes:
     changes: dict[str, SecretChange] = {}
     for node in nodes:
         params = node.get("parameters")
-        if node.get("type") != "webhook" or not isinstance(params, dict):
+        if node.get("type") not in WEBHOOK_NODE_TYPES or not isinstance(params, dict):
             out.append(dict(node))
             continue
         secret = params.get("secret")
@@ -120,7 +122,7 @@ async def sync_webhooks(
     missing: list[FieldProblem] = []
     for compiled_node in compiled.nodes.values():
         spec = compiled_node.spec
-        if spec.type != "webhook":
+        if spec.type not in WEBHOOK_NODE_TYPES:
             continue
         row = rows.pop(spec.id, None)
         change = changes.get(spec.id)

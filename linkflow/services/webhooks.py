@@ -2,10 +2,12 @@
 
 A call is refused, in this order: unknown or inactive endpoint (404, the same
 for both so nobody learns which ids exist), method (405), IP allowlist (403),
-body size (413), HMAC signature (401, `linkflow.services.webhook_signatures`).
+body size (413), HMAC signature (401, `linkflow.services.webhook_signatures`; a push
+trigger's node checks its service's signature instead, `linkflow.services.push_triggers`,
+and may be answered without an execution: Slack's URL challenge, an event it ignores).
 Otherwise it starts an execution from the webhook node with the item
-`{method, path, headers, query, body}` (headers carrying credentials or
-signatures as `[redacted]`, `linkflow.services.webhook_headers`); the files of a
+`{method, path, headers, query, body}` (a push trigger's adds `event`; headers carrying
+credentials or signatures as `[redacted]`, `linkflow.services.webhook_headers`); the files of a
 multipart body are put in the blob store first, and the input holds their refs
 under `binary` (the webhook node makes them its item's binaries), never their
 bytes. It answers by the node's `response_mode`:
@@ -50,6 +52,8 @@ from linkflow.services.errors import (
     Unavailable,
 )
 from linkflow.services.executions import ExecutionService, NewExecution, require_queue
+from linkflow.services.push_triggers import PushTrigger, early_reply, event_of
+from linkflow.services.push_triggers import verify as verify_push
 from linkflow.services.webhook_bodies import Body, Upload, parse_body
 from linkflow.services.webhook_headers import answer_headers, redacted
 from linkflow.services.webhook_signatures import SignatureCheck
@@ -142,9 +146,14 @@ class WebhookSettings:
     rate_limit: str | None
     """The node's own (`100/second`, `unlimited`); None: the server's default."""
     is_test: bool
+    push: PushTrigger | None = None
+    """Set when the node is a push trigger: its service's signature is checked, not ours."""
 
     @classmethod
-    def of(cls, row: Webhook, box: SecretBox) -> WebhookSettings:
+    def of(
+        cls, row: Webhook, box: SecretBox, node: Mapping[str, Any] | None = None
+    ) -> WebhookSettings:
+        """`node`: the row's node in the workflow's document (its type decides `push`)."""
         sealed = row.secret_encrypted
         return cls(
             id=row.id, workspace_id=row.workspace_id, workflow_id=row.workflow_id,
@@ -153,6 +162,7 @@ class WebhookSettings:
             secret=box.open(sealed) if sealed is not None else None,
             legacy_signature=row.legacy_signature, ip_allowlist=tuple(row.ip_allowlist or ()),
             max_body_bytes=row.max_body_bytes, rate_limit=row.rate_limit, is_test=row.is_test,
+            push=PushTrigger.of(node),
         )  # fmt: skip
 
 
@@ -194,7 +204,15 @@ class WebhookService:
         its execution; the answer its response mode asks for."""
         webhook = endpoint.webhook
         self._check(endpoint, call)
-        if webhook.secret is not None:
+        event: str | None = None
+        if webhook.push is not None:
+            verify_push(webhook.push, webhook.secret, call.headers, call.body)
+            body = _parse_body(call).value
+            event = event_of(webhook.push, call.headers, body)
+            reply = early_reply(webhook.push, event, body)
+            if reply is not None:
+                return WebhookAnswer(*reply)
+        elif webhook.secret is not None:
             await self.signatures.verify(
                 webhook.secret, legacy=webhook.legacy_signature, workflow_id=webhook.workflow_id,
                 node_id=webhook.node_id, headers=call.headers, body=call.body,
@@ -205,7 +223,8 @@ class WebhookService:
         execution_id = new_id()
         new = NewExecution(
             workspace_id=webhook.workspace_id, workflow_id=webhook.workflow_id,
-            workflow_version=endpoint.version, input=await self._item(call), id=execution_id,
+            workflow_version=endpoint.version, input=await self._item(call, webhook.push, event),
+            id=execution_id,
             trigger_type=TriggerType.WEBHOOK, priority=Priority.HIGH, start_node=webhook.node_id,
         )  # fmt: skip
         self._count(webhook.id)
@@ -225,7 +244,7 @@ class WebhookService:
 
     async def _load_endpoint(self, endpoint_id: uuid.UUID) -> Endpoint:
         statement = (
-            select(Webhook, Workflow.version, Workflow.settings)
+            select(Webhook, Workflow.version, Workflow.settings, Workflow.nodes)
             .join(Workflow, Workflow.id == Webhook.workflow_id)
             .where(
                 Webhook.id == endpoint_id,
@@ -237,7 +256,8 @@ class WebhookService:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
             raise NotFound("there is no active webhook here", code="webhook_not_found")
-        return Endpoint(WebhookSettings.of(row[0], self.box), row[1], _error_status(row[2]))
+        node = _node_of(row[3], row[0].node_id)
+        return Endpoint(WebhookSettings.of(row[0], self.box, node), row[1], _error_status(row[2]))
 
     async def _use_test_url(self, webhook_id: uuid.UUID) -> bool:
         """A test URL serves one call: the first caller deletes it (and wins)."""
@@ -264,13 +284,18 @@ class WebhookService:
         if len(call.body) > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
 
-    async def _item(self, call: WebhookCall) -> dict[str, Any]:
-        """The trigger item: the request, its files stored and referred to under `binary`."""
+    async def _item(
+        self, call: WebhookCall, push: PushTrigger | None = None, event: str | None = None
+    ) -> dict[str, Any]:
+        """The trigger item: the request, its files stored and referred to under `binary`
+        (and a push trigger's `event`)."""
         body = _parse_body(call)
         item = {
             "method": call.method.upper(), "path": call.path,
             "headers": redacted(call.headers), "query": dict(call.query), "body": body.value,
         }  # fmt: skip
+        if push is not None:
+            item["event"] = event
         if body.files:
             item["binary"] = await self._stored(body.files)
         return item
@@ -327,6 +352,14 @@ def _final_answer(
         execution_id=execution_id, node_id=node_id if isinstance(node_id, str) else None,
     )  # fmt: skip
     return WebhookAnswer(error_status, None, failure=failure)
+
+
+def _node_of(nodes: Any, node_id: str) -> Mapping[str, Any] | None:
+    """The node of that id in a workflow's document."""
+    for node in nodes or ():
+        if isinstance(node, Mapping) and node.get("id") == node_id:
+            return node
+    return None
 
 
 def _error_status(settings: Mapping[str, Any] | None) -> int:
