@@ -15,6 +15,8 @@ the parents left waiting for children that have all ended. Every five minutes it
 queues the usage alerts that came due (`services.usage_alerts`; usage is counted as it
 happens, `services.usage`), hourly it deletes executions past their retention. A tick
 whose workspace is at a plan limit starts nothing (and is not fired again later).
+Polling triggers' rows (`Schedule.polling`) are polled by its `poller`
+(`scheduler.polling`, which states their policy); without one they wait.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import select, update
 
 from linkflow.observability.logging import get_logger
 from linkflow.queue import Queue
+from linkflow.scheduler.polling import Poller
 from linkflow.scheduler.timing import next_fire
 from linkflow.services.children import ChildExecutions
 from linkflow.services.errors import LinkFlowError
@@ -74,6 +77,8 @@ class LocalScheduler:
         self.dead_owner: Callable[[str], bool] | None = None
         self.usage_alerts: Callable[[], Awaitable[int]] | None = None
         """Run after each count of usage: the 80 % and 100 % e-mails (`services.usage_alerts`)."""
+        self.poller: Poller | None = None
+        """Polls the due polling triggers (`scheduler.polling`); None: they are not polled."""
         self._woken: set[str] = set()
         self.fired = 0
         """Schedule ticks this scheduler fired so far (its metrics)."""
@@ -125,6 +130,12 @@ class LocalScheduler:
         fired = 0
         for schedule, version in rows:
             due = schedule.next_run_at
+            if schedule.polling:
+                if self.poller is not None:
+                    started = self.poller.fired
+                    await self.poller.fire(schedule, version, due, now)
+                    fired += self.poller.fired - started
+                continue
             for _ in range(MAX_CATCH_UP_TICKS):  # each missed tick of the window, in order
                 following = await self._fire(schedule, version, due, now)
                 if following is None:

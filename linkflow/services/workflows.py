@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 
 from linkflow.engine import CompiledWorkflow, Engine, InvalidWorkflow
+from linkflow.nodes.polling import PollingTrigger
 from linkflow.scheduler.timing import next_fire
 from linkflow.security.rbac import Permission
 from linkflow.security.secretbox import SecretBox
@@ -332,8 +333,13 @@ class WorkflowService:
                 # Shown at once, as the scheduler would count it; a paused one has none.
                 row.next_run_at = (_first_fire(*timing) if row.status is ScheduleStatus.ACTIVE
                                    else None)  # fmt: skip
+        polls = {spec.id: spec.parameters for spec in specs
+                 if isinstance(compiled.nodes[spec.id].node, PollingTrigger)}  # fmt: skip
+        for node_id, params in polls.items():
+            _sync_poll(session, workflow, node_id, existing.get(node_id), params,
+                       before.get(node_id))  # fmt: skip
         for node_id, row in existing.items():
-            if node_id not in timings:
+            if node_id not in timings and node_id not in polls:
                 await session.delete(row)
 
     async def arm_test_webhooks(
@@ -523,6 +529,25 @@ def _schedule_row(workflow: Workflow, node_id: str, params: Mapping[str, Any]) -
         cron=cron, interval_s=interval_s, timezone=timezone,
         next_run_at=_first_fire(cron, interval_s, timezone),
     )  # fmt: skip
+
+
+def _sync_poll(
+    session: Any, workflow: Workflow, node_id: str, row: Schedule | None,
+    params: Mapping[str, Any], before: Mapping[str, Any] | None,
+) -> None:  # fmt: skip
+    """A polling trigger's row (`scheduler.polling`): added due at once, so that its
+    first poll, which records where the items end, comes within a tick of activation.
+    When the node's parameters change, its cursor starts over (it may be another
+    column's, of another query)."""
+    interval_s = int(params.get("interval_s") or 60)
+    if row is None:
+        session.add(Schedule(
+            workspace_id=workflow.workspace_id, workflow_id=workflow.id, node_id=node_id,
+            interval_s=interval_s, polling=True, next_run_at=datetime.now(UTC),
+        ))  # fmt: skip
+    elif before is not None and dict(before) != dict(params):
+        row.interval_s, row.poll_cursor, row.polling = interval_s, None, True
+        row.next_run_at = datetime.now(UTC) if row.status is ScheduleStatus.ACTIVE else None
 
 
 def _first_fire(cron: str | None, interval_s: int | None, timezone: str) -> datetime:

@@ -29,6 +29,7 @@ from linkflow.observability.worker_metrics import MeteredQueue, WorkerMetrics
 from linkflow.queue import PRIORITY_ORDER, JobType, LocalQueue, Priority, Queue
 from linkflow.sandbox import build_runner
 from linkflow.scheduler.local import LocalScheduler
+from linkflow.scheduler.polling import Poller
 from linkflow.security.secretbox import SecretBox
 from linkflow.security.ssrf import AddressPolicy, HostGuard
 from linkflow.services._oauth2_clients import OAuth2Clients
@@ -249,6 +250,10 @@ def build_scheduler(shared: Shared) -> LocalScheduler:
         catch_up_s=shared.settings.schedule_catch_up_s,
     )  # fmt: skip
     scheduler.dead_owner = shared.dead_owner
+    scheduler.poller = Poller(
+        shared.database, shared.executions, shared.queue, shared.registry, shared.credentials,
+        HostGuard(AddressPolicy(allow_private=shared.settings.http_allow_private)),
+    )  # fmt: skip
     plans = PlanLimits(shared.database, shared.settings.effective_default_plan)
     scheduler.usage_alerts = UsageAlerts(shared.database, plans, shared.queue).check
     return scheduler

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -141,7 +142,9 @@ class Schedule(Timestamped, WorkspaceScoped):
     """A schedule trigger of an active workflow; the scheduler fires it at `next_run_at`.
 
     Firing is a compare-and-set on `next_run_at`, so two schedulers that both
-    believe they lead cannot fire one tick twice.
+    believe they lead cannot fire one tick twice. A polling trigger's row has
+    `polling` set and keeps the JSON text of its last poll's cursor in
+    `poll_cursor`, moved with `next_run_at` (`linkflow.scheduler.polling`).
     """
 
     __tablename__ = "schedules"
@@ -174,6 +177,8 @@ class Schedule(Timestamped, WorkspaceScoped):
     last_execution_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("executions.id", ondelete="SET NULL"), default=None
     )
+    polling: Mapped[bool] = mapped_column(default=False)
+    poll_cursor: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Webhook(Timestamped, WorkspaceScoped):
